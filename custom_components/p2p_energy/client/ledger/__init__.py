@@ -1,0 +1,1 @@
+"""Ledgers behind one interface: the grid's embedded local ledger and IOTA Rebased."""

@@ -1,0 +1,83 @@
+"""The ledger interface shared by the grid server and the households.
+
+Amounts are integers in the ledger's own unit (micro-units of the grid's
+currency on the local ledger, nanos on IOTA). Transaction ids are base58
+strings of a 32-byte digest on both, so records and receipts look alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from ..crypto import KeyPair, address_from_public_key
+
+
+class TxStatus(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """What a ledger says about one transaction."""
+
+    tx_id: str
+    sender: str
+    recipient: str
+    amount: int
+    status: TxStatus
+    time: datetime | None
+    memo: str | None = None
+
+
+class LedgerError(Exception):
+    """A ledger refused or failed an operation; ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, message: str) -> None:
+        super().__init__("insufficient_funds", message)
+
+
+class Ledger(Protocol):
+    """What the grid and the households need from a ledger."""
+
+    @property
+    def unit(self) -> str:
+        """Name of the integer unit, e.g. ``"micro-EUR"`` or ``"nanos"``."""
+        ...
+
+    def address_of(self, public_key: bytes) -> str:
+        """The ledger address of an Ed25519 public key."""
+        ...
+
+    async def balance(self, address: str) -> int:
+        """Spendable balance of ``address`` in the ledger's unit."""
+        ...
+
+    async def transfer(
+        self, keys: KeyPair, recipient: str, amount: int, *, memo: str | None = None
+    ) -> str:
+        """Move ``amount`` from the key's address to ``recipient``; returns the tx id.
+
+        Implementations must never pay twice for one call, also when they
+        retry after a timeout.
+        """
+        ...
+
+    async def lookup(self, tx_id: str) -> TransferRecord | None:
+        """The transaction with this id, or ``None`` when the ledger does not know it."""
+        ...
+
+
+def ledger_address(public_key: bytes) -> str:
+    """Both ledgers use IOTA Rebased addresses: 0x + hex(blake2b-256(public key))."""
+    return address_from_public_key(public_key)
