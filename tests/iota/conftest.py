@@ -1,0 +1,42 @@
+"""Fixtures for the IOTA Rebased ledger tests: a stand-in node and a ledger talking to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger
+from tests.support.iota_node import StandInIotaNode
+
+# Short waits so that timeouts, retries and checkpoint waits take milliseconds.
+FAST = {
+    "request_timeout": 2.0,
+    "execute_timeout": 0.3,
+    "submit_deadline": 2.0,
+    "checkpoint_timeout": 1.0,
+    "poll_interval": 0.01,
+}
+
+
+@pytest.fixture
+async def iota_node() -> AsyncIterator[StandInIotaNode]:
+    async with StandInIotaNode(hang_seconds=3.0) as node:
+        yield node
+
+
+@pytest.fixture
+async def ledger(iota_node: StandInIotaNode) -> AsyncIterator[IotaLedger]:
+    async with IotaLedger(IotaConfig(url=iota_node.url, **FAST)) as ledger:
+        yield ledger
+
+
+@pytest.fixture
+def alice() -> KeyPair:
+    return KeyPair(bytes(range(32)))
+
+
+@pytest.fixture
+def bob() -> KeyPair:
+    return KeyPair(bytes(range(1, 33)))
