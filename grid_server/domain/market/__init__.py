@@ -1,0 +1,42 @@
+"""The market engine: exact clearing of one interval's order book.
+
+Public API (everything else in this package is internal):
+
+* data: :class:`Zone`, :class:`Utility`, :class:`Order`, :class:`Book`,
+  and the array forms :class:`ZoneTree`, :class:`OrderArrays`;
+* :func:`clear` (objects) and :func:`clear_arrays` (arrays) return a
+  :class:`MarketResult`;
+* :func:`solve_reference`: the same programme in HiGHS;
+* :class:`BookError`: invalid input, naming the item and field.
+"""
+
+from .book import (
+    UNLIMITED,
+    Book,
+    BookError,
+    Order,
+    OrderArrays,
+    Side,
+    Utility,
+    Zone,
+    ZoneTree,
+)
+from .clearing import MarketResult, clear, clear_arrays
+from .reference import ReferenceSolution, solve_reference
+
+__all__ = [
+    "UNLIMITED",
+    "Book",
+    "BookError",
+    "MarketResult",
+    "Order",
+    "OrderArrays",
+    "ReferenceSolution",
+    "Side",
+    "Utility",
+    "Zone",
+    "ZoneTree",
+    "clear",
+    "clear_arrays",
+    "solve_reference",
+]
