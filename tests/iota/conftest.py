@@ -21,7 +21,9 @@ FAST = {
 
 
 @pytest.fixture
-async def iota_node() -> AsyncIterator[StandInIotaNode]:
+async def iota_node(socket_enabled: None) -> AsyncIterator[StandInIotaNode]:
+    """A running stand-in node (Home Assistant's test plugin blocks sockets unless enabled;
+    connections stay limited to 127.0.0.1)."""
     async with StandInIotaNode(hang_seconds=3.0) as node:
         yield node
 

@@ -363,6 +363,16 @@ class IotaLedger:
         )
         dry = await self.rpc.dry_run(_b64encode(encode_transaction_data(draft)))
         if not dry.succeeded or dry.gas_used is None:
+            if dry.error is not None and dry.error.startswith("InsufficientGas"):
+                if dry_budget < DRY_RUN_BUDGET_UNITS * price:
+                    # The dry run's budget was all that is left after the amount.
+                    raise InsufficientFunds(
+                        f"{keys.address} holds {total} nanos: not enough for {amount}"
+                        f" and the gas ({dry_budget} nanos were not enough for gas)"
+                    )
+                raise LedgerError(
+                    "gas_estimate_failed", f"the payment needs more than {dry_budget} nanos of gas"
+                )
             raise LedgerError("dry_run_failed", f"the dry run failed: {dry.error}")
         budget = gas_budget_from_dry_run(
             dry.gas_used, price=price, margin_percent=self.config.gas_margin_percent
