@@ -353,3 +353,29 @@ def test_network_constants() -> None:
 def test_ledger_interface(ledger: IotaLedger, alice: KeyPair) -> None:
     assert ledger.unit == "nanos"
     assert ledger.address_of(alice.public_key) == alice.address
+
+
+async def test_stale_coin_in_the_dry_run_is_retried_before_signing(
+    iota_node: StandInIotaNode, ledger: IotaLedger, alice: KeyPair, bob: KeyPair
+) -> None:
+    # The node's coin index lagged: the dry run already sees the coin spent.
+    iota_node.mint(alice.address, 5 * IOTA)
+    spent: list[str] = []
+
+    def spend_once(data: object) -> None:
+        if not spent:
+            coin = data.gas_data.payment[0].object_id  # type: ignore[attr-defined]
+            iota_node.spend_elsewhere(coin, amount=1_000)
+            spent.append(coin)
+
+    iota_node.before_dry_run = spend_once
+    await ledger.transfer(alice, bob.address, IOTA)
+    assert iota_node.calls.count("iota_dryRunTransactionBlock") == 2  # refused, then retried
+    assert len(iota_node.submitted_digests) == 1
+    assert iota_node.balance_of(bob.address) == IOTA
+
+
+async def test_balance_of_a_malformed_address(ledger: IotaLedger) -> None:
+    with pytest.raises(LedgerError) as info:
+        await ledger.balance("alice")
+    assert info.value.code == "invalid_address"

@@ -176,7 +176,10 @@ class StandInIotaNode:
         self.calls: list[str] = []
         # Digest of the bytes of every execute request, in order (also refused ones).
         self.submitted_digests: list[str] = []
+        # Called with the decoded transaction just before it is checked and run:
+        # lets a test have "another device" spend a coin first.
         self.before_execute: Callable[[TransactionData], None] | None = None
+        self.before_dry_run: Callable[[TransactionData], None] | None = None
         self._faults: dict[str, list[_Injected]] = {}
         self._ids = itertools.count(1)
         self._checkpoint_seq = 1000
@@ -877,6 +880,8 @@ class StandInIotaNode:
 
     def _dry_run(self, params: list[Any]) -> dict[str, Any]:
         tx_bytes, data = self._decode(self._param(params, 0))
+        if self.before_dry_run is not None:
+            self.before_dry_run(data)
         self._check_inputs(data)
         digest = self._digest(tx_bytes)
         outcome = self._run(data, digest)

@@ -92,6 +92,8 @@ GAS_SAFE_OVERHEAD_UNITS = 1_000
 DRY_RUN_BUDGET_UNITS = 50_000
 # How many times a transfer re-builds after its bytes were proven dead.
 MAX_REBUILDS = 3
+# UserInputError::ObjectVersionUnavailableForConsumption (iota-types error.rs).
+_STALE_OBJECT = "is not available for consumption"
 
 
 class IotaNetwork(StrEnum):
@@ -304,7 +306,11 @@ class IotaLedger:
         return ledger_address(public_key)
 
     async def balance(self, address: str) -> int:
-        return await self.rpc.get_balance(normalize_address(address))
+        try:
+            owner = normalize_address(address)
+        except BcsError as exc:
+            raise LedgerError("invalid_address", str(exc)) from exc
+        return await self.rpc.get_balance(owner)
 
     # --- paying ---
 
@@ -323,7 +329,16 @@ class IotaLedger:
         lock = self._locks.setdefault(keys.address, asyncio.Lock())
         async with lock:
             for attempt in range(MAX_REBUILDS + 1):
-                signed = await self.prepare_transfer(keys, recipient, amount)
+                try:
+                    signed = await self.prepare_transfer(keys, recipient, amount)
+                except RpcError as exc:
+                    # Nothing is signed or sent yet, so trying again is always safe.
+                    # The node's coin index can lag just behind our previous
+                    # payment; the dry run then names a coin version already spent.
+                    if _STALE_OBJECT in exc.rpc_message and attempt < MAX_REBUILDS:
+                        await asyncio.sleep(self.config.poll_interval)
+                        continue
+                    raise
                 try:
                     block = await self.submit(signed)
                 except TransactionRejected as exc:
@@ -351,7 +366,9 @@ class IotaLedger:
             raise LedgerError("invalid_amount", "the amount must be a positive integer of nanos")
         price = await self.rpc.get_reference_gas_price()
         min_budget = BASE_TX_COST_FIXED_UNITS * price
-        coins = await self.rpc.get_all_coins(keys.address)
+        coins = [
+            c for c in await self.rpc.get_all_coins(keys.address) if is_iota_coin_type(c.coin_type)
+        ]
         total = sum(c.balance for c in coins)
         if total < amount + min_budget:
             raise InsufficientFunds(
@@ -591,6 +608,10 @@ class IotaLedger:
         if not is_transaction_digest(tx_id):
             raise PaymentNotVerified(
                 "invalid_tx_id", f"{tx_id!r} is not a transaction digest", retryable=False
+            )
+        if isinstance(min_amount, bool) or not isinstance(min_amount, int) or min_amount < 1:
+            raise PaymentNotVerified(
+                "invalid_amount", "min_amount must be a positive integer", retryable=False
             )
         try:
             sender_address = normalize_address(expected_sender)
