@@ -8,7 +8,9 @@ import pytest
 
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger
-from tests.support.iota_node import StandInIotaNode
+from tests.support.iota_node import StandInIotaNode, iota_node
+
+__all__ = ["iota_node"]  # the stand-in node fixture, shared with other test packages
 
 # Short waits so that timeouts, retries and checkpoint waits take milliseconds.
 FAST = {
@@ -18,14 +20,6 @@ FAST = {
     "checkpoint_timeout": 1.0,
     "poll_interval": 0.01,
 }
-
-
-@pytest.fixture
-async def iota_node(socket_enabled: None) -> AsyncIterator[StandInIotaNode]:
-    """A running stand-in node (Home Assistant's test plugin blocks sockets unless enabled;
-    connections stay limited to 127.0.0.1)."""
-    async with StandInIotaNode(hang_seconds=3.0) as node:
-        yield node
 
 
 @pytest.fixture

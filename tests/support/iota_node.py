@@ -26,6 +26,11 @@ enforces them (``iotaledger/iota``: ``iota-types`` gas_v1.rs and error.rs,
   transactions get checkpoints (immediately, after a delay, or when
   released), reads answer in the node's camelCase shapes.
 
+In a test package: ``from tests.support.iota_node import iota_node`` in its
+``conftest.py`` gives every test an ``iota_node`` fixture (a running node;
+``iota_node.url`` is its JSON-RPC endpoint, ``iota_node.mint(address,
+nanos)`` funds an address).
+
 Failures a real node shows can be injected: :meth:`StandInIotaNode.inject`
 (answer after executing but too late, hang before executing, HTTP 503,
 transient error after executing, refusal), :meth:`hold_checkpoints`, and
@@ -43,7 +48,7 @@ import itertools
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -51,6 +56,7 @@ from typing import Any, Self
 
 import base58
 import orjson
+import pytest
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -949,3 +955,14 @@ class StandInIotaNode:
 
     def all_coins(self) -> Iterator[CoinObject]:
         return iter(self.objects.values())
+
+
+@pytest.fixture
+async def iota_node(socket_enabled: None) -> AsyncIterator[StandInIotaNode]:
+    """A running stand-in node on 127.0.0.1.
+
+    Home Assistant's pytest plugin blocks sockets; ``socket_enabled`` lifts
+    that for the test while connections stay limited to 127.0.0.1.
+    """
+    async with StandInIotaNode(hang_seconds=3.0) as node:
+        yield node
