@@ -1,0 +1,159 @@
+"""P2P Energy: trade your household's energy with your neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.typing import ConfigType
+
+from .api import client_from_entry
+from .assets import asset_of, declarations, meter_entities, subentry_items
+from .client.api import GridUnavailable
+from .client.household import Household, TradingOptions
+from .client.protocol import ErrorCode, ProtocolError
+from .client.strategy import StrategyKind
+from .const import (
+    CONF_AUTO_PAY,
+    CONF_DAILY_CAP,
+    CONF_FORECAST_ENTITY,
+    CONF_GRID_URL,
+    CONF_MAX_BUY_PRICE,
+    CONF_MIN_SELL_PRICE,
+    CONF_STRATEGY,
+    CONF_TRADE_AHEAD,
+    CONF_TRADING,
+    DEFAULT_DAILY_CAP,
+    DEFAULT_TRADE_AHEAD,
+    DOMAIN,
+)
+from .coordinator import P2PCoordinator, create_store
+from .data import P2PConfigEntry, P2PData
+from .services import async_setup_services
+
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.NUMBER,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+_AUTH_LOST = frozenset({ErrorCode.NOT_MEMBER, ErrorCode.SUSPENDED})
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions once for all memberships."""
+    async_setup_services(hass)
+    return True
+
+
+def price_text(value: float | str | Decimal) -> str:
+    """An option price (a number in the UI) as the protocol's decimal string."""
+    return format(Decimal(str(value)).quantize(Decimal("0.000001")).normalize(), "f")
+
+
+def trading_options(options: Mapping[str, Any], feed_in: str, retail: str) -> TradingOptions:
+    return TradingOptions(
+        enabled=bool(options.get(CONF_TRADING, True)),
+        strategy=StrategyKind(options.get(CONF_STRATEGY, StrategyKind.RESERVE)),
+        min_sell_price=price_text(options.get(CONF_MIN_SELL_PRICE, feed_in)),
+        max_buy_price=price_text(options.get(CONF_MAX_BUY_PRICE, retail)),
+        trade_ahead=int(options.get(CONF_TRADE_AHEAD, DEFAULT_TRADE_AHEAD)),
+        daily_cap_micro=int(
+            Decimal(str(options.get(CONF_DAILY_CAP, DEFAULT_DAILY_CAP))) * 1_000_000
+        ),
+        auto_pay=bool(options.get(CONF_AUTO_PAY, True)),
+    )
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
+    """Connect the membership: grid, stored household state, assets, coordinator."""
+    store = create_store(hass, entry.entry_id)
+    state = await store.async_load()
+    client = client_from_entry(hass, entry.data, Household.stored_last_seq(state))
+    try:
+        grid = await client.grid_info()
+        me = await client.me()
+        sources, meters = declarations(subentry_items(entry.subentries))
+        declared = (
+            tuple(sorted(me.assets.sources, key=lambda d: d.id)),
+            tuple(sorted(me.assets.meters, key=lambda d: d.id)),
+        )
+        if declared != (sources, meters):
+            await client.set_assets(sources, meters)
+    except GridUnavailable as exc:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="setup_failed",
+            translation_placeholders={"grid_url": entry.data[CONF_GRID_URL], "error": str(exc)},
+        ) from exc
+    except ProtocolError as exc:
+        if exc.code in _AUTH_LOST:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="key_rejected"
+            ) from exc
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="setup_failed",
+            translation_placeholders={
+                "grid_url": entry.data[CONF_GRID_URL],
+                "error": exc.message,
+            },
+        ) from exc
+
+    household = Household(
+        client,
+        grid,
+        zone=me.zone,
+        assets=[asset_of(sub) for sub in entry.subentries.values()],
+        options=trading_options(entry.options, grid.prices.feed_in, grid.prices.retail),
+        state=state,
+    )
+    coordinator = P2PCoordinator(
+        hass,
+        entry,
+        client,
+        household,
+        store,
+        meters=meter_entities(entry.subentries),
+        forecast_entity=entry.options.get(CONF_FORECAST_ENTITY),
+    )
+    entry.runtime_data = P2PData(client, grid, household, coordinator)
+    await coordinator.async_config_entry_first_refresh()
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await coordinator.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    return True
+
+
+async def _async_update_listener(hass: HomeAssistant, entry: P2PConfigEntry) -> None:
+    """Options apply at once; a change of assets reloads the membership."""
+    data = entry.runtime_data
+    if meter_entities(entry.subentries) != data.coordinator.meters or {
+        asset_of(sub) for sub in entry.subentries.values()
+    } != set(data.household.assets.values()):
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
+    data.household.options = trading_options(
+        entry.options, data.grid.prices.feed_in, data.grid.prices.retail
+    )
+    data.coordinator.forecast_entity = entry.options.get(CONF_FORECAST_ENTITY)
+    data.coordinator.async_update_listeners()
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.coordinator.async_save()
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> None:
+    """Forget the household's stored state with the membership."""
+    await create_store(hass, entry.entry_id).async_remove()

@@ -1,0 +1,565 @@
+"""One household's whole routine, without Home Assistant.
+
+Home Assistant wraps this class in a coordinator; the demo runs hundreds of
+them against a live grid. Both feed it meter totals and call its steps, so
+every simulated household runs exactly what a real one runs:
+
+* :meth:`Household.observe` / :meth:`Household.mark_unavailable`: meter totals in.
+* :meth:`Household.report`: finished intervals go to the outbox and are sent.
+* :meth:`Household.trade`: the strategy's orders for the next intervals.
+* :meth:`Household.handle_event`: live events (market results, fills,
+  statements, payments) update prices and running totals, exactly once.
+* :meth:`Household.refresh`: the polling fallback when the stream is down.
+* :meth:`Household.pay_due`: statements are paid within the daily cap.
+
+All state is JSON-able (:meth:`Household.to_state`) so it survives restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from .api import Event, Fill, GridClient, GridInfo, GridUnavailable, MarketResult, Statement
+from .metering import MeterTracker
+from .outbox import Outbox
+from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
+from .strategy import Forecaster, Limits, StrategyKind, plan_orders
+from .units import interval_start, parse_price
+
+_LOGGER = logging.getLogger(__name__)
+
+# Refusals after which a reading can never be accepted: set it aside.
+_PERMANENT: Final = frozenset(
+    {
+        ErrorCode.WINDOW_CLOSED,
+        ErrorCode.UNKNOWN_ASSET,
+        ErrorCode.OVER_CAPACITY,
+        ErrorCode.INVALID_FIELD,
+    }
+)
+_AUTH_LOST: Final = frozenset({ErrorCode.NOT_MEMBER, ErrorCode.SUSPENDED})
+_COUNTED_FILLS_KEPT: Final = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A source or consumer meter as the household knows it."""
+
+    id: str
+    role: str  # "source" or "meter"
+    rated_power_w: int | None = None
+
+
+@dataclass(slots=True)
+class TradingOptions:
+    enabled: bool = True
+    strategy: StrategyKind = StrategyKind.RESERVE
+    min_sell_price: str = "0.1000"
+    max_buy_price: str = "0.3000"
+    trade_ahead: int = 4
+    daily_cap_micro: int = 5_000_000
+    auto_pay: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdEvent:
+    """Something an owner may want to automate on: ``trade``, ``statement``, ``payment``."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Totals:
+    """Running totals since the household joined (exact: Wh and 10^-9 currency)."""
+
+    sold_wh: int = 0
+    bought_wh: int = 0
+    revenue_nano: int = 0
+    cost_nano: int = 0
+    savings_nano: int = 0  # against selling at feed-in and buying at retail
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the household's dashboards show, at one moment."""
+
+    connected: bool
+    last_contact: datetime | None
+    price_now: str | None
+    price_next: str | None
+    totals: Totals
+    amount_due_micro: int
+    readings_pending: int
+    readings_rejected: int
+    last_readings: Mapping[str, int]
+    unpaid: tuple[Statement, ...]
+    over_cap: tuple[Statement, ...]
+    failed_payments: Mapping[str, str]
+
+
+class PaymentPort(Protocol):
+    """Pays a statement through the grid's ledger; returns the transaction id.
+
+    Implementations must be idempotent for one statement: calling again for
+    a statement whose payment may already have gone through must not pay twice.
+    """
+
+    async def pay(self, statement: Statement) -> str: ...
+
+
+@dataclass(slots=True)
+class _State:
+    trackers: dict[str, MeterTracker] = field(default_factory=dict)
+    outbox: Outbox = field(default_factory=Outbox)
+    forecaster: Forecaster | None = None
+    placed: dict[str, tuple[OrderSpec, ...]] = field(default_factory=dict)  # interval → plan
+    counted_fills: dict[str, None] = field(default_factory=dict)  # ordered set
+    totals: Totals = field(default_factory=Totals)
+    last_event_id: int = 0
+    last_seq: int = 0
+    prices: dict[str, str] = field(default_factory=dict)  # interval → own zone price
+    last_readings: dict[str, int] = field(default_factory=dict)
+    paid: dict[str, str] = field(default_factory=dict)  # statement id → tx id
+    spent_by_day: dict[str, int] = field(default_factory=dict)  # ISO date → micro-units
+
+
+class Household:
+    """A household: its meters, outbox, strategy, payments and totals."""
+
+    def __init__(
+        self,
+        client: GridClient,
+        grid: GridInfo,
+        *,
+        zone: str,
+        assets: Iterable[Asset],
+        options: TradingOptions | None = None,
+        state: Mapping[str, Any] | None = None,
+        payer: PaymentPort | None = None,
+        on_event: Callable[[HouseholdEvent], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.grid = grid
+        self.zone = zone
+        self.assets = {a.id: a for a in assets}
+        self.options = options or TradingOptions()
+        self.payer = payer
+        self.on_event = on_event
+        self._s = _load_state(state, grid.interval_minutes)
+        self.connected = False
+        self.last_contact: datetime | None = None
+        self.key_rejected: ProtocolError | None = None
+        self.unpaid: dict[str, Statement] = {}
+        self.over_cap: dict[str, Statement] = {}
+        self.failed_payments: dict[str, str] = {}
+
+    @staticmethod
+    def stored_last_seq(state: Mapping[str, Any] | None) -> int:
+        """The last sequence number a stored state used (for the new GridClient)."""
+        return int((state or {}).get("last_seq", 0))
+
+    # -- time ------------------------------------------------------------------------
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(minutes=self.grid.interval_minutes)
+
+    def current_interval(self, now: datetime) -> datetime:
+        return interval_start(now, self.grid.interval_minutes)
+
+    def next_open_interval(self, now: datetime) -> datetime:
+        """The first interval whose gate has not closed yet."""
+        start = self.current_interval(now) + self.interval
+        while start - timedelta(seconds=self.grid.gate_closure_seconds) <= now:
+            start += self.interval
+        return start
+
+    # -- metering --------------------------------------------------------------------
+
+    def _tracker(self, asset_id: str) -> MeterTracker:
+        tracker = self._s.trackers.get(asset_id)
+        if tracker is None:
+            tracker = MeterTracker(self.grid.interval_minutes)
+            self._s.trackers[asset_id] = tracker
+        return tracker
+
+    def observe(self, asset_id: str, total_wh: float, at: datetime) -> None:
+        """A meter's cumulative total (Wh) at ``at``."""
+        self._tracker(asset_id).observe(total_wh, at)
+
+    def mark_unavailable(self, asset_id: str) -> None:
+        self._tracker(asset_id).mark_unavailable()
+
+    def collect(self, now: datetime) -> list[Reading]:
+        """Move every finished interval's energy into the outbox; returns the new readings."""
+        new: list[Reading] = []
+        for asset_id, tracker in self._s.trackers.items():
+            if asset_id not in self.assets:
+                continue  # retired: its tracker stays until the owner removes it
+            new.extend(Reading(e.interval, asset_id, e.energy_wh) for e in tracker.finalize(now))
+        if new:
+            self._s.outbox.add(new)
+            self._learn(new)
+        return new
+
+    def _learn(self, readings: list[Reading]) -> None:
+        by_interval: dict[datetime, list[int]] = {}
+        for reading in readings:
+            asset = self.assets[reading.asset]
+            slot = by_interval.setdefault(reading.interval, [0, 0])
+            slot[0 if asset.role == "source" else 1] += reading.energy_wh
+            self._s.last_readings[reading.asset] = reading.energy_wh
+        forecaster = self._forecaster()
+        for interval, (produced, consumed) in sorted(by_interval.items()):
+            forecaster.learn(interval, produced, consumed)
+
+    def _forecaster(self) -> Forecaster:
+        if self._s.forecaster is None:
+            self._s.forecaster = Forecaster(self.grid.interval_minutes)
+        return self._s.forecaster
+
+    async def report(self, now: datetime) -> int:
+        """Collect finished intervals and send everything pending; returns readings acknowledged."""
+        self.collect(now)
+        sent = 0
+        while len(self._s.outbox):
+            batch = self._s.outbox.batch(MAX_READINGS_PER_ENVELOPE)
+            try:
+                await self.client.send_readings(batch)
+            except GridUnavailable:
+                self._lost_contact()
+                break
+            except ProtocolError as exc:
+                if not self._handle_refusal(exc, batch):
+                    break
+                continue
+            self._s.outbox.acknowledge(batch)
+            self._contact(now)
+            sent += len(batch)
+        self._s.last_seq = self.client.last_seq
+        return sent
+
+    def _handle_refusal(self, exc: ProtocolError, batch: list[Reading]) -> bool:
+        """Set aside the reading a permanent refusal names; False when nothing can proceed."""
+        if exc.code in _AUTH_LOST:
+            self.key_rejected = exc
+            return False
+        index = _reading_index(exc.field)
+        if exc.code in _PERMANENT and index is not None and index < len(batch):
+            reading = batch[index]
+            _LOGGER.warning("grid refused reading %s: %s", reading, exc.message)
+            self._s.outbox.set_aside(reading, str(exc.code), exc.message)
+            return True
+        _LOGGER.warning("grid refused readings: %s", exc.message)
+        return False
+
+    # -- trading ------------------------------------------------------------------------
+
+    def limits(self) -> Limits:
+        sources = [a for a in self.assets.values() if a.role == "source"]
+        meters = [a for a in self.assets.values() if a.role == "meter"]
+        hours = self.grid.interval_minutes / 60
+        max_sell = sum(a.rated_power_w or 0 for a in sources)
+        meter_powers = [a.rated_power_w for a in meters]
+        max_buy = (
+            int(sum(p for p in meter_powers if p) * hours)
+            if meter_powers and all(meter_powers)
+            else None
+        )
+        return Limits(
+            parse_price(self.options.min_sell_price),
+            parse_price(self.options.max_buy_price),
+            max_sell_wh=int(max_sell * hours) if sources else 0,
+            max_buy_wh=max_buy,
+        )
+
+    async def trade(self, now: datetime, solar_forecast_wh: int | None = None) -> int:
+        """Place the strategy's orders for the next intervals; returns intervals changed."""
+        if not self.options.enabled:
+            return 0
+        changed = 0
+        first = self.next_open_interval(now)
+        limits = self.limits()
+        for k in range(self.options.trade_ahead):
+            interval = first + k * self.interval
+            expectation = self._forecaster().expect(interval, solar_forecast_wh)
+            if expectation is None:
+                return changed
+            plan = plan_orders(self.options.strategy, expectation, limits)
+            key = interval.isoformat()
+            previous = self._s.placed.get(key, ())
+            if plan == previous:
+                continue
+            stale = tuple(o.id for o in previous if o.id not in {p.id for p in plan})
+            try:
+                await self.client.submit_orders(interval, place=plan, cancel=stale)
+            except GridUnavailable:
+                self._lost_contact()
+                return changed
+            except ProtocolError as exc:
+                if exc.code in _AUTH_LOST:
+                    self.key_rejected = exc
+                    return changed
+                _LOGGER.info("orders for %s refused: %s", interval, exc.message)
+                continue
+            self._s.placed[key] = plan
+            self._contact(now)
+            changed += 1
+        self._forget_old(now)
+        self._s.last_seq = self.client.last_seq
+        return changed
+
+    def _forget_old(self, now: datetime) -> None:
+        horizon = self.current_interval(now) - timedelta(days=2)
+        for book in (self._s.placed, self._s.prices):
+            for key in [k for k in book if datetime.fromisoformat(k) < horizon]:
+                del book[key]
+
+    # -- events ------------------------------------------------------------------------------
+
+    def handle_event(self, event: Event) -> None:
+        """Apply one live event; events already seen (by id) are ignored."""
+        if event.id <= self._s.last_event_id:
+            return
+        self._s.last_event_id = event.id
+        if event.kind == "market_result":
+            self._apply_market(MarketResult.from_wire({**event.data, "fills": []}))
+        elif event.kind == "fills":
+            self._apply_fills(Fill.from_wire(f) for f in event.data.get("fills", ()))
+        elif event.kind == "statement":
+            self._apply_statement(Statement.from_wire(event.data))
+        elif event.kind == "payment":
+            self._emit("payment", event.data)
+
+    @property
+    def last_event_id(self) -> int:
+        return self._s.last_event_id
+
+    def _apply_market(self, result: MarketResult) -> None:
+        for zone in result.zones:
+            if zone.zone == self.zone:
+                self._s.prices[result.interval.isoformat()] = zone.price
+
+    def _apply_fills(self, fills: Iterable[Fill]) -> None:
+        for fill in fills:
+            key = f"{fill.interval.isoformat()}|{fill.order_id}"
+            if key in self._s.counted_fills:
+                continue
+            self._s.counted_fills[key] = None
+            while len(self._s.counted_fills) > _COUNTED_FILLS_KEPT:
+                del self._s.counted_fills[next(iter(self._s.counted_fills))]
+            if fill.filled_wh <= 0:
+                continue
+            self._count_fill(fill)
+            self._emit(
+                "trade",
+                {
+                    "interval": fill.interval.isoformat(),
+                    "order_id": fill.order_id,
+                    "side": fill.side,
+                    "energy_wh": fill.filled_wh,
+                    "price": fill.price,
+                    "zone": fill.zone,
+                },
+            )
+
+    def _count_fill(self, fill: Fill) -> None:
+        price = parse_price(fill.price)
+        retail, feed_in = self._utility_prices(fill.interval)
+        totals = self._s.totals
+        if fill.side == "sell":
+            totals.sold_wh += fill.filled_wh
+            totals.revenue_nano += price * fill.filled_wh
+            totals.savings_nano += (price - feed_in) * fill.filled_wh
+        else:
+            totals.bought_wh += fill.filled_wh
+            totals.cost_nano += price * fill.filled_wh
+            totals.savings_nano += (retail - price) * fill.filled_wh
+
+    def _utility_prices(self, interval: datetime) -> tuple[int, int]:
+        step = self.grid.prices
+        for candidate in sorted(self.grid.price_schedule, key=lambda p: p.effective_from):
+            if candidate.effective_from <= interval:
+                step = candidate
+        return parse_price(step.retail), parse_price(step.feed_in)
+
+    def _apply_statement(self, statement: Statement) -> None:
+        known = self.unpaid.get(statement.id)
+        if statement.status == "paid" or statement.amount_due_micro <= statement.paid_micro:
+            self.unpaid.pop(statement.id, None)
+            self.over_cap.pop(statement.id, None)
+        else:
+            self.unpaid[statement.id] = statement
+        if known is None or known.status != statement.status:
+            self._emit(
+                "statement",
+                {
+                    "statement_id": statement.id,
+                    "period_start": statement.period_start.isoformat(),
+                    "period_end": statement.period_end.isoformat(),
+                    "amount_due_micro": statement.amount_due_micro,
+                    "paid_micro": statement.paid_micro,
+                    "status": statement.status,
+                    "currency": statement.currency,
+                },
+            )
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(HouseholdEvent(kind, data))
+
+    # -- polling fallback -----------------------------------------------------------------------
+
+    async def refresh(self, now: datetime) -> None:
+        """Fetch prices, fills and statements directly (when the stream is down)."""
+        current = self.current_interval(now)
+        try:
+            for interval in (current, current + self.interval):
+                result = await self.client.market(interval)
+                self._apply_market(result)
+                self._apply_fills(result.fills)
+            for statement in await self.client.statements():
+                self._apply_statement(statement)
+        except GridUnavailable:
+            self._lost_contact()
+            return
+        except ProtocolError as exc:
+            if exc.code in _AUTH_LOST:
+                self.key_rejected = exc
+            return
+        self._contact(now)
+
+    # -- payments ----------------------------------------------------------------------------------
+
+    def paid_tx(self, statement_id: str) -> str | None:
+        """The transaction that paid a statement from here, if any."""
+        return self._s.paid.get(statement_id)
+
+    def spent_on(self, day: date) -> int:
+        return self._s.spent_by_day.get(day.isoformat(), 0)
+
+    def _outstanding(self, statement: Statement) -> int:
+        return statement.amount_due_micro - statement.paid_micro
+
+    async def pay_due(self, today: date) -> list[str]:
+        """Pay unpaid statements that fit under today's cap; returns the statement ids paid."""
+        if self.payer is None or not self.options.auto_pay:
+            return []
+        paid: list[str] = []
+        for statement in sorted(self.unpaid.values(), key=lambda s: s.period_start):
+            due = self._outstanding(statement)
+            if due <= 0 or statement.id in self._s.paid:
+                continue
+            if self.spent_on(today) + due > self.options.daily_cap_micro:
+                self.over_cap[statement.id] = statement
+                continue
+            if await self.pay(statement, today):
+                paid.append(statement.id)
+        return paid
+
+    async def pay(self, statement: Statement, today: date) -> bool:
+        """Pay one statement now (also above the cap: the caller decided). True when paid."""
+        assert self.payer is not None
+        if statement.id in self._s.paid:
+            return True
+        try:
+            tx_id = await self.payer.pay(statement)
+        except (GridUnavailable, ProtocolError, OSError) as exc:
+            self.failed_payments[statement.id] = str(exc)
+            return False
+        due = self._outstanding(statement)
+        self._s.paid[statement.id] = tx_id
+        key = today.isoformat()
+        self._s.spent_by_day[key] = self._s.spent_by_day.get(key, 0) + due
+        self.failed_payments.pop(statement.id, None)
+        self.over_cap.pop(statement.id, None)
+        self.unpaid.pop(statement.id, None)
+        self._emit(
+            "payment",
+            {"statement_id": statement.id, "amount_micro": due, "tx_id": tx_id},
+        )
+        return True
+
+    # -- contact and state ------------------------------------------------------------------------
+
+    def _contact(self, now: datetime) -> None:
+        self.connected = True
+        self.last_contact = now
+        self.key_rejected = None
+
+    def _lost_contact(self) -> None:
+        self.connected = False
+
+    def snapshot(self, now: datetime) -> Snapshot:
+        current = self.current_interval(now)
+        return Snapshot(
+            connected=self.connected,
+            last_contact=self.last_contact,
+            price_now=self._s.prices.get(current.isoformat()),
+            price_next=self._s.prices.get((current + self.interval).isoformat()),
+            totals=Totals(**{k: getattr(self._s.totals, k) for k in Totals.__dataclass_fields__}),
+            amount_due_micro=sum(self._outstanding(s) for s in self.unpaid.values()),
+            readings_pending=len(self._s.outbox),
+            readings_rejected=len(self._s.outbox.rejected),
+            last_readings=dict(self._s.last_readings),
+            unpaid=tuple(self.unpaid.values()),
+            over_cap=tuple(self.over_cap.values()),
+            failed_payments=dict(self.failed_payments),
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        s = self._s
+        return {
+            "trackers": {k: t.to_state() for k, t in s.trackers.items()},
+            "outbox": s.outbox.to_state(),
+            "forecaster": s.forecaster.to_state() if s.forecaster else None,
+            "placed": {k: [o.to_wire() for o in v] for k, v in s.placed.items()},
+            "counted_fills": list(s.counted_fills),
+            "totals": {k: getattr(s.totals, k) for k in Totals.__dataclass_fields__},
+            "last_event_id": s.last_event_id,
+            "last_seq": max(s.last_seq, self.client.last_seq),
+            "prices": dict(s.prices),
+            "last_readings": dict(s.last_readings),
+            "paid": dict(s.paid),
+            "spent_by_day": dict(list(sorted(s.spent_by_day.items()))[-7:]),
+        }
+
+
+def _load_state(state: Mapping[str, Any] | None, interval_minutes: int) -> _State:
+    s = _State()
+    if not state:
+        return s
+    s.trackers = {k: MeterTracker.from_state(v) for k, v in state.get("trackers", {}).items()}
+    s.outbox = Outbox.from_state(state.get("outbox", {}))
+    if state.get("forecaster"):
+        s.forecaster = Forecaster.from_state(state["forecaster"])
+    s.placed = {
+        k: tuple(OrderSpec.from_wire(o, "placed") for o in v)
+        for k, v in state.get("placed", {}).items()
+    }
+    s.counted_fills = dict.fromkeys(state.get("counted_fills", ()))
+    s.totals = Totals(**state.get("totals", {}))
+    s.last_event_id = int(state.get("last_event_id", 0))
+    s.last_seq = int(state.get("last_seq", 0))
+    s.prices = dict(state.get("prices", {}))
+    s.last_readings = {k: int(v) for k, v in state.get("last_readings", {}).items()}
+    s.paid = dict(state.get("paid", {}))
+    s.spent_by_day = {k: int(v) for k, v in state.get("spent_by_day", {}).items()}
+    for tracker in s.trackers.values():
+        if tracker.interval_minutes != interval_minutes:
+            raise ValueError("stored meter state is for another interval length")
+    return s
+
+
+def _reading_index(field_path: str | None) -> int | None:
+    """``payload.readings[3].energy_wh`` → 3."""
+    prefix = "payload.readings["
+    if not field_path or not field_path.startswith(prefix):
+        return None
+    digits = field_path[len(prefix) :].split("]", 1)[0]
+    return int(digits) if digits.isdigit() else None

@@ -1,0 +1,466 @@
+"""Config flow: join a grid with an invitation; subentries for sources and meters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentryFlow,
+    OptionsFlow,
+    SubentryFlowResult,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import selector
+
+from .api import create_client, keys_from_entry
+from .assets import declarations, new_asset_id
+from .client.api import GridClient, GridUnavailable
+from .client.crypto import CryptoError, KeyPair
+from .client.metering import ENERGY_UNITS_TO_WH
+from .client.protocol import ErrorCode, ProtocolError, SourceKind, check_name
+from .client.strategy import StrategyKind
+from .const import (
+    CONF_ADDRESS,
+    CONF_ASSET_ID,
+    CONF_AUTO_PAY,
+    CONF_DAILY_CAP,
+    CONF_ENERGY_ENTITY,
+    CONF_FORECAST_ENTITY,
+    CONF_GRID_ID,
+    CONF_GRID_URL,
+    CONF_INVITATION,
+    CONF_KEY_SOURCE,
+    CONF_KIND,
+    CONF_MAX_BUY_PRICE,
+    CONF_MIN_SELL_PRICE,
+    CONF_NAME,
+    CONF_RATED_POWER,
+    CONF_SECRET_KEY,
+    CONF_STRATEGY,
+    CONF_TRADE_AHEAD,
+    CONF_TRADING,
+    DEFAULT_DAILY_CAP,
+    DEFAULT_TRADE_AHEAD,
+    DOMAIN,
+    KEY_GENERATE,
+    KEY_IMPORT,
+    LOGGER,
+    SUBENTRY_METER,
+    SUBENTRY_SOURCE,
+)
+
+_INVITATION_ERRORS = {
+    ErrorCode.INVITATION_UNKNOWN: "invalid_invitation",
+    ErrorCode.INVITATION_USED: "invitation_used",
+    ErrorCode.INVITATION_EXPIRED: "invitation_expired",
+    ErrorCode.INVITATION_REVOKED: "invitation_revoked",
+}
+
+USER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_GRID_URL): selector.TextSelector(
+            selector.TextSelectorConfig(type=selector.TextSelectorType.URL)
+        ),
+        vol.Required(CONF_INVITATION): str,
+        vol.Required(CONF_NAME): str,
+        vol.Required(CONF_KEY_SOURCE, default=KEY_GENERATE): selector.SelectSelector(
+            selector.SelectSelectorConfig(
+                options=[KEY_GENERATE, KEY_IMPORT], translation_key=CONF_KEY_SOURCE
+            )
+        ),
+    }
+)
+
+
+def unique_id_for(grid_id: str, address: str) -> str:
+    """One entry per grid membership: a key may be a member of several grids."""
+    return f"{grid_id}_{address}"
+
+
+class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Join a grid: URL and invitation, a key, registration."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        self._user_input: dict[str, Any] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> P2POptionsFlow:
+        return P2POptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        return {SUBENTRY_SOURCE: SourceSubentryFlow, SUBENTRY_METER: MeterSubentryFlow}
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                check_name(user_input[CONF_NAME].strip(), CONF_NAME)
+            except ProtocolError:
+                errors[CONF_NAME] = "invalid_name"
+            else:
+                self._user_input = {**user_input, CONF_NAME: user_input[CONF_NAME].strip()}
+                if user_input[CONF_KEY_SOURCE] == KEY_IMPORT:
+                    return await self.async_step_import_key()
+                return await self._async_join(KeyPair.generate(), "user")
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, user_input),
+            errors=errors,
+        )
+
+    async def async_step_import_key(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                keys = KeyPair.from_hex(user_input[CONF_SECRET_KEY])
+            except CryptoError:
+                errors[CONF_SECRET_KEY] = "invalid_key"
+            else:
+                return await self._async_join(keys, "import_key")
+        return self.async_show_form(
+            step_id="import_key",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_SECRET_KEY): selector.TextSelector(
+                        selector.TextSelectorConfig(type=selector.TextSelectorType.PASSWORD)
+                    )
+                }
+            ),
+            errors=errors,
+        )
+
+    async def _async_join(self, keys: KeyPair, step_id: str) -> ConfigFlowResult:
+        url = self._user_input[CONF_GRID_URL].rstrip("/")
+        client = create_client(self.hass, url, keys)
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        try:
+            grid = await client.grid_info()
+            await self.async_set_unique_id(unique_id_for(grid.grid, keys.address))
+            self._abort_if_unique_id_configured()
+            participant = await client.join(
+                self._user_input[CONF_INVITATION].strip(), self._user_input[CONF_NAME]
+            )
+        except GridUnavailable:
+            errors["base"] = "cannot_connect"
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.ALREADY_REGISTERED:
+                return self.async_abort(reason="already_registered")
+            if exc.code in _INVITATION_ERRORS:
+                errors[CONF_INVITATION] = _INVITATION_ERRORS[exc.code]
+            else:
+                errors["base"] = "grid_refused"
+                placeholders["reason"] = exc.message
+        else:
+            return self.async_create_entry(
+                title=f"{grid.name}: {participant.name}",
+                data={
+                    CONF_GRID_URL: url,
+                    CONF_GRID_ID: grid.grid,
+                    CONF_ADDRESS: keys.address,
+                    CONF_NAME: participant.name,
+                    CONF_SECRET_KEY: keys.seed_hex,
+                },
+                options={
+                    CONF_TRADING: True,
+                    CONF_STRATEGY: StrategyKind.RESERVE.value,
+                    CONF_MIN_SELL_PRICE: float(grid.prices.feed_in),
+                    CONF_MAX_BUY_PRICE: float(grid.prices.retail),
+                    CONF_DAILY_CAP: DEFAULT_DAILY_CAP,
+                    CONF_TRADE_AHEAD: DEFAULT_TRADE_AHEAD,
+                    CONF_AUTO_PAY: True,
+                },
+            )
+        if step_id == "import_key":
+            # Errors about the grid or invitation belong on the first form.
+            step_id = "user"
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, self._user_input),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        placeholders = {"grid_url": entry.data[CONF_GRID_URL], "address": entry.data[CONF_ADDRESS]}
+        if user_input is not None:
+            client = create_client(
+                self.hass,
+                entry.data[CONF_GRID_URL],
+                keys_from_entry(entry.data),
+                grid_id=entry.data[CONF_GRID_ID],
+            )
+            try:
+                await client.join(user_input[CONF_INVITATION].strip(), entry.data[CONF_NAME])
+            except GridUnavailable:
+                errors["base"] = "cannot_connect"
+            except ProtocolError as exc:
+                if exc.code in _INVITATION_ERRORS:
+                    errors[CONF_INVITATION] = _INVITATION_ERRORS[exc.code]
+                else:
+                    errors["base"] = "grid_refused"
+                    placeholders["reason"] = exc.message
+            else:
+                return self.async_update_reload_and_abort(entry)
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema({vol.Required(CONF_INVITATION): str}),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            url = user_input[CONF_GRID_URL].rstrip("/")
+            client = create_client(self.hass, url, keys_from_entry(entry.data))
+            try:
+                grid = await client.grid_info()
+                if grid.grid != entry.data[CONF_GRID_ID]:
+                    errors["base"] = "wrong_grid"
+                else:
+                    await client.me()
+            except GridUnavailable:
+                errors["base"] = "cannot_connect"
+            except ProtocolError as exc:
+                errors["base"] = "grid_refused"
+                LOGGER.debug("reconfigure refused: %s", exc)
+            if not errors:
+                return self.async_update_reload_and_abort(entry, data_updates={CONF_GRID_URL: url})
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema({vol.Required(CONF_GRID_URL): str}),
+                user_input or {CONF_GRID_URL: entry.data[CONF_GRID_URL]},
+            ),
+            errors=errors,
+            description_placeholders={"reason": ""},
+        )
+
+
+class P2POptionsFlow(OptionsFlow):
+    """Trading and payment options."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if user_input[CONF_MAX_BUY_PRICE] < user_input[CONF_MIN_SELL_PRICE]:
+                errors[CONF_MAX_BUY_PRICE] = "price_order"
+            else:
+                return self.async_create_entry(data=user_input)
+        price = selector.NumberSelector(
+            selector.NumberSelectorConfig(
+                min=-1, max=5, step=0.0001, mode=selector.NumberSelectorMode.BOX
+            )
+        )
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_TRADING): bool,
+                vol.Required(CONF_STRATEGY): selector.SelectSelector(
+                    selector.SelectSelectorConfig(
+                        options=[k.value for k in StrategyKind], translation_key=CONF_STRATEGY
+                    )
+                ),
+                vol.Required(CONF_MIN_SELL_PRICE): price,
+                vol.Required(CONF_MAX_BUY_PRICE): price,
+                vol.Required(CONF_DAILY_CAP): selector.NumberSelector(
+                    selector.NumberSelectorConfig(
+                        min=0, max=10_000, step=0.01, mode=selector.NumberSelectorMode.BOX
+                    )
+                ),
+                vol.Optional(CONF_FORECAST_ENTITY): selector.EntitySelector(
+                    selector.EntitySelectorConfig(
+                        domain="sensor", device_class=SensorDeviceClass.ENERGY
+                    )
+                ),
+                vol.Required(CONF_TRADE_AHEAD): selector.NumberSelector(
+                    selector.NumberSelectorConfig(
+                        min=1, max=96, step=1, mode=selector.NumberSelectorMode.BOX
+                    )
+                ),
+                vol.Required(CONF_AUTO_PAY): bool,
+            }
+        )
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or dict(self.config_entry.options)
+            ),
+            errors=errors,
+        )
+
+
+def energy_sensor_error(hass: HomeAssistant, entity_id: str) -> str | None:
+    """Why ``entity_id`` cannot be used as a cumulative energy meter, or None."""
+    state = hass.states.get(entity_id)
+    if state is None:
+        return "not_energy_sensor"
+    unit = state.attributes.get("unit_of_measurement")
+    state_class = state.attributes.get("state_class")
+    if unit not in ENERGY_UNITS_TO_WH or state_class not in (
+        SensorStateClass.TOTAL,
+        SensorStateClass.TOTAL_INCREASING,
+    ):
+        return "not_energy_sensor"
+    return None
+
+
+class _AssetSubentryFlow(ConfigSubentryFlow):
+    """Shared steps of the source and meter subentry flows."""
+
+    subentry_type: str
+
+    def _schema(self) -> vol.Schema:
+        raise NotImplementedError
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        return await self._async_step(user_input, "user")
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        return await self._async_step(user_input, "reconfigure")
+
+    async def _async_step(
+        self, user_input: dict[str, Any] | None, step_id: str
+    ) -> SubentryFlowResult:
+        entry = self._get_entry()
+        if entry.state is not ConfigEntryState.LOADED:
+            return self.async_abort(reason="entry_not_loaded")
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            name = str(user_input[CONF_NAME]).strip()
+            try:
+                check_name(name, CONF_NAME)
+            except ProtocolError:
+                errors[CONF_NAME] = "invalid_name"
+            if sensor_error := energy_sensor_error(self.hass, user_input[CONF_ENERGY_ENTITY]):
+                errors[CONF_ENERGY_ENTITY] = sensor_error
+            if not errors:
+                data = {k: v for k, v in user_input.items() if k != CONF_NAME}
+                data[CONF_ASSET_ID] = (
+                    self._get_reconfigure_subentry().data[CONF_ASSET_ID]
+                    if self.source == SOURCE_RECONFIGURE
+                    else new_asset_id()
+                )
+                if CONF_RATED_POWER in data and data[CONF_RATED_POWER] is not None:
+                    data[CONF_RATED_POWER] = int(data[CONF_RATED_POWER])
+                refusal = await self._register(entry, name, data)
+                if refusal is None:
+                    if self.source == SOURCE_RECONFIGURE:
+                        return self.async_update_and_abort(
+                            entry, self._get_reconfigure_subentry(), title=name, data=data
+                        )
+                    return self.async_create_entry(title=name, data=data)
+                errors["base"], placeholders["reason"] = refusal
+        suggested: Mapping[str, Any] | None = user_input
+        if suggested is None and self.source == SOURCE_RECONFIGURE:
+            sub = self._get_reconfigure_subentry()
+            suggested = {**sub.data, CONF_NAME: sub.title}
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(self._schema(), suggested),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def _register(
+        self, entry: ConfigEntry, name: str, data: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """Tell the grid about the asset set including this change, before saving it."""
+        client: GridClient = entry.runtime_data.client
+        items: list[tuple[str, str, Mapping[str, Any]]] = [
+            (sub.subentry_type, sub.title, sub.data)
+            for sub in entry.subentries.values()
+            if sub.data[CONF_ASSET_ID] != data[CONF_ASSET_ID]
+        ]
+        items.append((self.subentry_type, name, data))
+        sources, meters = declarations(items)
+        try:
+            await client.set_assets(sources, meters)
+        except GridUnavailable:
+            return "cannot_connect", ""
+        except ProtocolError as exc:
+            return "grid_refused", exc.message
+        return None
+
+
+class SourceSubentryFlow(_AssetSubentryFlow):
+    subentry_type = SUBENTRY_SOURCE
+
+    def _schema(self) -> vol.Schema:
+        return vol.Schema(
+            {
+                vol.Required(CONF_NAME): str,
+                vol.Required(CONF_KIND, default=SourceKind.SOLAR.value): selector.SelectSelector(
+                    selector.SelectSelectorConfig(
+                        options=[k.value for k in SourceKind], translation_key=CONF_KIND
+                    )
+                ),
+                vol.Required(CONF_ENERGY_ENTITY): _energy_selector(),
+                vol.Required(CONF_RATED_POWER): selector.NumberSelector(
+                    selector.NumberSelectorConfig(
+                        min=1,
+                        max=1_000_000,
+                        step=1,
+                        unit_of_measurement="W",
+                        mode=selector.NumberSelectorMode.BOX,
+                    )
+                ),
+            }
+        )
+
+
+class MeterSubentryFlow(_AssetSubentryFlow):
+    subentry_type = SUBENTRY_METER
+
+    def _schema(self) -> vol.Schema:
+        return vol.Schema(
+            {
+                vol.Required(CONF_NAME): str,
+                vol.Required(CONF_ENERGY_ENTITY): _energy_selector(),
+                vol.Optional(CONF_RATED_POWER): selector.NumberSelector(
+                    selector.NumberSelectorConfig(
+                        min=1,
+                        max=1_000_000,
+                        step=1,
+                        unit_of_measurement="W",
+                        mode=selector.NumberSelectorMode.BOX,
+                    )
+                ),
+            }
+        )
+
+
+def _energy_selector() -> selector.EntitySelector:
+    return selector.EntitySelector(
+        selector.EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.ENERGY)
+    )

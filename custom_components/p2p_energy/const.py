@@ -1,0 +1,55 @@
+"""Constants of the p2p_energy integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "p2p_energy"
+LOGGER = logging.getLogger(__package__)
+
+# Config entry data
+CONF_GRID_URL: Final = "grid_url"
+CONF_INVITATION: Final = "invitation"
+CONF_NAME: Final = "name"
+CONF_SECRET_KEY: Final = "secret_key"  # noqa: S105 - the config key, not a secret
+CONF_ADDRESS: Final = "address"
+CONF_GRID_ID: Final = "grid_id"
+CONF_KEY_SOURCE: Final = "key_source"
+KEY_GENERATE: Final = "generate"
+KEY_IMPORT: Final = "import"
+
+# Subentries
+SUBENTRY_SOURCE: Final = "source"
+SUBENTRY_METER: Final = "meter"
+CONF_KIND: Final = "kind"
+CONF_ENERGY_ENTITY: Final = "energy_entity"
+CONF_ASSET_ID: Final = "asset_id"
+CONF_RATED_POWER: Final = "rated_power_w"
+
+# Options
+CONF_TRADING: Final = "trading_enabled"
+CONF_STRATEGY: Final = "strategy"
+CONF_MIN_SELL_PRICE: Final = "min_sell_price"
+CONF_MAX_BUY_PRICE: Final = "max_buy_price"
+CONF_DAILY_CAP: Final = "daily_cap"
+CONF_FORECAST_ENTITY: Final = "forecast_entity"
+CONF_TRADE_AHEAD: Final = "trade_ahead_intervals"
+CONF_AUTO_PAY: Final = "auto_pay"
+
+DEFAULT_TRADE_AHEAD: Final = 4
+DEFAULT_DAILY_CAP: Final = 5.0  # currency units per day
+
+# Bus events for automations
+EVENT_TRADE: Final = f"{DOMAIN}_trade"
+EVENT_STATEMENT: Final = f"{DOMAIN}_statement"
+EVENT_PAYMENT: Final = f"{DOMAIN}_payment"
+
+# Repair issues
+ISSUE_UNREACHABLE: Final = "grid_unreachable"
+ISSUE_OVER_CAP: Final = "payment_over_cap"
+ISSUE_PAYMENT_FAILED: Final = "payment_failed"
+ISSUE_KEY_REJECTED: Final = "key_rejected"
+UNREACHABLE_INTERVALS: Final = 4  # intervals without contact before a repair issue
+
+STORAGE_VERSION: Final = 1

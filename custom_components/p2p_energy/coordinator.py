@@ -1,0 +1,299 @@
+"""The coordinator: one household's routine inside Home Assistant.
+
+Meter sensors feed the household as their states change; once a minute (and
+right after every interval boundary) the household sends finished readings,
+places its orders and pays what is due; the grid's live stream pushes market
+results, fills and statements, and polling takes over only while the stream
+is silent. Everything the household knows is kept in Home Assistant's
+storage after every step, so a restart loses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import (
+    async_track_state_change_event,
+    async_track_time_interval,
+)
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .client.api import GridClient, GridUnavailable
+from .client.household import Household, HouseholdEvent, Snapshot
+from .client.metering import MeteringError, parse_state, to_wh
+from .client.protocol import ProtocolError
+from .client.units import format_money_micro
+from .const import (
+    CONF_GRID_URL,
+    DOMAIN,
+    EVENT_PAYMENT,
+    EVENT_STATEMENT,
+    EVENT_TRADE,
+    ISSUE_KEY_REJECTED,
+    ISSUE_OVER_CAP,
+    ISSUE_PAYMENT_FAILED,
+    ISSUE_UNREACHABLE,
+    LOGGER,
+    STORAGE_VERSION,
+    UNREACHABLE_INTERVALS,
+)
+from .data import P2PConfigEntry
+
+TICK: Final = timedelta(minutes=1)
+POLL_FALLBACK: Final = timedelta(minutes=5)
+BUS_EVENTS: Final = {"trade": EVENT_TRADE, "statement": EVENT_STATEMENT, "payment": EVENT_PAYMENT}
+
+
+def signal_event(entry_id: str) -> str:
+    """Dispatcher signal carrying a :class:`HouseholdEvent` to the event entity."""
+    return f"{DOMAIN}_{entry_id}_event"
+
+
+def create_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
+    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}")
+
+
+class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
+    """Drives one membership's household and publishes its snapshot to entities."""
+
+    config_entry: P2PConfigEntry
+
+    def __init__(  # noqa: PLR0917 - mirrors what a loaded membership holds
+        self,
+        hass: HomeAssistant,
+        entry: P2PConfigEntry,
+        client: GridClient,
+        household: Household,
+        store: Store[dict[str, Any]],
+        meters: dict[str, str],
+        forecast_entity: str | None = None,
+    ) -> None:
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=DOMAIN,
+            update_interval=POLL_FALLBACK,
+            always_update=False,
+        )
+        self.client = client
+        self.household = household
+        self._store = store
+        self.meters = meters  # asset id → energy sensor entity id
+        self.forecast_entity = forecast_entity
+        self._last_event_at: datetime | None = None
+        self._started_at = dt_util.utcnow()
+        self._tick_running = False
+        household.on_event = self._on_household_event
+
+    # -- start and stop -----------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Read the meters, subscribe to them, start the tick and the live stream."""
+        entry = self.config_entry
+        now = dt_util.utcnow()
+        for asset_id, entity_id in self.meters.items():
+            self._observe(asset_id, self.hass.states.get(entity_id), now)
+        if self.meters:
+            entry.async_on_unload(
+                async_track_state_change_event(
+                    self.hass, list(self.meters.values()), self._on_state_change
+                )
+            )
+        entry.async_on_unload(async_track_time_interval(self.hass, self._scheduled_tick, TICK))
+        entry.async_create_background_task(
+            self.hass, self._run_stream(), f"{DOMAIN} live stream {entry.title}"
+        )
+
+    async def async_save(self) -> None:
+        await self._store.async_save(self.household.to_state())
+
+    # -- meters -----------------------------------------------------------------------------
+
+    @callback
+    def _on_state_change(self, event: Event[EventStateChangedData]) -> None:
+        entity_id = event.data["entity_id"]
+        for asset_id, meter_entity in self.meters.items():
+            if meter_entity == entity_id:
+                self._observe(asset_id, event.data["new_state"], dt_util.utcnow())
+
+    def _observe(self, asset_id: str, state: State | None, now: datetime) -> None:
+        if state is None or state.state in (STATE_UNAVAILABLE, STATE_UNKNOWN):
+            self.household.mark_unavailable(asset_id)
+            return
+        value = parse_state(state.state)
+        if value is None:
+            self.household.mark_unavailable(asset_id)
+            return
+        try:
+            total_wh = to_wh(value, state.attributes.get("unit_of_measurement"))
+        except MeteringError as exc:
+            LOGGER.warning("%s: %s", state.entity_id, exc)
+            self.household.mark_unavailable(asset_id)
+            return
+        # The time the meter's value last changed, not when we looked at it:
+        # after a restart the restored state is old, and its energy is too.
+        self.household.observe(asset_id, total_wh, min(state.last_updated, now))
+
+    def _solar_forecast_wh(self) -> int | None:
+        if not self.forecast_entity:
+            return None
+        state = self.hass.states.get(self.forecast_entity)
+        value = parse_state(state.state) if state else None
+        if state is None or value is None:
+            return None
+        try:
+            per_hour_wh = to_wh(value, state.attributes.get("unit_of_measurement"))
+        except MeteringError:
+            return None
+        return round(per_hour_wh * self.household.grid.interval_minutes / 60)
+
+    # -- the routine ----------------------------------------------------------------------------
+
+    async def _scheduled_tick(self, _now: datetime) -> None:
+        await self.async_tick()
+
+    async def async_tick(self) -> None:
+        """Send readings, trade, pay; then save and publish. Never runs twice at once."""
+        if self._tick_running:
+            return
+        self._tick_running = True
+        try:
+            now = dt_util.utcnow()
+            household = self.household
+            household.collect(now)
+            await self.async_save()  # finished readings are safe before we try to send
+            await household.report(now)
+            await household.trade(now, self._solar_forecast_wh())
+            if not self._stream_alive(now):
+                await household.refresh(now)
+            await household.pay_due(dt_util.now().date())
+            await self.async_save()
+            self._update_issues(now)
+            self.async_set_updated_data(household.snapshot(now))
+        finally:
+            self._tick_running = False
+
+    async def _async_update_data(self) -> Snapshot:
+        """Polling fallback; the stream and the tick push data in between."""
+        now = dt_util.utcnow()
+        if self.household.key_rejected is not None:
+            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="key_rejected")
+        if not self._stream_alive(now):
+            await self.household.refresh(now)
+        return self.household.snapshot(now)
+
+    def _stream_alive(self, now: datetime) -> bool:
+        # The grid publishes a market result every interval, so a healthy stream
+        # is never silent for two intervals.
+        silence = 2 * self.household.interval
+        return self._last_event_at is not None and now - self._last_event_at < silence
+
+    async def _run_stream(self) -> None:
+        try:
+            async for event in self.client.events(since=self.household.last_event_id):
+                self._last_event_at = dt_util.utcnow()
+                self.household.handle_event(event)
+                self.async_set_updated_data(self.household.snapshot(self._last_event_at))
+                await self.async_save()
+        except (ProtocolError, GridUnavailable) as exc:
+            LOGGER.warning("Live stream from the grid stopped: %s; polling instead", exc)
+
+    @callback
+    def _on_household_event(self, event: HouseholdEvent) -> None:
+        data = {**event.data, "config_entry_id": self.config_entry.entry_id}
+        self.hass.bus.async_fire(BUS_EVENTS[event.kind], data)
+        async_dispatcher_send(self.hass, signal_event(self.config_entry.entry_id), event)
+
+    # -- repairs -----------------------------------------------------------------------------------
+
+    def _update_issues(self, now: datetime) -> None:
+        entry = self.config_entry
+        household = self.household
+        unreachable_id = f"{ISSUE_UNREACHABLE}_{entry.entry_id}"
+        since = household.last_contact or self._started_at
+        limit = UNREACHABLE_INTERVALS * household.interval
+        if not household.connected and now - since > limit:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                unreachable_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_UNREACHABLE,
+                translation_placeholders={
+                    "grid_url": entry.data[CONF_GRID_URL],
+                    "intervals": str(int((now - since) / household.interval)),
+                },
+            )
+        elif household.connected:
+            ir.async_delete_issue(self.hass, DOMAIN, unreachable_id)
+
+        snapshot = household.snapshot(now)
+        over_cap = {s.id: s for s in snapshot.over_cap}
+        failed = snapshot.failed_payments
+        self._sync_issues(
+            ISSUE_OVER_CAP,
+            {
+                sid: {
+                    "statement_id": sid,
+                    "amount": _money(s.amount_due_micro - s.paid_micro, household),
+                    "cap": _money(household.options.daily_cap_micro, household),
+                }
+                for sid, s in over_cap.items()
+            },
+            fixable=True,
+        )
+        self._sync_issues(
+            ISSUE_PAYMENT_FAILED,
+            {sid: {"statement_id": sid, "message": msg} for sid, msg in failed.items()},
+            fixable=False,
+        )
+        key_issue = f"{ISSUE_KEY_REJECTED}_{entry.entry_id}"
+        if household.key_rejected is not None:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                key_issue,
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key=ISSUE_KEY_REJECTED,
+                translation_placeholders={"reason": household.key_rejected.message},
+            )
+            entry.async_start_reauth(self.hass)
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, key_issue)
+
+    def _sync_issues(self, kind: str, wanted: dict[str, dict[str, str]], *, fixable: bool) -> None:
+        """Create one issue per statement in ``wanted``; delete the ones that resolved."""
+        prefix = f"{kind}_{self.config_entry.entry_id}_"
+        registry = ir.async_get(self.hass)
+        for (domain, issue_id), _issue in list(registry.issues.items()):
+            stale = issue_id.startswith(prefix) and issue_id.removeprefix(prefix) not in wanted
+            if domain == DOMAIN and stale:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        for statement_id, placeholders in wanted.items():
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                prefix + statement_id,
+                is_fixable=fixable,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=kind,
+                translation_placeholders=placeholders,
+                data={"entry_id": self.config_entry.entry_id, "statement_id": statement_id}
+                if fixable
+                else None,
+            )
+
+
+def _money(micro: int, household: Household) -> str:
+    return f"{format_money_micro(micro)} {household.grid.currency}"

@@ -1,0 +1,55 @@
+"""Base entities: one device per membership, one per source or consumer meter."""
+
+from __future__ import annotations
+
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .assets import asset_id
+from .const import CONF_GRID_URL, DOMAIN, SUBENTRY_SOURCE
+from .coordinator import P2PCoordinator
+
+
+def membership_device(coordinator: P2PCoordinator) -> DeviceInfo:
+    entry = coordinator.config_entry
+    grid = coordinator.household.grid
+    return DeviceInfo(
+        identifiers={(DOMAIN, str(entry.unique_id))},
+        name=entry.title,
+        manufacturer="p2p_energy",
+        model=f"Membership of {grid.name}",
+        entry_type=DeviceEntryType.SERVICE,
+        configuration_url=entry.data[CONF_GRID_URL],
+    )
+
+
+class P2PEntity(CoordinatorEntity[P2PCoordinator]):
+    """An entity of the membership device."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: P2PCoordinator, key: str) -> None:
+        super().__init__(coordinator)
+        self._attr_unique_id = f"{coordinator.config_entry.unique_id}_{key}"
+        self._attr_device_info = membership_device(coordinator)
+
+
+class P2PAssetEntity(CoordinatorEntity[P2PCoordinator]):
+    """An entity of one source's or consumer meter's device."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: P2PCoordinator, subentry: ConfigSubentry, key: str) -> None:
+        super().__init__(coordinator)
+        entry = coordinator.config_entry
+        self.asset_id = asset_id(subentry)
+        self._attr_unique_id = f"{entry.unique_id}_{subentry.subentry_id}_{key}"
+        kind = "Source" if subentry.subentry_type == SUBENTRY_SOURCE else "Consumer meter"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, f"{entry.unique_id}_{subentry.subentry_id}")},
+            name=subentry.title,
+            manufacturer="p2p_energy",
+            model=kind,
+            via_device=(DOMAIN, str(entry.unique_id)),
+        )

@@ -1,0 +1,46 @@
+"""Event entity: trades, statements and payments as they happen."""
+
+from __future__ import annotations
+
+from homeassistant.components.event import EventEntity
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .client.household import HouseholdEvent
+from .coordinator import P2PCoordinator, signal_event
+from .data import P2PConfigEntry
+from .entity import P2PEntity
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: P2PConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    async_add_entities([P2PMarketEvent(entry.runtime_data.coordinator)])
+
+
+class P2PMarketEvent(P2PEntity, EventEntity):
+    _attr_translation_key = "market"
+    _attr_event_types = ["trade", "statement", "payment"]  # noqa: RUF012 - HA's attribute
+
+    def __init__(self, coordinator: P2PCoordinator) -> None:
+        super().__init__(coordinator, "market")
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass,
+                signal_event(self.coordinator.config_entry.entry_id),
+                self._on_event,
+            )
+        )
+
+    @callback
+    def _on_event(self, event: HouseholdEvent) -> None:
+        self._trigger_event(event.kind, event.data)
+        self.async_write_ha_state()

@@ -1,0 +1,48 @@
+"""Repair flows: pay a statement that is above the daily cap, after asking."""
+
+from __future__ import annotations
+
+from homeassistant import data_entry_flow
+from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+
+from .data import P2PConfigEntry
+
+
+class PayOverCapFlow(ConfirmRepairFlow):
+    """Confirm and pay one statement above the cap."""
+
+    def __init__(self, entry_id: str, statement_id: str) -> None:
+        super().__init__()
+        self.entry_id = entry_id
+        self.statement_id = statement_id
+
+    async def async_step_confirm(
+        self, user_input: dict[str, str] | None = None
+    ) -> data_entry_flow.FlowResult:
+        if user_input is None:
+            return await super().async_step_confirm(user_input)
+        entry: P2PConfigEntry | None = self.hass.config_entries.async_get_entry(self.entry_id)
+        if entry is None:
+            return self.async_abort(
+                reason="payment_failed", description_placeholders={"message": "membership removed"}
+            )
+        data = entry.runtime_data
+        statement = data.household.unpaid.get(self.statement_id) or await data.client.statement(
+            self.statement_id
+        )
+        if not await data.household.pay(statement, dt_util.now().date()):
+            message = data.household.failed_payments.get(self.statement_id, "unknown")
+            return self.async_abort(
+                reason="payment_failed", description_placeholders={"message": message}
+            )
+        await data.coordinator.async_save()
+        return self.async_create_entry(data={})
+
+
+async def async_create_fix_flow(
+    hass: HomeAssistant, issue_id: str, data: dict[str, str | int | float | None] | None
+) -> RepairsFlow:
+    assert data is not None
+    return PayOverCapFlow(str(data["entry_id"]), str(data["statement_id"]))
