@@ -1,0 +1,151 @@
+"""The FastAPI application: ``create_app(settings, clock)``.
+
+The app owns a :class:`~grid_server.service.grid.GridService` started and
+stopped with it (lifespan): migrations, the group-commit writer, the interval
+cycle. Shutdown drains the writer, so every acknowledged envelope is committed.
+Every refusal answers ``{"error": {"code", "field", "message"}}`` with the
+status from ``p2p_energy_client.protocol.ERRORS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from grid_server.config import Settings
+from grid_server.domain.clock import Clock
+from grid_server.service.grid import GridService
+from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
+
+from . import envelopes, operator, reads, stream
+from .common import error_response
+
+_LOGGER = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.MALFORMED,
+    401: ErrorCode.UNAUTHENTICATED,
+    413: ErrorCode.TOO_LARGE,
+}
+
+
+def create_app(
+    settings: Settings, clock: Clock | None = None, grid: GridService | None = None
+) -> FastAPI:
+    grid = grid or GridService(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await grid.start()
+        try:
+            yield
+        finally:
+            await grid.stop()
+
+    app = FastAPI(
+        title="p2p_energy grid server",
+        version="1",
+        summary="Peer-to-peer neighbourhood energy market: signed writes, reads, live events.",
+        lifespan=lifespan,
+    )
+    app.state.grid = grid
+    app.include_router(envelopes.router)
+    app.include_router(reads.router)
+    app.include_router(stream.router)
+    app.include_router(operator.router)
+    app.include_router(reads.metrics_router)
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, exc: ProtocolError) -> Response:
+        grid.metrics.rejections.labels(str(exc.code)).inc()
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        field = ".".join(loc) or "body"
+        code = (
+            ErrorCode.MALFORMED if first.get("type") == "json_invalid" else ErrorCode.INVALID_FIELD
+        )
+        grid.metrics.rejections.labels(str(code)).inc()
+        return error_response(ProtocolError(code, f"{field}: {first.get('msg', 'invalid')}", field))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, ErrorCode.MALFORMED)
+        error = ProtocolError(code, str(exc.detail), None)
+        response = error_response(error)
+        response.status_code = exc.status_code
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        _LOGGER.exception("unexpected error on %s", request.url.path)
+        return error_response(ProtocolError(ErrorCode.UNAVAILABLE, "internal error; retry later"))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Error"] = ERROR_SCHEMA
+            components["Envelope"] = ENVELOPE_SCHEMA
+            schema["info"]["description"] = error_table_markdown()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "field", "message"],
+            "properties": {
+                "code": {"type": "string", "enum": [str(c) for c in ErrorCode]},
+                "field": {"type": ["string", "null"]},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}
+
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["payload", "public_key", "signature"],
+    "additionalProperties": False,
+    "properties": {
+        "payload": {
+            "type": "object",
+            "description": "type, grid, sender, seq, ts and the type's fields "
+            "(see p2p_energy_client.protocol)",
+        },
+        "public_key": {"type": "string", "description": "base64 Ed25519 public key (32 bytes)"},
+        "signature": {
+            "type": "string",
+            "description": "base64 Ed25519 signature (64 bytes) over RFC 8785 JSON of payload",
+        },
+    },
+}
+
+
+def error_table_markdown() -> str:
+    """The error table (README and OpenAPI description), generated from ERRORS."""
+    lines = ["| code | HTTP | meaning |", "|---|---|---|"]
+    lines += [f"| `{code}` | {status} | {meaning} |" for code, (status, meaning) in ERRORS.items()]
+    return "\n".join(lines)

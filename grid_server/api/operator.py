@@ -1,0 +1,160 @@
+"""The operator API (bearer operator token): invitations, participants, prices, zones, intervals."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from grid_server.service import operator as ops
+from p2p_energy_client.protocol import ErrorCode, ProtocolError
+from p2p_energy_client.units import parse_utc
+
+from .common import check_operator, error_responses, grid_of, json_response, path_time, query_time
+
+router = APIRouter(
+    prefix="/api/v1/operator",
+    tags=["operator"],
+    dependencies=[Depends(check_operator)],
+    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD),
+)
+
+
+def _translate(exc: ops.OperatorError) -> ProtocolError:
+    try:
+        code = ErrorCode(exc.code)
+    except ValueError:
+        code = ErrorCode.INVALID_FIELD
+    return ProtocolError(code, str(exc), exc.field)
+
+
+class InvitationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    zone: str | None = None
+    role: str | None = None
+    expires_in_seconds: int | None = Field(default=7 * 86_400, gt=0)
+
+
+class StatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str
+
+
+class PriceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    effective_from: str
+    retail: str
+    feed_in: str
+
+
+class ZoneRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parent: str | None = None
+    name: str | None = None
+    fee: str = "0"
+    capacity_up_wh: int | None = None
+    capacity_down_wh: int | None = None
+
+
+@router.post("/invitations", summary="Issue a one-time invitation code")
+async def create_invitation(request: Request, body: InvitationRequest) -> Response:
+    grid = grid_of(request)
+    expires: datetime | None = None
+    if body.expires_in_seconds is not None:
+        expires = grid.clock.now() + timedelta(seconds=body.expires_in_seconds)
+    try:
+        issued = await ops.create_invitation(
+            grid, zone=body.zone, role=body.role, expires_at=expires
+        )
+    except ops.OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response(issued.to_wire(), 201)
+
+
+@router.get("/invitations", summary="Invitations (codes are not stored; only a hint)")
+async def list_invitations(request: Request) -> Response:
+    return json_response({"invitations": await ops.list_invitations(grid_of(request))})
+
+
+@router.delete("/invitations/{code}", summary="Revoke an invitation")
+async def revoke_invitation(request: Request, code: str) -> Response:
+    try:
+        await ops.revoke_invitation(grid_of(request), code)
+    except ops.OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response({"revoked": True})
+
+
+@router.get("/participants", summary="All participants")
+async def list_participants(request: Request) -> Response:
+    return json_response({"participants": await ops.list_participants(grid_of(request))})
+
+
+@router.post("/participants/{address}/status", summary="Suspend, reinstate or remove")
+async def set_status(request: Request, address: str, body: StatusRequest) -> Response:
+    try:
+        await ops.set_participant_status(grid_of(request), address, body.status)
+    except ops.OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response({"address": address, "status": body.status})
+
+
+@router.post("/prices", summary="Utility prices from an interval on")
+async def set_price(request: Request, body: PriceRequest) -> Response:
+    grid = grid_of(request)
+    try:
+        effective = parse_utc(body.effective_from)
+    except ValueError as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"effective_from: {exc}", "effective_from"
+        ) from exc
+    try:
+        await ops.set_price(grid, effective, body.retail, body.feed_in)
+    except ops.OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response(
+        {"effective_from": body.effective_from, "retail": body.retail, "feed_in": body.feed_in}
+    )
+
+
+@router.put("/zones/{zone_id}", summary="Add a zone or change its fee and capacities")
+async def put_zone(request: Request, zone_id: str, body: ZoneRequest) -> Response:
+    try:
+        await ops.upsert_zone(
+            grid_of(request),
+            zone_id,
+            parent=body.parent,
+            fee=body.fee,
+            capacity_up_wh=body.capacity_up_wh,
+            capacity_down_wh=body.capacity_down_wh,
+            name=body.name,
+        )
+    except ops.OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response({"id": zone_id, **body.model_dump()})
+
+
+@router.get("/intervals", summary="Intervals in [since, until) with their state")
+async def list_intervals(request: Request) -> Response:
+    grid = grid_of(request)
+    now = grid.clock.now()
+    since = query_time(request, "since", now - timedelta(days=1))
+    until = query_time(request, "until", now + timedelta(days=1))
+    return json_response({"intervals": await ops.list_intervals(grid, since, until)})
+
+
+@router.get("/intervals/{interval}", summary="One interval: state, counts, zone results")
+async def interval_detail(request: Request, interval: str) -> Response:
+    grid = grid_of(request)
+    t = path_time(interval, "interval")
+    grid.schedule.check_interval(t, "interval")
+    return json_response(await ops.interval_detail(grid, t))
+
+
+@router.post("/cycle/run", summary="Run the interval cycle now (clear/settle what is due)")
+async def run_cycle(request: Request) -> Response:
+    grid = grid_of(request)
+    await grid.cycle.run_due()
+    return json_response({"ran": True, "now": grid.clock.now().isoformat()})

@@ -1,0 +1,228 @@
+"""Reads: public grid and market data, and a participant's own records (session token)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from grid_server.service import queries
+from p2p_energy_client import api as shapes
+from p2p_energy_client.protocol import ErrorCode, ProtocolError
+
+from .common import (
+    READ_ERRORS,
+    authenticate,
+    bearer,
+    error_responses,
+    grid_of,
+    json_response,
+    participant,
+    path_time,
+    query_time,
+)
+
+router = APIRouter(prefix="/api/v1")
+MAX_RANGE = timedelta(days=31)
+
+
+def _range(request: Request) -> tuple[object, object]:
+    since = query_time(request, "since")
+    until = query_time(request, "until")
+    if until <= since or until - since > MAX_RANGE:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, "until: must be after since and at most 31 days later", "until"
+        )
+    return since, until
+
+
+@router.get("/health", tags=["operations"], summary="Liveness and readiness")
+async def health(request: Request) -> Response:
+    grid = grid_of(request)
+    body = {
+        "status": "ok" if grid.ready else "starting",
+        "grid": grid.grid_id,
+        "database": grid.db.dialect,
+        "now": grid.clock.now().isoformat(),
+        "writer_queue": grid.writer.queued,
+    }
+    return json_response(body, 200 if grid.ready else 503)
+
+
+@router.get(
+    "/grid",
+    tags=["public"],
+    summary="The grid's parameters",
+    responses={200: {"model": shapes.GridInfo}},
+)
+async def grid_info(request: Request) -> Response:
+    grid = grid_of(request)
+    async with grid.db.read() as conn:
+        info = await queries.grid_info(conn, grid)
+    return json_response(info.to_wire())
+
+
+@router.get(
+    "/market/{interval}",
+    tags=["public"],
+    summary="Zone prices and volumes of an interval (plus own fills with a session token)",
+    responses={200: {"model": shapes.MarketResult}, **error_responses(*READ_ERRORS)},
+)
+async def market(request: Request, interval: str) -> Response:
+    grid = grid_of(request)
+    t = path_time(interval, "interval")
+    grid.schedule.check_interval(t, "interval")
+    token = bearer(request)
+    pid = None if token is None else (await authenticate(grid, token))[0]
+    async with grid.db.read() as conn:
+        result = await queries.market_result(conn, t, pid)
+    return json_response(result.to_wire())
+
+
+@router.get(
+    "/market",
+    tags=["public"],
+    summary="Public market results of the intervals in [since, until)",
+    responses=error_responses(ErrorCode.INVALID_FIELD),
+)
+async def market_range(request: Request) -> Response:
+    grid = grid_of(request)
+    since, until = _range(request)
+    async with grid.db.read() as conn:
+        results = await queries.market_range(conn, since, until)  # type: ignore[arg-type]
+    return json_response({"intervals": [r.to_wire() for r in results]})
+
+
+@router.get(
+    "/me",
+    tags=["participant"],
+    summary="The participant's record: zone, role, status, last sequence number, assets",
+    responses={200: {"model": shapes.Participant}, **error_responses(*READ_ERRORS)},
+)
+async def me(request: Request) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    async with grid.db.read() as conn:
+        view = await queries.participant_view(conn, pid)
+    return json_response(view.to_wire())
+
+
+@router.get(
+    "/assets",
+    tags=["participant"],
+    summary="The participant's current sources and meters",
+    responses={200: {"model": shapes.AssetsView}, **error_responses(*READ_ERRORS)},
+)
+async def get_assets(request: Request) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    async with grid.db.read() as conn:
+        view = await queries.participant_view(conn, pid)
+    return json_response(view.assets.to_wire())
+
+
+@router.get(
+    "/orders",
+    tags=["participant"],
+    summary="The participant's orders for one interval",
+    responses={200: {"model": shapes.OrderBook}, **error_responses(*READ_ERRORS)},
+)
+async def get_orders(request: Request) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    t = query_time(request, "interval")
+    grid.schedule.check_interval(t, "interval")
+    async with grid.db.read() as conn:
+        book = await queries.order_book(conn, grid, pid, t)
+    return json_response(book.to_wire())
+
+
+@router.get(
+    "/readings",
+    tags=["participant"],
+    summary="The participant's stored readings in [since, until)",
+    responses=error_responses(*READ_ERRORS),
+)
+async def get_readings(request: Request) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    since, until = _range(request)
+    async with grid.db.read() as conn:
+        rows = await queries.stored_readings(conn, pid, since, until)  # type: ignore[arg-type]
+    return json_response({"readings": [r.to_wire() for r in rows]})
+
+
+@router.get(
+    "/fills",
+    tags=["participant"],
+    summary="The participant's fills in [since, until)",
+    responses=error_responses(*READ_ERRORS),
+)
+async def get_fills(request: Request) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    since, until = _range(request)
+    async with grid.db.read() as conn:
+        rows = await queries.participant_fills(conn, pid, since, until)  # type: ignore[arg-type]
+    return json_response({"fills": [f.to_wire() for f in rows]})
+
+
+@router.get(
+    "/line-items",
+    tags=["participant"],
+    summary="The participant's settlement lines in [since, until)",
+    responses=error_responses(*READ_ERRORS),
+)
+async def get_line_items(request: Request) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    since, until = _range(request)
+    async with grid.db.read() as conn:
+        rows = await queries.participant_lines(conn, pid, since, until)  # type: ignore[arg-type]
+    return json_response({"lines": [x.to_wire() for x in rows]})
+
+
+@router.get(
+    "/statements",
+    tags=["participant"],
+    summary="The participant's statements (periods starting at or after since)",
+    responses=error_responses(*READ_ERRORS),
+)
+async def get_statements(request: Request) -> Response:
+    pid, address = await participant(request)
+    grid = grid_of(request)
+    since = query_time(request, "since") if "since" in request.query_params else None
+    async with grid.db.read() as conn:
+        rows = await queries.participant_statements(conn, pid, address, since)
+    return json_response({"statements": [s.to_wire() for s in rows]})
+
+
+@router.get(
+    "/statements/{statement_id}",
+    tags=["participant"],
+    summary="One statement with its line items",
+    responses={
+        200: {"model": shapes.Statement},
+        **error_responses(*READ_ERRORS, ErrorCode.NOT_FOUND),
+    },
+)
+async def get_statement(request: Request, statement_id: str) -> Response:
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    async with grid.db.read() as conn:
+        found = await queries.statement_detail(conn, statement_id, pid)
+    if found is None:
+        # Another participant's statement is "not found" too: no probing.
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such statement", "statement_id")
+    return json_response(found.to_wire())
+
+
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    grid = grid_of(request)
+    return Response(generate_latest(grid.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,217 @@
+"""Configuration of a grid server: process settings and the grid's own parameters.
+
+Two layers:
+
+* :class:`Settings` (pydantic-settings): how this process runs. Environment
+  variables prefixed ``P2P_`` (``P2P_DATABASE_URL``, ``P2P_OPERATOR_TOKEN``,
+  ``P2P_CONFIG`` …) or the ``[server]`` table of the config file; command-line
+  options of ``p2p-grid serve`` override both.
+* :class:`GridConfig`: what the grid is (id, currency, interval length,
+  gate closure, settlement window and period, utility prices, zones, ledger),
+  from the TOML config file (see ``examples/grid.toml``). The file *seeds* the
+  database: zones and price steps missing from the database are added at
+  start; after that the operator API/CLI changes them and the database is
+  authoritative.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from p2p_energy_client.protocol import LedgerKind, check_id
+from p2p_energy_client.units import (
+    UnitError,
+    check_interval_minutes,
+    is_interval_start,
+    parse_price,
+    parse_utc,
+)
+
+DEFAULT_SQLITE = "sqlite:///p2p-grid.db"
+
+
+class PriceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    effective_from: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    retail: str
+    feed_in: str
+
+    @field_validator("effective_from", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_utc(value)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("effective_from must be UTC (end it with Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _prices(self) -> PriceConfig:
+        try:
+            retail, feed_in = parse_price(self.retail), parse_price(self.feed_in)
+        except UnitError as exc:
+            raise ValueError(str(exc)) from exc
+        if feed_in < 0 or retail < feed_in:
+            raise ValueError("prices need 0 <= feed_in <= retail")
+        return self
+
+
+class ZoneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str | None = None
+    parent: str | None = None
+    fee: str = "0"
+    capacity_up_wh: int | None = Field(default=None, ge=0)
+    capacity_down_wh: int | None = Field(default=None, ge=0)
+
+    @field_validator("id", "parent")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return None if value is None else check_id(value, "zone")
+
+    @field_validator("fee")
+    @classmethod
+    def _fee(cls, value: str) -> str:
+        if parse_price(value) < 0:
+            raise ValueError("fee must not be negative")
+        return value
+
+
+class LedgerConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: LedgerKind = LedgerKind.LOCAL
+    address: str | None = None
+
+
+class GridConfig(BaseModel):
+    """The grid's parameters (the ``[grid]`` part of the config file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = "grid-1"
+    name: str = "Neighbourhood grid"
+    currency: str = "EUR"
+    interval_minutes: int = 15
+    gate_closure_seconds: int = Field(default=300, ge=0)
+    settlement_window_seconds: int = Field(default=3600, ge=0)
+    settlement_period_seconds: int = Field(default=86_400, gt=0)
+    order_horizon_seconds: int = Field(default=48 * 3600, gt=0)
+    # Buy orders of a household without declared consumer meter power are
+    # bounded by this power over the interval.
+    household_max_power_w: int = Field(default=43_000, gt=0)
+    default_zone: str | None = None
+    prices: tuple[PriceConfig, ...] = (PriceConfig(retail="0.3000", feed_in="0.0800"),)
+    zones: tuple[ZoneConfig, ...] = (ZoneConfig(id="root"),)
+    ledger: LedgerConfig = LedgerConfig()
+
+    @field_validator("id")
+    @classmethod
+    def _grid_id(cls, value: str) -> str:
+        return check_id(value, "grid.id")
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isascii() or not value.isupper():
+            raise ValueError("currency must be an ISO 4217 code such as EUR")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GridConfig:
+        try:
+            check_interval_minutes(self.interval_minutes)
+        except UnitError as exc:
+            raise ValueError(str(exc)) from exc
+        length = self.interval_minutes * 60
+        if self.settlement_period_seconds % length:
+            raise ValueError("settlement_period_seconds must be a multiple of the interval")
+        if 86_400 % self.settlement_period_seconds and self.settlement_period_seconds % 86_400:
+            raise ValueError("settlement_period_seconds must divide a day or be whole days")
+        if self.gate_closure_seconds >= self.order_horizon_seconds:
+            raise ValueError("gate closure must be shorter than the order horizon")
+        ids = [z.id for z in self.zones]
+        if not ids:
+            raise ValueError("at least one zone is needed")
+        if len(set(ids)) != len(ids):
+            raise ValueError("zone ids must be unique")
+        roots = [z for z in self.zones if z.parent is None]
+        if len(roots) != 1:
+            raise ValueError("exactly one zone (the root) has no parent")
+        for zone in self.zones:
+            if zone.parent is not None and zone.parent not in ids:
+                raise ValueError(f"zone {zone.id!r}: unknown parent {zone.parent!r}")
+        if self.default_zone is not None and self.default_zone not in ids:
+            raise ValueError(f"default_zone {self.default_zone!r} is not a zone")
+        for price in self.prices:
+            if not is_interval_start(price.effective_from, self.interval_minutes):
+                raise ValueError("price effective_from must be an interval start")
+        return self
+
+    @property
+    def root_zone(self) -> str:
+        return next(z.id for z in self.zones if z.parent is None)
+
+    @property
+    def join_zone(self) -> str:
+        return self.default_zone or self.root_zone
+
+
+class Settings(BaseSettings):
+    """How this server process runs (``P2P_*`` environment variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="P2P_", extra="ignore")
+
+    database_url: str = DEFAULT_SQLITE
+    config: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    operator_token: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    session_ttl_seconds: int = 3600
+    # Rate limits: a token bucket per key and one per client address
+    # (requests per second, burst). Generous, so the ingest benchmark's
+    # few connections are never throttled; lower them on a public host.
+    rate_per_key: float = 20.0
+    burst_per_key: int = 60
+    rate_per_address: float = 5000.0
+    burst_per_address: int = 20000
+    # Failed joins (wrong invitation codes) per address: brute force guard.
+    join_failures_per_hour: int = 20
+    writer_max_batch: int = 512
+    run_cycle: bool = True
+    migrate_on_start: bool = True
+    grid: GridConfig = GridConfig()
+
+
+def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, the config file (``[server]``, ``[grid]``) and overrides."""
+    base = Settings()
+    path = Path(config_path) if config_path is not None else base.config
+    data: dict[str, Any] = {}
+    if path is not None:
+        with Path(path).open("rb") as fh:
+            raw = tomllib.load(fh)
+        data.update(raw.get("server", {}))
+        data["grid"] = raw.get("grid", {})
+        data["config"] = path
+    env_set = {k for k in Settings.model_fields if f"P2P_{k.upper()}" in _environ()}
+    merged = {k: v for k, v in data.items() if k not in env_set}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**merged)
+
+
+def _environ() -> dict[str, str]:
+    import os  # noqa: PLC0415 - only for the precedence rule above
+
+    return dict(os.environ)

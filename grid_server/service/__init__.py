@@ -1,0 +1,1 @@
+"""Application services between the HTTP routes and the database: ingest, cycle, queries."""

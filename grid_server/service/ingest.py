@@ -1,0 +1,356 @@
+"""Accepting signed envelopes: one group-commit writer per process.
+
+The HTTP handler parses the body and verifies the signature (CPU work that
+needs no database), then hands the envelope to :class:`Writer` and awaits
+its outcome. The writer takes every envelope waiting (up to a batch limit),
+applies them one after another inside **one** database transaction, and
+resolves each request only after that transaction committed. Many envelopes
+share one commit (one fsync), which is what makes thousands of signed
+reports per second possible on SQLite, and nothing is acknowledged before it
+is durable.
+
+Per envelope, in this order:
+
+1. an exact duplicate of an accepted envelope (same signature; Ed25519
+   signatures are deterministic) is answered with the stored original result
+   (a client retrying after a timeout gets what it would have got);
+2. ``payload.grid`` must be this grid (WRONG_GRID), ``payload.ts`` within the
+   allowed skew of the grid clock (STALE_TIMESTAMP), ``payload.seq`` above the
+   last accepted for the key (REPLAY);
+3. membership and status (NOT_MEMBER, SUSPENDED) except for ``join``;
+4. the payload's own rules (:mod:`.handlers`), which validate everything
+   before they change anything, so a refused envelope leaves no trace.
+
+An accepted envelope is stored with its raw request bytes, its parsed header,
+the hash of its canonical payload and the JSON answered, and appended to the
+audit log, all in the same transaction as its effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from grid_server.domain.audit_chain import link
+from grid_server.storage import audit_log
+from grid_server.storage.schema import envelopes, participants
+from p2p_energy_client.protocol import (
+    Envelope,
+    ErrorCode,
+    Orders,
+    ProtocolError,
+    Readings,
+    check_freshness,
+)
+
+if TYPE_CHECKING:
+    from .grid import GridService
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int
+    body: bytes
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class Submission:
+    raw: bytes
+    envelope: Envelope
+    future: asyncio.Future[Outcome]
+    client: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.envelope.payload.type
+
+
+@dataclass(slots=True)
+class ParticipantRow:
+    id: int
+    address: str
+    name: str
+    zone: str
+    role: str
+    status: str
+    last_seq: int
+    joined_at: datetime
+
+
+def error_outcome(exc: ProtocolError) -> Outcome:
+    return Outcome(exc.status, orjson.dumps(exc.to_wire()))
+
+
+@dataclass
+class TxContext:
+    """State of one writer transaction, shared by the handlers of its envelopes."""
+
+    conn: AsyncConnection
+    grid: GridService
+    now: datetime
+    head_seq: int
+    head_hash: bytes
+    participants: dict[str, ParticipantRow] = field(default_factory=dict)
+    # Handler caches (filled lazily by handlers.prefetch).
+    cache: dict[str, Any] = field(default_factory=dict)
+    envelope_rows: list[dict[str, Any]] = field(default_factory=list)
+    log_items: list[tuple[str, str, bytes]] = field(default_factory=list)
+    seq_updates: dict[int, int] = field(default_factory=dict)
+    # Work the handlers buffer for one executemany each at the end.
+    deferred: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    flushers: list[Callable[[TxContext], Awaitable[None]]] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    accepted_results: dict[bytes, bytes] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def next_log_seq(self) -> int:
+        return self.head_seq + len(self.log_items) + 1
+
+    def defer(self, key: str, row: dict[str, Any]) -> None:
+        self.deferred.setdefault(key, []).append(row)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+class Writer:
+    """The per-process group-commit writer."""
+
+    def __init__(self, grid: GridService, max_batch: int = 512) -> None:
+        self.grid = grid
+        self.max_batch = max_batch
+        self._queue: deque[Submission] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="p2p-writer")
+
+    async def submit(self, raw: bytes, envelope: Envelope, client: str = "") -> Outcome:
+        if self._closing:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is shutting down")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append(Submission(raw, envelope, future, client))
+        self._wakeup.set()
+        return await asyncio.shield(future)
+
+    async def drain(self) -> None:
+        """Refuse new envelopes, commit every one already accepted, stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            try:
+                await self._process(batch)
+            except Exception:  # a writer that dies would hang every client
+                _LOGGER.exception("writer batch failed")
+                for sub in batch:
+                    if not sub.future.done():
+                        sub.future.set_result(
+                            error_outcome(
+                                ProtocolError(ErrorCode.UNAVAILABLE, "internal error; retry")
+                            )
+                        )
+
+    async def _process(self, batch: list[Submission]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes, ctx = await self._apply_batch(batch)
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # One envelope broke the transaction (a constraint the handlers did
+            # not foresee): apply them one by one so the others still get in.
+            _LOGGER.warning("batch of %d failed; retrying one by one", len(batch), exc_info=True)
+            for sub in batch:
+                await self._process([sub])
+            return
+        for callback in ctx.after_commit:
+            callback()
+        for sub, outcome in zip(batch, outcomes, strict=True):
+            if not sub.future.done():
+                sub.future.set_result(outcome)
+        self.batches += 1
+        self.grid.metrics.observe_batch(len(batch), time.perf_counter() - started, ctx.counts)
+
+    async def _apply_batch(self, batch: list[Submission]) -> tuple[list[Outcome], TxContext]:
+        from . import handlers  # noqa: PLC0415 - handlers import this module
+
+        grid = self.grid
+        db = grid.db
+        async with db.write() as conn:
+            # Interval locks before the chain head (the cycle takes them in the
+            # same order), so a worker clearing an interval never deadlocks
+            # with one accepting orders or readings for it.
+            if db.is_postgres:
+                for moment in sorted(_intervals_touched(batch)):
+                    await conn.execute(_SHARED_LOCK, {"k": grid.interval_lock_key(moment)})
+            head_seq, head_hash = await audit_log.lock_head(conn, db, grid.grid_id)
+            ctx = TxContext(conn, grid, grid.clock.now(), head_seq, head_hash)
+            signatures = [sub.envelope.signature for sub in batch]
+            stored = {
+                bytes(row.signature): (bytes(row.result), row.type)
+                for row in await conn.execute(
+                    select(envelopes.c.signature, envelopes.c.result, envelopes.c.type).where(
+                        envelopes.c.signature.in_(signatures)
+                    )
+                )
+            }
+            senders = {sub.envelope.sender for sub in batch}
+            for row in await conn.execute(
+                select(participants).where(participants.c.address.in_(senders))
+            ):
+                ctx.participants[row.address] = ParticipantRow(
+                    row.id,
+                    row.address,
+                    row.name,
+                    row.zone,
+                    row.role,
+                    row.status,
+                    row.last_seq,
+                    row.joined_at,
+                )
+            await handlers.prefetch(ctx, batch)
+            outcomes = [await self._apply_one(ctx, sub, stored, handlers) for sub in batch]
+            await self._flush(ctx)
+        return outcomes, ctx
+
+    async def _apply_one(
+        self,
+        ctx: TxContext,
+        sub: Submission,
+        stored: dict[bytes, tuple[bytes, str]],
+        handlers: Any,
+    ) -> Outcome:
+        env = sub.envelope
+        header = env.payload.header
+        previous = stored.get(env.signature)
+        if previous is None and env.signature in ctx.accepted_results:
+            previous = (ctx.accepted_results[env.signature], env.payload.type)
+        if previous is not None:
+            if previous[1] == "session":
+                # A session answer holds a bearer token that is never stored;
+                # a retry simply opens a new session with a new envelope.
+                exc = ProtocolError(
+                    ErrorCode.REPLAY, "this session envelope was already used", "payload.seq"
+                )
+                return error_outcome(exc)
+            ctx.count("duplicate_envelopes")
+            return Outcome(200, previous[0], duplicate=True)
+        try:
+            check_freshness(env, self.grid.grid_id, ctx.now)
+            participant = ctx.participants.get(header.sender)
+            last_seq = participant.last_seq if participant is not None else 0
+            if header.seq <= last_seq:
+                raise ProtocolError(
+                    ErrorCode.REPLAY,
+                    f"payload.seq {header.seq} is not above {last_seq}, the last accepted "
+                    "for this key",
+                    "payload.seq",
+                )
+            if env.payload.type != "join":
+                if participant is None:
+                    raise ProtocolError(
+                        ErrorCode.NOT_MEMBER, "this key is not a member of the grid", "public_key"
+                    )
+                if participant.status != "active":
+                    raise ProtocolError(
+                        ErrorCode.SUSPENDED,
+                        f"the participant is {participant.status}",
+                        "payload.sender",
+                    )
+            handled = await handlers.apply(ctx, sub, participant)
+        except ProtocolError as exc:
+            ctx.count(f"rejected:{exc.code}")
+            return error_outcome(exc)
+        answer = orjson.dumps(handled.answer)
+        kept = answer if handled.stored is None else orjson.dumps(handled.stored)
+        self._accept(ctx, sub, handled.participant_id, kept)
+        return Outcome(200, answer)
+
+    def _accept(self, ctx: TxContext, sub: Submission, participant_id: int, result: bytes) -> None:
+        env = sub.envelope
+        header = env.payload.header
+        log_seq = ctx.next_log_seq()
+        ctx.log_items.append(("envelope", f"{header.sender}/{header.seq}", sub.raw))
+        ctx.envelope_rows.append(
+            {
+                "log_seq": log_seq,
+                "signature": env.signature,
+                "participant_id": participant_id,
+                "sender": header.sender,
+                "type": env.payload.type,
+                "seq": header.seq,
+                "ts": header.ts,
+                "payload_hash": hashlib.sha256(env.signed_bytes).digest(),
+                "raw": sub.raw,
+                "received_at": ctx.now,
+                "result": result,
+            }
+        )
+        ctx.seq_updates[participant_id] = header.seq
+        participant = ctx.participants.get(header.sender)
+        if participant is not None:
+            participant.last_seq = header.seq
+        ctx.accepted_results[env.signature] = result
+        ctx.count(f"accepted:{env.payload.type}")
+
+    async def _flush(self, ctx: TxContext) -> None:
+        conn = ctx.conn
+        for flusher in ctx.flushers:
+            await flusher(ctx)
+        if not ctx.envelope_rows:
+            return
+        entries = link(ctx.head_seq, ctx.head_hash, ctx.log_items)
+        await conn.execute(insert(envelopes), ctx.envelope_rows)
+        await audit_log.write_entries(conn, self.grid.grid_id, entries, ctx.now)
+        await conn.execute(
+            update(participants)
+            .where(participants.c.id == bindparam("pid"))
+            .values(last_seq=bindparam("new_seq")),
+            [{"pid": pid, "new_seq": seq} for pid, seq in ctx.seq_updates.items()],
+        )
+
+
+def _intervals_touched(batch: list[Submission]) -> set[datetime]:
+    keys: set[datetime] = set()
+    for sub in batch:
+        body = sub.envelope.payload.body
+        if isinstance(body, Orders):
+            keys.add(body.interval)
+        elif isinstance(body, Readings):
+            keys.update(r.interval for r in body.readings)
+    return keys
+
+
+_SHARED_LOCK = text("SELECT pg_advisory_xact_lock_shared(:k)")

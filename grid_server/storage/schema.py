@@ -1,0 +1,337 @@
+"""Tables of the grid database (SQLAlchemy Core).
+
+Energy and money are BIGINT (Wh, price ticks of 10^-6/kWh, micro-units of
+the currency); times are UTC (``timestamptz`` on PostgreSQL, ISO text on
+SQLite, always returned timezone-aware). Change the schema only through a new
+Alembic migration in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the grid stores UTC only")
+        value = value.astimezone(UTC)
+        # SQLite keeps text; naive UTC text compares correctly as strings.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+grid_state = Table(
+    "grid_state",
+    metadata,
+    Column("grid", String(64), primary_key=True),
+    # The first interval the cycle is responsible for (the grid's start).
+    Column("cycle_from", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+zones = Table(
+    "zones",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64)),
+    Column("parent", String(64), ForeignKey("zones.id")),
+    Column("fee", String(24), nullable=False),
+    Column("fee_ticks", BigInteger, nullable=False),
+    Column("capacity_up_wh", BigInteger),
+    Column("capacity_down_wh", BigInteger),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+utility_prices = Table(
+    "utility_prices",
+    metadata,
+    Column("effective_from", UTCDateTime, primary_key=True),
+    Column("retail", String(24), nullable=False),
+    Column("feed_in", String(24), nullable=False),
+    Column("retail_ticks", BigInteger, nullable=False),
+    Column("feed_in_ticks", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("address", String(66), nullable=False, unique=True),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("zone", String(64), ForeignKey("zones.id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # active, suspended, removed
+    Column("last_seq", BigInteger, nullable=False),
+    Column("joined_at", UTCDateTime, nullable=False),
+    Column("status_changed_at", UTCDateTime),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    # Only a hash of the code is kept: a leaked database leaks no usable code.
+    Column("code_hash", LargeBinary(32), primary_key=True),
+    Column("hint", String(8), nullable=False),
+    Column("zone", String(64), ForeignKey("zones.id")),
+    Column("role", String(16)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("used_at", UTCDateTime),
+    Column("used_by", BigInteger, ForeignKey("participants.id")),
+    Column("revoked_at", UTCDateTime),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("category", String(8), nullable=False),  # source, meter
+    Column("kind", String(16)),  # source kind
+    Column("name", String(64), nullable=False),
+    Column("rated_power_w", BigInteger),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_until", UTCDateTime),
+    Index("ix_assets_participant", "participant_id", "asset_id"),
+)
+
+envelopes = Table(
+    "envelopes",
+    metadata,
+    # The envelope's entry in the audit log (its id everywhere else).
+    Column("log_seq", BigInteger, primary_key=True, autoincrement=False),
+    # Ed25519 signatures are deterministic: one signature, one envelope.
+    Column("signature", LargeBinary(64), nullable=False, unique=True),
+    Column("participant_id", BigInteger, ForeignKey("participants.id")),
+    Column("sender", String(66), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("payload_hash", LargeBinary(32), nullable=False),
+    Column("raw", LargeBinary, nullable=False),  # the request body exactly as received
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("result", LargeBinary, nullable=False),  # the JSON answered (for retries)
+    Index("ix_envelopes_sender_seq", "sender", "seq"),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("interval_start", UTCDateTime, nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("energy_wh", BigInteger, nullable=False),
+    Column("envelope", BigInteger, nullable=False),  # log_seq of the envelope
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("revision", Integer, nullable=False),
+    PrimaryKeyConstraint("participant_id", "interval_start", "asset_id"),
+    Index("ix_readings_interval", "interval_start"),
+)
+
+reading_history = Table(
+    "reading_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("participant_id", BigInteger, nullable=False),
+    Column("interval_start", UTCDateTime, nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("energy_wh", BigInteger, nullable=False),
+    Column("envelope", BigInteger, nullable=False),  # log_seq of the envelope
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("replaced_at", UTCDateTime, nullable=False),
+    Column("replaced_by", BigInteger, nullable=False),  # log_seq of the correction
+    Index("ix_reading_history_key", "participant_id", "interval_start", "asset_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("interval_start", UTCDateTime, nullable=False),
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("energy_wh", BigInteger, nullable=False),
+    Column("price", String(24), nullable=False),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("envelope", BigInteger, nullable=False),  # log_seq of the envelope
+    Column("placed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("interval_start", "participant_id", "order_id"),
+)
+
+intervals = Table(
+    "intervals",
+    metadata,
+    Column("start", UTCDateTime, primary_key=True),
+    Column("state", String(12), nullable=False),  # open, cleared, settled
+    Column("cleared_at", UTCDateTime),
+    Column("settled_at", UTCDateTime),
+    Column("welfare", String(40)),
+    Column("clearing_ms", Integer),
+    Column("settlement_ms", Integer),
+    Column("orders", Integer),
+)
+
+zone_results = Table(
+    "zone_results",
+    metadata,
+    Column("interval_start", UTCDateTime, nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("bought_wh", BigInteger, nullable=False),
+    Column("sold_wh", BigInteger, nullable=False),
+    Column("utility_buy_wh", BigInteger, nullable=False),
+    Column("utility_sell_wh", BigInteger, nullable=False),
+    Column("flow_to_parent_wh", BigInteger, nullable=False),
+    PrimaryKeyConstraint("interval_start", "zone"),
+)
+
+fills = Table(
+    "fills",
+    metadata,
+    Column("interval_start", UTCDateTime, nullable=False),
+    Column("participant_id", BigInteger, nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("energy_wh", BigInteger, nullable=False),
+    Column("filled_wh", BigInteger, nullable=False),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("limit_ticks", BigInteger, nullable=False),
+    PrimaryKeyConstraint("interval_start", "participant_id", "order_id"),
+    Index("ix_fills_participant", "participant_id", "interval_start"),
+)
+
+line_items = Table(
+    "line_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("interval_start", UTCDateTime, nullable=False),
+    # NULL: the grid's own account (fees, congestion income, rounding).
+    Column("participant_id", BigInteger),
+    Column("kind", String(24), nullable=False),
+    Column("energy_wh", BigInteger, nullable=False),
+    Column("price_ticks", BigInteger, nullable=False),
+    Column("amount_micro", BigInteger, nullable=False),  # > 0: owed to the grid
+    Index("ix_line_items_participant", "participant_id", "interval_start"),
+    Index("ix_line_items_interval", "interval_start"),
+)
+
+periods = Table(
+    "periods",
+    metadata,
+    Column("start", UTCDateTime, primary_key=True),
+    Column("state", String(12), nullable=False),  # issued
+    Column("issued_at", UTCDateTime, nullable=False),
+)
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("currency", String(3), nullable=False),
+    # > 0: the participant owes the grid; < 0: the grid owes the participant.
+    Column("amount_due_micro", BigInteger, nullable=False),
+    # Payments (issue 4) add up here and move ``status`` on.
+    Column("paid_micro", BigInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),  # issued, partially_paid, paid
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("intervals", Integer, nullable=False),
+    UniqueConstraint("participant_id", "period_start"),
+)
+
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("grid", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("ref", String(200), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("grid", "seq"),
+    Index("ix_log_entries_kind_ref", "kind", "ref"),
+)
+
+chain_heads = Table(
+    "chain_heads",
+    metadata,
+    Column("grid", String(64), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # NULL: a public event (market results) every participant and dashboard sees.
+    Column("participant_id", BigInteger),
+    Column("kind", String(24), nullable=False),
+    Column("body", Text, nullable=False),  # JSON of the event's data
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("public", Boolean, nullable=False),
+    Index("ix_events_participant", "participant_id", "id"),
+)
