@@ -277,6 +277,7 @@ class Writer:
                     f"payload.seq {header.seq} is not above {last_seq}, the last accepted "
                     "for this key",
                     "payload.seq",
+                    {"last_seq": last_seq},
                 )
             if env.payload.type != "join":
                 if participant is None:

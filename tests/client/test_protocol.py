@@ -181,3 +181,19 @@ def test_error_wire_round_trip() -> None:
     back = ProtocolError.from_wire(err.to_wire(), 409)
     assert (back.code, back.field, back.message) == (err.code, err.field, err.message)
     assert ProtocolError.from_wire({"nope": 1}, 500).code is ErrorCode.MALFORMED
+
+
+def test_error_details_round_trip_and_stay_optional() -> None:
+    plain = ProtocolError(ErrorCode.NOT_FOUND, "no such statement", "statement_id")
+    assert "details" not in plain.to_wire()["error"]
+    replay = ProtocolError(ErrorCode.REPLAY, "old seq", "payload.seq", {"last_seq": 42})
+    wire = replay.to_wire()
+    assert wire["error"]["details"] == {"last_seq": 42}
+    back = ProtocolError.from_wire(wire, 409)
+    assert (back.code, back.field, back.details) == (
+        ErrorCode.REPLAY,
+        "payload.seq",
+        {"last_seq": 42},
+    )
+    # Bodies from grids that never send details still parse.
+    assert ProtocolError.from_wire(plain.to_wire()).details is None

@@ -777,10 +777,16 @@ class GridClient:
             try:
                 return await self._request("POST", path, data=data)
             except ProtocolError as exc:
-                if not (resync and exc.code is ErrorCode.REPLAY and body.TYPE != "session"):
+                if not (resync and exc.code is ErrorCode.REPLAY):
                     raise
-        me = await self.me()
-        self._seq.observe(me.last_seq)
+                last = (exc.details or {}).get("last_seq")
+                if isinstance(last, int):
+                    # Another copy of this key moved the counter on: skip past it.
+                    self._seq.observe(last)
+                elif body.TYPE == "session":
+                    raise
+        if not isinstance(last, int):
+            self._seq.observe((await self.me()).last_seq)
         return await self._send(path, body, resync=False)
 
     def _ts(self) -> datetime:

@@ -132,18 +132,34 @@ ERRORS: Final[dict[ErrorCode, tuple[int, str]]] = {
 class ProtocolError(Exception):
     """A message was refused; ``code`` and ``field`` are machine-readable."""
 
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        # Optional machine-readable extras, e.g. ``{"last_seq": n}`` with REPLAY
+        # (only ever sent to the holder of the key, whose signature verified).
+        self.details = details
 
     @property
     def status(self) -> int:
         return ERRORS[self.code][0]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"error": {"code": str(self.code), "field": self.field, "message": self.message}}
+        error: dict[str, Any] = {
+            "code": str(self.code),
+            "field": self.field,
+            "message": self.message,
+        }
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
 
     @classmethod
     def from_wire(cls, body: object, status: int | None = None) -> ProtocolError:
@@ -151,8 +167,14 @@ class ProtocolError(Exception):
         try:
             err = body["error"]  # type: ignore[index]
             code = ErrorCode(err["code"])
-            return cls(code, str(err.get("message", "")), err.get("field"))
-        except (KeyError, TypeError, ValueError):
+            details = err.get("details")
+            return cls(
+                code,
+                str(err.get("message", "")),
+                err.get("field"),
+                details if isinstance(details, dict) else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
             return cls(ErrorCode.MALFORMED, f"unexpected error response (HTTP {status}): {body!r}")
 
     def __repr__(self) -> str:
