@@ -23,6 +23,8 @@ from typing import Any, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from p2p_energy_client.units import format_price
+
 Side = Literal["buy", "sell"]
 
 # Bounds that keep every intermediate of the integer engine inside int64:
@@ -72,8 +74,8 @@ class Utility:
         if self.retail_ticks < self.feed_in_ticks:
             raise BookError(
                 "utility.retail_price",
-                f"retail price ({self.retail_ticks} ticks) is below the feed-in price "
-                f"({self.feed_in_ticks} ticks)",
+                f"{format_price(self.retail_ticks)} is below the feed-in price "
+                f"{format_price(self.feed_in_ticks)}",
             )
 
 
@@ -199,8 +201,10 @@ def _check_link(i: int, zone: Zone) -> None:
                     f"zones[{i}].{field}", "the root zone has no parent link to carry it"
                 )
         return
-    if not 0 <= zone.fee_ticks <= MAX_ABS_PRICE_TICKS:
-        raise BookError(f"zones[{i}].fee", "must be between 0 and 10^6 per kWh")
+    if zone.fee_ticks < 0:
+        raise BookError(f"zones[{i}].fee", f"must not be negative ({format_price(zone.fee_ticks)})")
+    if zone.fee_ticks > MAX_ABS_PRICE_TICKS:
+        raise BookError(f"zones[{i}].fee", "is out of range")
     for field, cap in (
         ("capacity_up_wh", zone.capacity_up_wh),
         ("capacity_down_wh", zone.capacity_down_wh),

@@ -82,20 +82,23 @@ def crop(curve: Curve, lo: int, hi: int) -> Curve:
     return Curve(curve.points[start:stop], curve.values[start : stop + 1])
 
 
-def _right_values(curve: Curve, points: I64) -> I64:
-    """Values just right of each of ``points`` (a superset of the curve's breakpoints)."""
-    return curve.values[np.searchsorted(curve.points, points, side="right")]
-
-
 def add(curves: Sequence[Curve]) -> Curve:
-    """Pointwise sum (the Minkowski sum of the segments at every price)."""
-    points = np.unique(np.concatenate([c.points for c in curves]))
+    """Pointwise sum (the Minkowski sum of the segments at every price) of finite curves.
+
+    Adds the jumps rather than evaluating every curve at every breakpoint:
+    one sort of all breakpoints, whose runs are already sorted.
+    """
+    points = np.concatenate([c.points for c in curves])
+    jumps = np.concatenate([np.diff(c.values) for c in curves])
+    order = np.argsort(points, kind="stable")
+    points, jumps = points[order], jumps[order]
+    if len(points):
+        first = np.flatnonzero(np.concatenate(([True], points[1:] != points[:-1])))
+        points, jumps = points[first], np.add.reduceat(jumps, first)
     values = np.empty(len(points) + 1, dtype=np.int64)
     values[0] = sum(int(c.values[0]) for c in curves)
-    right = values[1:]
-    right[:] = 0
-    for c in curves:
-        right += _right_values(c, points)
+    np.cumsum(jumps, out=values[1:])
+    values[1:] += values[0]
     return prune(Curve(points, values))
 
 
@@ -121,16 +124,14 @@ def zone_curve(own: Curve, exports: Sequence[Curve], feed_in: int, retail: int) 
     there); the utility makes the value -INF left of feed-in and +INF right
     of retail, and both prices are always breakpoints.
     """
-    parts = [own, *exports]
-    points = np.unique(
-        np.concatenate([np.array([feed_in, retail], dtype=np.int64)] + [c.points for c in parts])
-    )
-    points = points[(points >= feed_in) & (points <= retail)]
-    values = np.empty(len(points) + 1, dtype=np.int64)
-    values[0] = -INF
-    values[-1] = INF
-    inner = values[1:-1]
-    inner[:] = 0
-    for c in parts:
-        inner += _right_values(c, points[:-1])
+    finite = crop(add([own, *exports]), feed_in, retail)
+    points, values = finite.points, finite.values
+    if not len(points) or points[0] != feed_in:
+        points = np.concatenate(([feed_in], points))
+        values = np.concatenate((values[:1], values))
+    if points[-1] != retail:
+        points = np.concatenate((points, [retail]))
+        values = np.concatenate((values, values[-1:]))
+    values = values.copy()
+    values[0], values[-1] = -INF, INF
     return prune(Curve(points, values))
