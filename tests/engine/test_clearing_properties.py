@@ -7,7 +7,7 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grid_server.domain.market import Book, MarketResult, OrderArrays, ZoneTree, clear
+from grid_server.domain.market import Book, MarketResult, OrderArrays, Utility, ZoneTree, clear
 
 from .strategies import books
 from .validity import assert_optimal
@@ -47,3 +47,41 @@ def _by_zone(result: MarketResult) -> dict[str, tuple[int, int, int, int]]:
             strict=True,
         )
     }
+
+
+def _scaled(book: Book, energy: int, price: int) -> Book:
+    def cap(value: int | None) -> int | None:
+        return None if value is None else value * energy
+
+    return Book(
+        Utility(book.utility.retail_ticks * price, book.utility.feed_in_ticks * price),
+        tuple(
+            dataclasses.replace(
+                z,
+                fee_ticks=z.fee_ticks * price,
+                capacity_up_wh=cap(z.capacity_up_wh),
+                capacity_down_wh=cap(z.capacity_down_wh),
+            )
+            for z in book.zones
+        ),
+        tuple(
+            dataclasses.replace(
+                o, energy_wh=o.energy_wh * energy, price_ticks=o.price_ticks * price
+            )
+            for o in book.orders
+        ),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    books(max_zones=5, max_orders=15), st.sampled_from([10**6, 10**9]), st.sampled_from([1, 10**4])
+)
+def test_large_energies_and_prices_stay_exact(book: Book, energy: int, price: int) -> None:
+    """Products beyond int64 take the exact Python-integer paths; scaling the
+    book scales the welfare exactly."""
+    big = _scaled(book, energy, price)
+    tree = ZoneTree.build(big.zones)
+    result = clear(big)
+    assert_optimal(tree, big.utility, OrderArrays.from_orders(big.orders, tree), result)
+    assert result.welfare_nano == clear(book).welfare_nano * energy * price
