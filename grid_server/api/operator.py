@@ -35,6 +35,7 @@ class InvitationRequest(BaseModel):
     zone: str | None = None
     role: str | None = None
     expires_in_seconds: int | None = Field(default=7 * 86_400, gt=0)
+    count: int = Field(default=1, ge=1, le=100_000)
 
 
 class StatusRequest(BaseModel):
@@ -65,12 +66,14 @@ async def create_invitation(request: Request, body: InvitationRequest) -> Respon
     if body.expires_in_seconds is not None:
         expires = grid.clock.now() + timedelta(seconds=body.expires_in_seconds)
     try:
-        issued = await ops.create_invitation(
-            grid, zone=body.zone, role=body.role, expires_at=expires
+        issued = await ops.create_invitations(
+            grid, body.count, zone=body.zone, role=body.role, expires_at=expires
         )
     except ops.OperatorError as exc:
         raise _translate(exc) from exc
-    return json_response(issued.to_wire(), 201)
+    if body.count == 1:
+        return json_response(issued[0].to_wire(), 201)
+    return json_response({"invitations": [i.to_wire() for i in issued]}, 201)
 
 
 @router.get("/invitations", summary="Invitations (codes are not stored; only a hint)")

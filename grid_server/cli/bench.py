@@ -21,7 +21,7 @@ from grid_server.domain.market.synthetic import random_book
 from p2p_energy_client.units import format_nano
 
 # Modules (full dotted names) that add further ``bench`` sub-commands.
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = ("grid_server.cli.bench_ingest",)
 
 WELFARE_REL_TOL = 1e-9
 
@@ -91,9 +91,11 @@ def run_clearing(args: argparse.Namespace) -> int:
         agree = math.isclose(
             welfare_nano / 1e9, reference.welfare, rel_tol=WELFARE_REL_TOL, abs_tol=1e-9
         )
+        difference = abs(welfare_nano / 1e9 - reference.welfare) / max(abs(reference.welfare), 1e-9)
         report |= {
             "highs_seconds": round(reference.seconds, 4),
-            "highs_welfare": f"{reference.welfare:.6f}",
+            "highs_welfare": f"{reference.welfare:.9f}",
+            "relative_difference": float(f"{difference:.2e}"),
             "agree": agree,
         }
         status = 0 if agree else 1

@@ -70,12 +70,26 @@ async def create_invitation(
     role: str | None = None,
     expires_at: datetime | None = None,
 ) -> IssuedInvitation:
+    return (await create_invitations(grid, 1, zone=zone, role=role, expires_at=expires_at))[0]
+
+
+async def create_invitations(
+    grid: GridService,
+    count: int,
+    *,
+    zone: str | None = None,
+    role: str | None = None,
+    expires_at: datetime | None = None,
+) -> list[IssuedInvitation]:
+    """Issue ``count`` one-time codes in one transaction (only their hashes are stored)."""
     if role is not None:
         try:
             check_role(role)
         except ValueError as exc:
             raise OperatorError("invalid_field", str(exc), "role") from exc
-    code = new_invitation_code()
+    if not 1 <= count <= 100_000:
+        raise OperatorError("invalid_field", "count must be between 1 and 100000", "count")
+    codes = [new_invitation_code() for _ in range(count)]
     now = grid.clock.now()
     async with grid.db.write() as conn:
         if (
@@ -84,16 +98,20 @@ async def create_invitation(
         ):
             raise OperatorError("not_found", f"no zone {zone!r}", "zone")
         await conn.execute(
-            insert(invitations).values(
-                code_hash=code_hash(code),
-                hint=code[:4],
-                zone=zone,
-                role=role,
-                created_at=now,
-                expires_at=expires_at,
-            )
+            insert(invitations),
+            [
+                {
+                    "code_hash": code_hash(code),
+                    "hint": code[:4],
+                    "zone": zone,
+                    "role": role,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                }
+                for code in codes
+            ],
         )
-    return IssuedInvitation(code, zone, role, expires_at)
+    return [IssuedInvitation(code, zone, role, expires_at) for code in codes]
 
 
 async def revoke_invitation(grid: GridService, code: str) -> None:

@@ -1,0 +1,159 @@
+"""``p2p-grid serve`` (run the grid server) and ``p2p-grid migrate`` (upgrade the database)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from grid_server.config import Settings, load_settings
+from grid_server.storage.db import Database, normalise_url
+
+TOKEN_FILE = "p2p-grid-operator-token"  # noqa: S105 - a file name, not a secret
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the grid server (HTTP API, cycle, stream)")
+    add_common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
+    serve.add_argument("--log-format", choices=("text", "json"), help="log format")
+    serve.set_defaults(func=run_serve)
+    migrate = subparsers.add_parser("migrate", help="upgrade the database schema to the newest")
+    add_common(migrate)
+    migrate.set_defaults(func=run_migrate)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="grid config file (TOML; see examples/)")
+    parser.add_argument("--database-url", help="sqlite:///path.db (default) or postgresql://…")
+
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    return load_settings(
+        getattr(args, "config", None), database_url=getattr(args, "database_url", None), **extra
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: Settings) -> dict[str, Any]:
+    """Root logging for the grid and a matching uvicorn log config."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    return {"version": 1, "disable_existing_loggers": False}
+
+
+def ensure_operator_token(settings: Settings) -> Settings:
+    """Use the configured operator token, or the one saved next to the database, or a new one."""
+    if settings.operator_token:
+        return settings
+    db = Database(settings.database_url)
+    folder = db.sqlite_path.parent if db.sqlite_path is not None else Path.cwd()
+    path = folder / TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+    else:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        print(f"operator token (saved in {path}): {token}", file=sys.stderr)
+    return settings.model_copy(update={"operator_token": token})
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    overrides: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_format": args.log_format,
+    }
+    settings = ensure_operator_token(settings_from(args, **overrides))
+    log_config = configure_logging(settings)
+    if args.workers > 1:
+        if Database(settings.database_url).is_sqlite:
+            print("several workers need PostgreSQL", file=sys.stderr)
+            return 2
+        # Workers rebuild the app from the environment (see app_factory).
+        os.environ["P2P_DATABASE_URL"] = normalise_url(settings.database_url)
+        os.environ["P2P_OPERATOR_TOKEN"] = settings.operator_token or ""
+        if settings.config is not None:
+            os.environ["P2P_CONFIG"] = str(settings.config)
+        uvicorn.run(
+            "grid_server.cli.serve:app_factory",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=log_config,
+            timeout_graceful_shutdown=30,
+        )
+        return 0
+    from grid_server.api import create_app  # noqa: PLC0415
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=log_config,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def app_factory() -> Any:
+    """The app of one worker process (``serve --workers N``)."""
+    from grid_server.api import create_app  # noqa: PLC0415
+
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from grid_server.storage.migrate import upgrade  # noqa: PLC0415
+
+    settings = settings_from(args)
+    db = Database(settings.database_url)
+
+    async def go() -> None:
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+    print(f"database at the newest schema: {db.url}")
+    return 0
