@@ -756,11 +756,14 @@ class GridClient:
             SESSION_RENEW_MARGIN_SECONDS
         ):
             return token.token
-        if not required and token is None:
-            return None
         async with self._token_lock:
             if self._token is None or self._token is token:
-                self._token = await self.open_session()
+                try:
+                    self._token = await self.open_session()
+                except ProtocolError:
+                    if required:
+                        raise
+                    return None  # not a member (yet): read as the public
             return self._token.token
 
     async def _send(self, path: str, body: Body, *, resync: bool = True) -> Any:
