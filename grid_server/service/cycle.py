@@ -424,13 +424,12 @@ class IntervalCycle:
         self, conn: AsyncConnection, t: datetime
     ) -> settlement_port.IntervalInputs:
         prices = await prices_at(conn, t)
-        zone_prices = {
-            r.zone: r.price_ticks
-            for r in await conn.execute(
-                select(zone_results.c.zone, zone_results.c.price_ticks).where(
-                    zone_results.c.interval_start == t
-                )
-            )
+        zone_rows = (
+            await conn.execute(select(zone_results).where(zone_results.c.interval_start == t))
+        ).all()
+        zone_prices = {r.zone: r.price_ticks for r in zone_rows}
+        zone_flows = {
+            r.zone: (r.utility_buy_wh, r.utility_sell_wh, r.flow_to_parent_wh) for r in zone_rows
         }
         fill_rows = (
             await conn.execute(
@@ -493,6 +492,7 @@ class IntervalCycle:
             retail_ticks=prices.retail_ticks,
             feed_in_ticks=prices.feed_in_ticks,
             zone_prices=zone_prices,
+            zone_flows=zone_flows,
             zones=tuple(await load_zones(conn)),
             fills=tuple(
                 settlement_port.FillInput(

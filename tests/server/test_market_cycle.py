@@ -145,7 +145,7 @@ async def _count(grid: RunningGrid, table: object, *where: object) -> int:
 
 
 async def test_cycle_clears_once_and_streams_with_resume(grid: RunningGrid) -> None:
-    seller, buyer, t = await _market(grid)
+    _seller, buyer, t = await _market(grid)
     received: list[Event] = []
 
     async def listen(since: int, until_kind: str) -> None:
@@ -271,3 +271,50 @@ async def test_client_retry_after_lost_answer_counts_once(grid: RunningGrid) -> 
         log_entries.c.ref.like(f"{alice.address}/%"),
     )
     assert envelopes_for_it == 4  # join, assets, the readings once, the session for reads
+
+
+async def test_settlement_statements_and_money_balance(database_url: str) -> None:
+    from grid_server.config import GridConfig
+    from grid_server.storage.schema import line_items
+
+    config = GridConfig(
+        id="test-grid", settlement_window_seconds=600, settlement_period_seconds=3600
+    )
+    async with run_grid_server(database_url, grid=config) as grid:
+        seller, buyer, t = await _market(grid)
+        grid.clock.set(t + timedelta(minutes=15, seconds=1))  # type: ignore[operator]
+        await grid.run_cycle()
+        await seller.send_readings([Reading(t, "pv", 700)])  # type: ignore[arg-type]
+        await buyer.send_readings([Reading(t, "main", 600)])  # type: ignore[arg-type]
+        # Past the window of every interval of t's hour: settle and issue statements.
+        period_end = grid.grid.schedule.period_end(grid.grid.schedule.period_start(t))  # type: ignore[arg-type]
+        grid.clock.set(period_end + timedelta(minutes=11))
+        await grid.run_cycle()
+        await grid.run_cycle()
+        async with grid.grid.db.read() as conn:
+            rows = (await conn.execute(select(line_items))).all()
+        assert rows, "settlement stored no lines"
+        by_interval: dict[object, int] = {}
+        for row in rows:
+            by_interval[row.interval_start] = (
+                by_interval.get(row.interval_start, 0) + row.amount_micro
+            )
+        # Money is conserved to the micro-unit in every interval.
+        assert set(by_interval.values()) == {0}
+        lines = {(r.participant_id, r.kind): r for r in rows if r.interval_start == t}
+        kinds = {kind for (_pid, kind) in lines}
+        assert {"market_buy", "market_sell", "shortfall_retail", "surplus_feed_in"} <= kinds
+        (buyer_statement,) = await buyer.statements()
+        (seller_statement,) = await seller.statements()
+        assert buyer_statement.amount_due_micro > 0 > seller_statement.amount_due_micro
+        detail = await buyer.statement(buyer_statement.id)
+        assert sum(x.amount_micro for x in detail.lines) == buyer_statement.amount_due_micro
+        # Buyer: 500 Wh at the zone price plus 100 Wh shortfall at retail (0.30).
+        shortfall = next(x for x in detail.lines if x.kind == "shortfall_retail")
+        assert (shortfall.energy_wh, shortfall.amount_micro) == (100, 30_000)
+        with pytest.raises(ProtocolError) as err:
+            await seller.statement(buyer_statement.id)
+        assert err.value.code is ErrorCode.NOT_FOUND
+        # Issued exactly once even when the cycle runs again.
+        await grid.run_cycle()
+        assert len(await buyer.statements()) == 1
