@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from grid_server.storage.schema import fills, intervals, log_entries, reading_history
+from grid_server.config import GridConfig
+from grid_server.storage.schema import fills, intervals, line_items, log_entries, reading_history
 from p2p_energy_client.api import Event, GridClient
 from p2p_energy_client.protocol import (
     ErrorCode,
@@ -274,9 +275,6 @@ async def test_client_retry_after_lost_answer_counts_once(grid: RunningGrid) -> 
 
 
 async def test_settlement_statements_and_money_balance(database_url: str) -> None:
-    from grid_server.config import GridConfig
-    from grid_server.storage.schema import line_items
-
     config = GridConfig(
         id="test-grid", settlement_window_seconds=600, settlement_period_seconds=3600
     )
