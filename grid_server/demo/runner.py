@@ -1,0 +1,577 @@
+"""``p2p-grid demo``: a grid server and a simulated neighbourhood in one process.
+
+Order of events:
+
+1. The households are laid out (:func:`.neighbourhood.make_households`) and
+   the demo grid sized for them (:func:`.grid.demo_grid`).
+2. The grid server starts in-process on SQLite with a :class:`.clock.DemoClock`
+   that stands still at ``start``; uvicorn serves it on ``host:port``.
+3. The operator API issues one invitation per household (its zone and role);
+   every household joins with its own key and declares its devices, through
+   its :class:`~p2p_energy_client.api.GridClient`, sharing one aiohttp session.
+4. The clock starts. One task advances the physics every ``step`` of grid
+   time and feeds every household's meters; a scheduler runs each household's
+   routine once per interval at its own offset; each household listens to
+   its live stream (or polls, for very large neighbourhoods).
+5. At ``end`` (``--days``) the households keep reporting and paying until
+   every interval before ``end`` is settled and its statements are issued
+   and paid, then everything stops and the summary is computed from the
+   grid's database. Ctrl-C stops the same way, just sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import uvicorn
+
+from grid_server.api import create_app
+from grid_server.config import GridConfig, Settings
+from grid_server.service.grid import GridService
+from p2p_energy_client.api import GridClient, GridInfo
+from p2p_energy_client.household import PaymentPort
+from p2p_energy_client.strategy import StrategyKind
+from p2p_energy_client.units import format_price, interval_start, parse_price
+
+from . import stats
+from .clock import DemoClock
+from .driver import DemoHousehold, Preferences, household_keys, offset_for
+from .grid import FEED_IN, RETAIL, demo_grid
+from .models import rng_for
+from .neighbourhood import HouseholdSpec, Neighbourhood, make_households
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_SPEED: Final = 300.0  # one 15-minute interval every 3 real seconds
+# A June Monday, 03:00 UTC (05:00 in Frankfurt, about sunrise): the first
+# simulated hours show the sun rising and the market waking up.
+DEFAULT_START: Final = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
+DEFAULT_PORT: Final = 8080
+# Above this many households, poll once per interval instead of holding one
+# WebSocket each (see README, Demo: measured).
+STREAM_LIMIT: Final = 500
+JOIN_CONCURRENCY: Final = 16
+# Households do their routine spread over this part of each interval, after
+# the first simulation step of the interval has fed their meters.
+ROUTINE_SPREAD: Final = timedelta(minutes=3)
+ROUTINE_SLOTS: Final = 60
+# How long (grid time) the demo waits after ``end`` for the last settlements
+# and payments before it gives up on them.
+DRAIN_LIMIT: Final = timedelta(hours=3)
+_PREFERENCES: Final = 21
+
+
+@dataclass(slots=True)
+class DemoOptions:
+    households: int = 30
+    speed: float = DEFAULT_SPEED
+    days: float | None = None  # None: until stopped
+    seed: int = 1
+    start: datetime = DEFAULT_START
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT  # 0: any free port; a busy port falls back to a free one
+    database: Path | None = None  # default: a new file in a temporary directory
+    step_seconds: int | None = None  # None: 60 s, or 300 s above 1,000 households
+    events: str = "auto"  # "stream", "poll" or "auto"
+    settlement_period_seconds: int | None = None
+    settlement_window_seconds: int | None = None
+    clouds: bool = True
+    log_level: str = "WARNING"
+
+    def step(self) -> int:
+        if self.step_seconds is not None:
+            return self.step_seconds
+        return 60 if self.households <= 1000 else 300
+
+    def use_stream(self) -> bool:
+        if self.events == "auto":
+            return self.households <= STREAM_LIMIT
+        return self.events == "stream"
+
+
+@dataclass(slots=True)
+class Status:
+    """A moment of the demo, for the status line."""
+
+    sim_time: datetime
+    real_seconds: float
+    stats: stats.LiveStats
+    trades: int
+    payments: int
+    errors: int
+    lag_seconds: float  # how far (grid time) the simulation trails the clock
+    phase: str  # "running", "draining", "stopping"
+
+
+@dataclass(slots=True)
+class DemoResult:
+    database: Path
+    url: str
+    start: datetime
+    end: datetime
+    summary: stats.Summary
+    households: int
+    real_seconds: float
+    cpu_seconds: float
+    interrupted: bool
+    # The running phase alone (from the clock's start to ``end`` or Ctrl-C):
+    # what the README's capacity figure is measured from.
+    run_real_seconds: float = 0.0
+    run_cpu_seconds: float = 0.0
+    run_sim_seconds: float = 0.0
+
+    @property
+    def cpu_ms_per_household_interval(self) -> float:
+        intervals = self.run_sim_seconds / 900
+        if not intervals or not self.households:
+            return 0.0
+        return 1000 * self.run_cpu_seconds / (self.households * intervals)
+
+
+@dataclass
+class Started:
+    """What the demo prints when it is up."""
+
+    url: str
+    dashboard: str | None
+    database: Path
+    operator_token: str
+    households: int
+    speed: float
+    start: datetime
+    step_seconds: int
+    streams: bool
+
+
+def _free_port(host: str, port: int) -> int:
+    """``port`` if it can be bound on ``host``, else 0 (let the OS choose)."""
+    if port == 0:
+        return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return 0
+    return port
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the demo stops households first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+def preferences(spec: HouseholdSpec, count: int, seed: int) -> Preferences:
+    """Owners differ: reserve prices spread between feed-in and retail, a fifth are cautious.
+
+    Minimum sell prices 0.08-0.14 and maximum buy prices 0.24-0.30 per kWh
+    (whole cents), drawn from the seed, so zone prices move between them as
+    the sun and the demand move.
+    """
+    rng = rng_for(seed, _PREFERENCES, None)
+    draws = rng.integers(0, 7, size=(count, 2))
+    sell_cents, buy_cents = (int(x) for x in draws[spec.index])
+    feed_in, retail = parse_price(FEED_IN), parse_price(RETAIL)
+    sell = feed_in + sell_cents * 10_000
+    buy = retail - buy_cents * 10_000
+    cautious = rng.random(count)[spec.index] < 0.2
+    strategy = StrategyKind.CAUTIOUS if cautious else StrategyKind.RESERVE
+    offset = offset_for(spec.index, count, ROUTINE_SPREAD)
+    return Preferences(strategy, format_price(sell), format_price(buy), offset)
+
+
+class Demo:
+    """One run of the demo; :meth:`run` does everything and returns the result."""
+
+    def __init__(
+        self,
+        options: DemoOptions,
+        *,
+        payer_factory: Callable[[DemoHousehold], PaymentPort | None] | None = None,
+    ) -> None:
+        self.options = options
+        self.payer_factory = payer_factory
+        self.specs = make_households(options.households, options.seed)
+        kwargs: dict[str, int] = {}
+        if options.settlement_period_seconds is not None:
+            kwargs["settlement_period_seconds"] = options.settlement_period_seconds
+        if options.settlement_window_seconds is not None:
+            kwargs["settlement_window_seconds"] = options.settlement_window_seconds
+        self.config: GridConfig = demo_grid(self.specs, **kwargs)
+        start = options.start.astimezone(UTC)
+        step = options.step()
+        if 900 % step:
+            raise ValueError("the simulation step must divide the 15-minute interval")
+        self.start = interval_start(start, self.config.interval_minutes)
+        self.end = None if options.days is None else self.start + timedelta(days=options.days)
+        self.clock = DemoClock(self.start, options.speed)
+        self.operator_token = secrets.token_urlsafe(24)
+        self.households: list[DemoHousehold] = []
+        self.neighbourhood = Neighbourhood(
+            self.specs, self.start, seed=options.seed, step_s=step, clouds=options.clouds
+        )
+        self.stop_requested = asyncio.Event()
+        self.phase = "starting"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._routines: set[asyncio.Task[None]] = set()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.url = ""
+        self.grid: GridService | None = None
+        self._run_began: tuple[float, float] | None = None
+        self._run_ended: tuple[float, float, datetime] | None = None
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def database_path(self) -> Path:
+        if self.options.database is not None:
+            path = self.options.database
+            if path.exists():
+                raise FileExistsError(f"{path} exists; the demo starts a new grid in a new file")
+            return path
+        folder = Path(tempfile.mkdtemp(prefix="p2p-demo-"))
+        return folder / "grid.db"
+
+    def settings(self, database: Path) -> Settings:
+        return Settings(
+            database_url=f"sqlite:///{database}",
+            operator_token=self.operator_token,
+            host=self.options.host,
+            port=self.options.port,
+            log_level=self.options.log_level,
+            # Every household comes from 127.0.0.1: no per-address limit.
+            rate_per_address=1e9,
+            burst_per_address=1_000_000_000,
+            # Sessions are in grid time; at 300x an hour passes in 12 s.
+            session_ttl_seconds=30 * 86_400,
+            grid=self.config,
+        )
+
+    async def _issue_invitations(self, session: aiohttp.ClientSession) -> list[str]:
+        """One invitation per household through the operator API (its zone and role)."""
+        headers = {"Authorization": f"Bearer {self.operator_token}"}
+        url = f"{self.url}/api/v1/operator/invitations"
+        limit = asyncio.Semaphore(JOIN_CONCURRENCY)
+
+        async def one(spec: HouseholdSpec) -> str:
+            body = {"zone": spec.zone, "role": spec.role, "expires_in_seconds": 86_400}
+            async with limit, session.post(url, json=body, headers=headers) as resp:
+                data = await resp.json()
+                if resp.status != 201:
+                    raise RuntimeError(f"operator API refused an invitation: {data}")
+                return str(data["code"])
+
+        return list(await asyncio.gather(*(one(spec) for spec in self.specs)))
+
+    async def _join_all(self, session: aiohttp.ClientSession, grid_info: GridInfo) -> None:
+        codes = await self._issue_invitations(session)
+        limit = asyncio.Semaphore(JOIN_CONCURRENCY)
+        n = len(self.specs)
+        for spec in self.specs:
+            client = GridClient(
+                self.url,
+                household_keys(self.options.seed, spec.index),
+                session=session,
+                grid_id=grid_info.grid,
+                clock=self.clock.now,
+            )
+            self.households.append(
+                DemoHousehold(spec, client, preferences(spec, n, self.options.seed))
+            )
+
+        async def join(household: DemoHousehold, code: str) -> None:
+            payer = self.payer_factory(household) if self.payer_factory else None
+            async with limit:
+                await household.join(code, grid_info, payer)
+
+        await asyncio.gather(*(join(h, c) for h, c in zip(self.households, codes, strict=True)))
+
+    # -- the running demo ------------------------------------------------------------------
+
+    async def _simulate(self) -> None:
+        """Advance the physics with the grid clock and feed every household's meters."""
+        nb = self.neighbourhood
+        step = timedelta(seconds=nb.step_s)
+        while True:
+            delay = self.clock.seconds_until(nb.now + step)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            at = nb.advance()
+            for i, household in enumerate(self.households):
+                household.observe(nb.meters(i), at)
+            # Let the event loop breathe between catch-up steps.
+            await asyncio.sleep(0)
+
+    async def _schedule_routines(self) -> None:
+        """Each household's routine once per interval, at its own offset."""
+        length = timedelta(minutes=self.config.interval_minutes)
+        first_offset = timedelta(seconds=self.neighbourhood.step_s)
+        slots: dict[int, list[DemoHousehold]] = {}
+        for household in self.households:
+            slot = int(household.preferences.offset_s * ROUTINE_SLOTS / ROUTINE_SPREAD.seconds)
+            slots.setdefault(min(slot, ROUTINE_SLOTS - 1), []).append(household)
+        boundary = self.start
+        while True:
+            for slot in sorted(slots):
+                at = boundary + first_offset + ROUTINE_SPREAD * slot / ROUTINE_SLOTS
+                delay = self.clock.seconds_until(at)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                for household in slots[slot]:
+                    task = asyncio.create_task(
+                        household.tick(self.neighbourhood.now, self.clock.now)
+                    )
+                    self._routines.add(task)
+                    task.add_done_callback(self._routines.discard)
+            boundary += length
+
+    async def _streams(self) -> None:
+        # Reconnect delays are real seconds; keep them short under acceleration.
+        await asyncio.gather(
+            *(h.run_stream(self.clock.now, reconnect_delay=0.5) for h in self.households)
+        )
+
+    def _counters(self) -> tuple[int, int, int]:
+        trades = sum(h.counters.trades for h in self.households)
+        payments = sum(h.counters.payments for h in self.households)
+        errors = sum(h.counters.errors for h in self.households)
+        return trades, payments, errors
+
+    async def _status(
+        self, report: Callable[[Status], None] | None, began: float, every: float
+    ) -> None:
+        assert self.grid is not None
+        while True:
+            live = await stats.live_stats(self.grid)
+            if report is not None:
+                trades, payments, errors = self._counters()
+                lag = (self.clock.now() - self.neighbourhood.now).total_seconds()
+                report(
+                    Status(
+                        self.neighbourhood.now,
+                        time.monotonic() - began,
+                        live,
+                        trades,
+                        payments,
+                        errors,
+                        max(lag - self.neighbourhood.step_s, 0.0),
+                        self.phase,
+                    )
+                )
+            await asyncio.sleep(every)
+
+    async def _done_with_span(self) -> bool:
+        """Everything before ``end`` settled, its statements issued and (when payable) paid."""
+        assert self.grid is not None
+        assert self.end is not None
+        summary = await stats.summary(self.grid, self.start, self.end)
+        intervals = int((self.end - self.start) / timedelta(minutes=self.config.interval_minutes))
+        if summary.intervals_settled < intervals:
+            return False
+        period = timedelta(seconds=self.config.settlement_period_seconds)
+        first_period = self.grid.schedule.period_start(self.start)
+        periods_done = int((self.end - first_period) / period) if self.end > first_period else 0
+        issued = await _periods_issued(self.grid, first_period, self.end)
+        if issued < periods_done:
+            return False
+        if self.payer_factory is None:
+            return True
+        return summary.statements_paid == summary.statements
+
+    async def _wait_for_end(self) -> bool:
+        """Run until ``end`` plus draining, or until stopped; True when interrupted."""
+        stop = asyncio.create_task(self.stop_requested.wait())
+        try:
+            if self.end is None:
+                await stop
+                return True
+            self.phase = "running"
+            delay = self.clock.seconds_until(self.end)
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stop), delay)
+            if stop.done():
+                return True
+            self._mark_run_end()
+            self.phase = "draining"
+            give_up = self.end + DRAIN_LIMIT
+            while self.clock.now() < give_up and not stop.done():
+                if await self._done_with_span():
+                    return False
+                await asyncio.sleep(0.2)
+            return stop.done()
+        finally:
+            stop.cancel()
+
+    async def run(
+        self,
+        *,
+        on_started: Callable[[Started], None] | None = None,
+        on_status: Callable[[Status], None] | None = None,
+        status_every: float = 1.0,
+    ) -> DemoResult:
+        began = time.monotonic()
+        cpu0 = time.process_time()
+        options = self.options
+        database = self.database_path()
+        settings = self.settings(database)
+        app = create_app(settings, self.clock)
+        self.grid = app.state.grid
+        port = _free_port(options.host, options.port)
+        config = uvicorn.Config(
+            app,
+            host=options.host,
+            port=port,
+            log_level=options.log_level.lower(),
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        server_task = asyncio.create_task(server.serve())
+        while not server.started:
+            if server_task.done():
+                server_task.result()
+                raise RuntimeError("the grid server stopped while starting")
+            await asyncio.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{options.host}:{bound}"
+        interrupted = False
+        connector = aiohttp.TCPConnector(limit=256)
+        session = aiohttp.ClientSession(connector=connector)
+        try:
+            probe = GridClient(self.url, household_keys(options.seed, -1), session=session)
+            grid_info = await probe.grid_info()
+            self.phase = "joining"
+            await self._join_all(session, grid_info)
+            nb = self.neighbourhood
+            nb.prepare()
+            for i, household in enumerate(self.households):
+                household.observe(nb.meters(i), nb.now)
+            if on_started is not None:
+                on_started(
+                    Started(
+                        self.url,
+                        dashboard_url(app, self.url),
+                        database,
+                        self.operator_token,
+                        len(self.households),
+                        options.speed,
+                        self.start,
+                        nb.step_s,
+                        options.use_stream(),
+                    )
+                )
+            self.clock.run()
+            self._run_began = (time.monotonic(), time.process_time())
+            self.phase = "running"
+            self._tasks = [
+                asyncio.create_task(self._simulate(), name="demo-simulate"),
+                asyncio.create_task(self._schedule_routines(), name="demo-routines"),
+                asyncio.create_task(self._status(on_status, began, status_every)),
+            ]
+            if options.use_stream():
+                self._tasks.append(asyncio.create_task(self._streams(), name="demo-streams"))
+            watch = asyncio.create_task(self._watch_tasks())
+            try:
+                interrupted = await self._wait_for_end()
+            finally:
+                watch.cancel()
+        finally:
+            self._mark_run_end()
+            self.phase = "stopping"
+            await self._stop_households(session)
+            end = self.end or interval_start(self.neighbourhood.now, self.config.interval_minutes)
+            try:
+                # Read while the server still has its database open.
+                summary = await stats.summary(self.grid, self.start, end)
+            finally:
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await server_task
+        result = DemoResult(
+            database,
+            self.url,
+            self.start,
+            end,
+            summary,
+            len(self.households),
+            time.monotonic() - began,
+            time.process_time() - cpu0,
+            interrupted,
+        )
+        if self._run_began is not None and self._run_ended is not None:
+            result.run_real_seconds = self._run_ended[0] - self._run_began[0]
+            result.run_cpu_seconds = self._run_ended[1] - self._run_began[1]
+            result.run_sim_seconds = (self._run_ended[2] - self.start).total_seconds()
+        return result
+
+    def _mark_run_end(self) -> None:
+        if self._run_ended is None and self._run_began is not None:
+            self._run_ended = (time.monotonic(), time.process_time(), self.clock.now())
+
+    async def _watch_tasks(self) -> None:
+        """A crashed simulation task stops the demo instead of leaving it silently frozen."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                _LOGGER.error("demo task %s failed", task.get_name(), exc_info=task.exception())
+                self.stop_requested.set()
+
+    async def _stop_households(self, session: aiohttp.ClientSession) -> None:
+        for task in [*self._tasks, *self._routines]:
+            task.cancel()
+        for task in [*self._tasks, *self._routines]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await session.close()
+
+
+async def _periods_issued(grid: GridService, since: datetime, until: datetime) -> int:
+    from sqlalchemy import func, select  # noqa: PLC0415
+
+    from grid_server.storage.schema import periods  # noqa: PLC0415
+
+    async with grid.db.read() as conn:
+        count = await conn.scalar(
+            select(func.count()).where(periods.c.start >= since, periods.c.start < until)
+        )
+    return int(count or 0)
+
+
+def dashboard_url(app: Any, base: str) -> str | None:
+    """The dashboard's address when the server has one (``/dashboard`` or ``/``)."""
+    paths = {getattr(route, "path", None) for route in app.routes}
+    for path in ("/dashboard", "/"):
+        if path in paths:
+            return base + path
+    return None
+
+
+def demo_speed_note(options: DemoOptions) -> str:
+    seconds = 900 / options.speed
+    return f"one 15-minute interval every {seconds:.1f} s"
+
+
+__all__ = [
+    "DEFAULT_SPEED",
+    "DEFAULT_START",
+    "Demo",
+    "DemoOptions",
+    "DemoResult",
+    "Started",
+    "Status",
+]
