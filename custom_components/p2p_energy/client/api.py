@@ -39,14 +39,17 @@ from .protocol import (
     Body,
     ErrorCode,
     Join,
+    LedgerKind,
     MeterDecl,
     OpenSession,
     Orders,
     OrderSpec,
+    Payment,
     ProtocolError,
     Reading,
     Readings,
     SourceDecl,
+    Transfer,
     sign,
 )
 from .sequence import SequenceCounter
@@ -147,8 +150,16 @@ class GridInfo:
     ledger_address: str | None
     now: datetime  # the grid's clock (a demo grid may run faster than real time)
     protocol_version: int
+    # IOTA only: the network the grid's ledger runs on, and a node households may use.
+    ledger_network: str | None = None
+    ledger_node_url: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
+        ledger: dict[str, Any] = {"kind": self.ledger_kind, "address": self.ledger_address}
+        if self.ledger_network is not None:
+            ledger["network"] = self.ledger_network
+        if self.ledger_node_url is not None:
+            ledger["node_url"] = self.ledger_node_url
         return {
             "grid": self.grid,
             "name": self.name,
@@ -162,7 +173,7 @@ class GridInfo:
             "prices": self.prices.to_wire(),
             "price_schedule": [p.to_wire() for p in self.price_schedule],
             "zones": [z.to_wire() for z in self.zones],
-            "ledger": {"kind": self.ledger_kind, "address": self.ledger_address},
+            "ledger": ledger,
             "now": format_utc(self.now),
             "protocol_version": self.protocol_version,
         }
@@ -186,6 +197,8 @@ class GridInfo:
             d["ledger"].get("address"),
             _t(d["now"]),
             int(d.get("protocol_version", 1)),
+            d["ledger"].get("network"),
+            d["ledger"].get("node_url"),
         )
 
 
@@ -533,13 +546,99 @@ class LineItem:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerTerms:
+    """How a statement is paid on the grid's ledger, fixed when it is issued.
+
+    ``amount_due`` and ``paid`` are in the ledger's unit (``unit``: micro-units
+    of the currency on the local ledger, ``nanos`` on IOTA), with the sign of
+    ``amount_due_micro``. ``rate`` is the exact conversion, ledger units per
+    micro-unit of the currency, as a fraction string (``"1"``, ``"4000"``,
+    ``"10000000/2137"``): what a participant owes is rounded up, what the
+    grid owes is rounded down. ``due_at``: after it an unpaid statement is
+    overdue.
+    """
+
+    kind: str
+    unit: str
+    rate: str
+    amount_due: int
+    paid: int
+    due_at: datetime
+
+    @property
+    def outstanding(self) -> int:
+        """What is still to pay, in ledger units (never negative)."""
+        return max(0, abs(self.amount_due) - abs(self.paid))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "unit": self.unit,
+            "rate": self.rate,
+            "amount_due": self.amount_due,
+            "paid": self.paid,
+            "due_at": format_utc(self.due_at),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        return cls(
+            d["kind"],
+            d["unit"],
+            str(d["rate"]),
+            int(d["amount_due"]),
+            int(d.get("paid", 0)),
+            _t(d["due_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """One ledger transaction recorded against a statement.
+
+    ``direction``: ``in`` (the participant paid the grid) or ``out`` (a
+    payout by the grid). ``amount`` is what this transaction settled of the
+    statement, in ledger units (a payout covering several statements lists
+    its share in each); ``received`` what actually arrived (an IOTA payment
+    can be larger than what was due).
+    """
+
+    tx_id: str
+    direction: str
+    amount: int
+    received: int
+    recorded_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "tx_id": self.tx_id,
+            "direction": self.direction,
+            "amount": self.amount,
+            "received": self.received,
+            "recorded_at": format_utc(self.recorded_at),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        return cls(
+            d["tx_id"],
+            d["direction"],
+            int(d["amount"]),
+            int(d.get("received", d["amount"])),
+            _t(d["recorded_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Statement:
     """A participant's settled intervals over one settlement period.
 
     ``amount_due_micro`` > 0: the participant owes the grid; < 0: the grid
     owes the participant. ``status``: ``issued``, ``partially_paid``,
-    ``paid`` (payments are recorded by the grid's ledger; see issue 4).
-    ``lines`` is filled by ``statement(id)`` and empty in listings.
+    ``paid``; ``paid_micro`` has the sign of ``amount_due_micro``. ``ledger``:
+    the amount in ledger units and the rate recorded at issue; ``payments``:
+    the transactions recorded against it. ``lines`` is filled by
+    ``statement(id)`` and empty in listings.
     """
 
     id: str
@@ -553,9 +652,11 @@ class Statement:
     issued_at: datetime
     intervals: int
     lines: tuple[LineItem, ...] = ()
+    ledger: LedgerTerms | None = None
+    payments: tuple[PaymentRecord, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "participant": self.participant,
             "period_start": format_utc(self.period_start),
@@ -568,9 +669,15 @@ class Statement:
             "intervals": self.intervals,
             "lines": [line.to_wire() for line in self.lines],
         }
+        if self.ledger is not None:
+            out["ledger"] = self.ledger.to_wire()
+        if self.payments:
+            out["payments"] = [p.to_wire() for p in self.payments]
+        return out
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        ledger = d.get("ledger")
         return cls(
             d["id"],
             d["participant"],
@@ -583,7 +690,117 @@ class Statement:
             _t(d["issued_at"]),
             int(d["intervals"]),
             tuple(LineItem.from_wire(x) for x in d.get("lines", ())),
+            None if ledger is None else LedgerTerms.from_wire(ledger),
+            tuple(PaymentRecord.from_wire(p) for p in d.get("payments", ())),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """Answer to a ``payment`` envelope: the recorded payment and the statement after it."""
+
+    statement: Statement
+    payment: PaymentRecord
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"statement": self.statement.to_wire(), "payment": self.payment.to_wire()}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        return cls(Statement.from_wire(d["statement"]), PaymentRecord.from_wire(d["payment"]))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerAccount:
+    """An account of the grid's local ledger: balance and last transfer sequence number."""
+
+    address: str
+    balance: int
+    seq: int
+    unit: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "balance": self.balance,
+            "seq": self.seq,
+            "unit": self.unit,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        return cls(d["address"], int(d["balance"]), int(d["seq"]), d["unit"])
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One entry of the grid's local ledger, with what is needed to check it.
+
+    ``kind``: ``mint`` or ``transfer``. The record (``ledger.local``) is
+    rebuilt from the fields and the grid id; ``hash`` and ``prev_hash`` are
+    hex. ``ledger.local.check_entry`` verifies an entry offline.
+    """
+
+    index: int
+    tx_id: str
+    kind: str
+    sender: str | None
+    recipient: str
+    amount: int
+    seq: int
+    memo: str | None
+    time: datetime
+    public_key: str | None
+    signature: str | None
+    prev_hash: str
+    hash: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "tx_id": self.tx_id,
+            "kind": self.kind,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "amount": self.amount,
+            "seq": self.seq,
+            "memo": self.memo,
+            "time": format_utc_ms(self.time),
+            "public_key": self.public_key,
+            "signature": self.signature,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        return cls(
+            int(d["index"]),
+            d["tx_id"],
+            d["kind"],
+            d.get("sender"),
+            d["recipient"],
+            int(d["amount"]),
+            int(d["seq"]),
+            d.get("memo"),
+            _t_ms(d["time"]),
+            d.get("public_key"),
+            d.get("signature"),
+            d["prev_hash"],
+            d["hash"],
+        )
+
+
+def format_utc_ms(moment: datetime) -> str:
+    """UTC with milliseconds (ledger entry times are hashed to the millisecond)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _t_ms(value: Any) -> datetime:
+    if not isinstance(value, str) or not value.endswith("Z"):
+        raise ValueError(f"not a UTC time: {value!r}")
+    return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,7 +810,9 @@ class Event:
     Kinds: ``market_result`` (data: a :class:`MarketResult` without fills),
     ``fills`` (data: ``{"interval", "fills": [...]}``), ``settled`` (data:
     ``{"interval", "lines": [...]}``), ``statement`` (data: a
-    :class:`Statement`), later ``payment``.
+    :class:`Statement`), ``payment`` (data: ``{"direction": "in"|"out",
+    "tx_id", "amount", "unit", "ledger", "statements": [{"id", "amount"}]}``:
+    a payment the grid recorded, or a payout it made).
     """
 
     id: int
@@ -840,7 +1059,43 @@ class GridClient:
         body = Orders(interval, tuple(place), tuple(cancel), replace_all)
         return OrderBook.from_wire(await self._send("/orders", body))
 
+    async def pay(
+        self,
+        statement_id: str,
+        *,
+        transfer: Mapping[str, Any] | None = None,
+        tx: str | None = None,
+    ) -> PaymentResult:
+        """Pay a statement: a signed local-ledger ``transfer``, or an IOTA digest ``tx``.
+
+        Build the transfer with ``ledger.local.SignedTransfer`` (or let
+        ``payments.LocalPayer`` do it all).
+        """
+        if (transfer is None) == (tx is None):
+            raise ValueError("give either a local transfer or an IOTA transaction digest")
+        body = (
+            Payment(statement_id, LedgerKind.LOCAL, transfer=dict(transfer))
+            if transfer is not None
+            else Payment(statement_id, LedgerKind.IOTA, tx=tx)
+        )
+        return PaymentResult.from_wire(await self._send("/payments", body))
+
+    async def ledger_transfer(self, transfer: Mapping[str, Any]) -> LedgerEntry:
+        """Apply a signed local-ledger transfer (not paying a statement)."""
+        body = Transfer(dict(transfer))
+        return LedgerEntry.from_wire(await self._send("/ledger/transfers", body))
+
     # -- authenticated reads -----------------------------------------------------------
+
+    async def ledger_account(self, address: str | None = None) -> LedgerAccount:
+        """A local-ledger account: the own one by default (or the grid's)."""
+        path = f"/ledger/accounts/{quote(address or self.address, safe='')}"
+        return LedgerAccount.from_wire(await self._request("GET", path, auth=True))
+
+    async def ledger_transaction(self, tx_id: str) -> LedgerEntry:
+        """A local-ledger transaction this participant sent or received (NOT_FOUND otherwise)."""
+        path = f"/ledger/transactions/{quote(tx_id, safe='')}"
+        return LedgerEntry.from_wire(await self._request("GET", path, auth=True))
 
     async def me(self) -> Participant:
         return Participant.from_wire(await self._request("GET", "/me", auth=True))
@@ -931,11 +1186,16 @@ __all__ = [
     "GridClient",
     "GridInfo",
     "GridUnavailable",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTerms",
     "LineItem",
     "MarketResult",
     "OrderBook",
     "OrderView",
     "Participant",
+    "PaymentRecord",
+    "PaymentResult",
     "PriceStep",
     "ReadingAck",
     "ReadingsResult",

@@ -85,6 +85,8 @@ class ErrorCode(StrEnum):
     PAYMENT_INVALID = "payment_invalid"
     PAYMENT_REUSED = "payment_reused"
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    PAYMENT_PENDING = "payment_pending"
+    OVERDUE = "overdue"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
@@ -123,6 +125,16 @@ ERRORS: Final[dict[ErrorCode, tuple[int, str]]] = {
     ErrorCode.PAYMENT_INVALID: (422, "The payment does not match the statement or the ledger."),
     ErrorCode.PAYMENT_REUSED: (409, "This transaction already settled a statement."),
     ErrorCode.INSUFFICIENT_FUNDS: (409, "The sender's balance does not cover the transfer."),
+    ErrorCode.PAYMENT_PENDING: (
+        409,
+        "The ledger does not show the transaction as final yet (or cannot be reached); "
+        "send the payment again later.",
+    ),
+    ErrorCode.OVERDUE: (
+        403,
+        "Buy orders are refused while the participant has overdue statements "
+        "(it buys at the retail price meanwhile).",
+    ),
     ErrorCode.TOO_LARGE: (413, "The body is larger than the grid accepts."),
     ErrorCode.RATE_LIMITED: (429, "Too many requests from this key or address; retry later."),
     ErrorCode.UNAVAILABLE: (503, "The grid is starting or shutting down; retry later."),
@@ -669,8 +681,28 @@ class Payment(Body):
         return cls(statement, LedgerKind(ledger), transfer, tx)
 
 
+@dataclass(frozen=True, slots=True)
+class Transfer(Body):
+    """Move money on the grid's local ledger (not paying a statement).
+
+    ``transfer`` is a transfer signed with the same key; its format is
+    defined in ``ledger.local`` (``SignedTransfer``).
+    """
+
+    TYPE: ClassVar[str] = "transfer"
+    FIELDS: ClassVar[frozenset[str]] = frozenset({"transfer"})
+    transfer: dict[str, Any]
+
+    def body_to_wire(self) -> dict[str, Any]:
+        return {"transfer": self.transfer}
+
+    @classmethod
+    def body_from_wire(cls, payload: dict[str, Any]) -> Transfer:
+        return cls(_obj(_get(payload, "transfer", "payload"), "payload.transfer"))
+
+
 BODY_TYPES: Final[dict[str, type[Body]]] = {
-    cls.TYPE: cls for cls in (Join, OpenSession, Assets, Readings, Orders, Payment)
+    cls.TYPE: cls for cls in (Join, OpenSession, Assets, Readings, Orders, Payment, Transfer)
 }
 
 

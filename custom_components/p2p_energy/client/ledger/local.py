@@ -1,0 +1,509 @@
+"""The grid's embedded local ledger: the one definition of its records, and its client.
+
+Accounts are IOTA Rebased addresses (``0x`` + hex(blake2b-256(public key))),
+amounts are integer micro-units of the grid's currency, transaction ids are
+base58 of a 32-byte digest — the same shapes as on IOTA.
+
+Records
+-------
+A *transfer record* is the JSON object::
+
+    {"type": "p2p-ledger-transfer", "v": 1, "grid": <grid id>,
+     "sender": <address>, "recipient": <address>, "amount": <int >= 1>,
+     "seq": <int >= 1>, "memo": <optional text>}
+
+signed with Ed25519 by the sender's key over its RFC 8785 canonical JSON
+(the same canonical form as protocol envelopes; ``type`` is not a payload
+type, so a transfer signature can never pass for an envelope's). ``seq`` is
+the sender's *ledger* sequence number: the grid applies a transfer only if
+``seq`` is above the last one it applied for that sender, so of two
+transfers signed with the same ``seq`` at most one is ever applied. Minting
+(operator only) is the record ``{"type": "p2p-ledger-mint", "v": 1, "grid",
+"recipient", "amount", "seq", "memo"}`` (``seq`` counts the grid's mints),
+unsigned.
+
+* Transaction id: ``base58(blake2b-256(b"p2p-ledger-tx::" ‖ canonical JSON
+  of the record))`` — computable by the signer before sending, so a retry
+  of the same transfer has the same id.
+* Ledger entries are numbered ``index`` = 1, 2, …; each entry's hash is
+  ``blake2b-256(b"p2p-ledger-entry::" ‖ prev_hash ‖ u64be(index) ‖ tx
+  digest ‖ u16be(len(signature)) ‖ signature ‖ u64be(time in Unix ms))``
+  with ``prev_hash`` 32 zero bytes for the first entry. Altering, removing
+  or reordering an entry changes every later hash.
+
+:class:`LocalLedger` is the :class:`~.base.Ledger` interface over the grid's
+HTTP API, for households: ``balance``, ``transfer`` (a signed ``transfer``
+envelope), ``lookup``. Paying statements goes through
+:mod:`..payments`.
+"""
+
+from __future__ import annotations
+
+import struct
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+import base58
+
+from ..crypto import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    CryptoError,
+    KeyPair,
+    address_from_public_key,
+    b64decode_exact,
+    b64encode,
+    blake2b256,
+    is_address,
+    verify,
+)
+from ..protocol import MAX_SEQ, ErrorCode, ProtocolError, canonical_json, check_id, check_int
+from .base import InsufficientFunds, LedgerError, TransferRecord, TxStatus, ledger_address
+
+if TYPE_CHECKING:
+    from ..api import GridClient, LedgerEntry
+    from .base import Ledger
+
+TRANSFER_TYPE: Final = "p2p-ledger-transfer"
+MINT_TYPE: Final = "p2p-ledger-mint"
+FORMAT_VERSION: Final = 1
+MAX_AMOUNT: Final = MAX_SEQ  # every JSON reader keeps it exact
+MAX_MEMO_LENGTH: Final = 128
+TX_DOMAIN: Final = b"p2p-ledger-tx::"
+ENTRY_DOMAIN: Final = b"p2p-ledger-entry::"
+GENESIS_HASH: Final = bytes(32)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+RecordKind = Literal["transfer", "mint"]
+
+
+def _invalid(path: str, reason: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_FIELD, f"{path}: {reason}", path)
+
+
+def check_memo(value: object, path: str) -> str:
+    """Memos: 1-128 characters of NFC text without control or invisible characters."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_MEMO_LENGTH:
+        raise _invalid(path, f"must be a string of 1-{MAX_MEMO_LENGTH} characters")
+    if unicodedata.normalize("NFC", value) != value:
+        raise _invalid(path, "must be NFC-normalised Unicode")
+    for ch in value:
+        if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
+            raise _invalid(path, f"contains the invisible or control character U+{ord(ch):04X}")
+    return value
+
+
+def _address(value: object, path: str) -> str:
+    if not is_address(value):
+        raise _invalid(path, "must be an address: 0x and 64 lowercase hex digits")
+    assert isinstance(value, str)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """What one local-ledger transaction says (a transfer or a mint)."""
+
+    kind: RecordKind
+    grid: str
+    sender: str | None  # None for a mint
+    recipient: str
+    amount: int
+    seq: int
+    memo: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": TRANSFER_TYPE if self.kind == "transfer" else MINT_TYPE,
+            "v": FORMAT_VERSION,
+            "grid": self.grid,
+        }
+        if self.kind == "transfer":
+            out["sender"] = self.sender
+        out.update(recipient=self.recipient, amount=self.amount, seq=self.seq)
+        if self.memo is not None:
+            out["memo"] = self.memo
+        return out
+
+    @classmethod
+    def from_wire(cls, value: object, path: str = "record") -> LedgerRecord:
+        if not isinstance(value, dict):
+            raise _invalid(path, "must be a JSON object")
+        kind_text = value.get("type")
+        if kind_text == TRANSFER_TYPE:
+            kind: RecordKind = "transfer"
+            allowed = {"type", "v", "grid", "sender", "recipient", "amount", "seq", "memo"}
+        elif kind_text == MINT_TYPE:
+            kind = "mint"
+            allowed = {"type", "v", "grid", "recipient", "amount", "seq", "memo"}
+        else:
+            raise _invalid(f"{path}.type", f"must be {TRANSFER_TYPE!r} or {MINT_TYPE!r}")
+        extra = sorted(set(value) - allowed)
+        if extra:
+            raise _invalid(f"{path}.{extra[0]}", "is not a field of this record")
+        for key in allowed - {"memo"}:
+            if key not in value:
+                raise _invalid(f"{path}.{key}", "is required")
+        if value["v"] != FORMAT_VERSION or isinstance(value["v"], bool):
+            raise _invalid(f"{path}.v", f"must be {FORMAT_VERSION}")
+        memo = value.get("memo")
+        return cls(
+            kind,
+            check_id(value["grid"], f"{path}.grid"),
+            _address(value["sender"], f"{path}.sender") if kind == "transfer" else None,
+            _address(value["recipient"], f"{path}.recipient"),
+            check_int(value["amount"], f"{path}.amount", 1, MAX_AMOUNT),
+            check_int(value["seq"], f"{path}.seq", 1, MAX_SEQ),
+            None if memo is None else check_memo(memo, f"{path}.memo"),
+        )
+
+    @property
+    def canonical_bytes(self) -> bytes:
+        """The bytes a transfer's signature covers (RFC 8785 JSON of :meth:`to_wire`)."""
+        return canonical_json(self.to_wire())
+
+    @property
+    def tx_digest(self) -> bytes:
+        return blake2b256(TX_DOMAIN + self.canonical_bytes)
+
+    @property
+    def tx_id(self) -> str:
+        return base58.b58encode(self.tx_digest).decode("ascii")
+
+
+def transfer_record(
+    grid: str,
+    sender: str,
+    *,
+    recipient: str,
+    amount: int,
+    seq: int,
+    memo: str | None = None,
+) -> LedgerRecord:
+    """A transfer record, validated as the grid will validate it."""
+    record = LedgerRecord("transfer", grid, sender, recipient, amount, seq, memo)
+    return LedgerRecord.from_wire(record.to_wire())
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransfer:
+    """A transfer record with its sender's public key and Ed25519 signature.
+
+    Wire form (``transfer`` in ``payment`` and ``transfer`` envelopes)::
+
+        {"record": {...}, "public_key": "<base64>", "signature": "<base64>"}
+    """
+
+    record: LedgerRecord
+    public_key: bytes
+    signature: bytes
+
+    @classmethod
+    def sign(
+        cls,
+        keys: KeyPair,
+        *,
+        grid: str,
+        recipient: str,
+        amount: int,
+        seq: int,
+        memo: str | None = None,
+    ) -> SignedTransfer:
+        record = transfer_record(
+            grid, keys.address, recipient=recipient, amount=amount, seq=seq, memo=memo
+        )
+        return cls(record, keys.public_key, keys.sign(record.canonical_bytes))
+
+    @property
+    def tx_id(self) -> str:
+        return self.record.tx_id
+
+    @property
+    def sender(self) -> str:
+        assert self.record.sender is not None
+        return self.record.sender
+
+    def verify(self) -> bool:
+        """True when the key is the sender's and the signature covers the record."""
+        return (
+            self.record.kind == "transfer"
+            and address_from_public_key(self.public_key) == self.record.sender
+            and verify(self.public_key, self.record.canonical_bytes, self.signature)
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "record": self.record.to_wire(),
+            "public_key": b64encode(self.public_key),
+            "signature": b64encode(self.signature),
+        }
+
+    @classmethod
+    def from_wire(cls, value: object, path: str = "transfer") -> SignedTransfer:
+        """Parse (not verify) a signed transfer; shape errors name the field."""
+        if not isinstance(value, dict):
+            raise _invalid(path, "must be a JSON object")
+        extra = sorted(set(value) - {"record", "public_key", "signature"})
+        if extra:
+            raise _invalid(f"{path}.{extra[0]}", "is not a field of a signed transfer")
+        for key in ("record", "public_key", "signature"):
+            if key not in value:
+                raise _invalid(f"{path}.{key}", "is required")
+        record = LedgerRecord.from_wire(value["record"], f"{path}.record")
+        if record.kind != "transfer":
+            raise _invalid(f"{path}.record.type", f"must be {TRANSFER_TYPE!r}")
+        try:
+            public_key = b64decode_exact(value["public_key"], PUBLIC_KEY_BYTES, "public_key")
+            signature = b64decode_exact(value["signature"], SIGNATURE_BYTES, "signature")
+        except CryptoError as exc:
+            raise _invalid(path, str(exc)) from exc
+        return cls(record, public_key, signature)
+
+
+def mint_record(grid: str, recipient: str, amount: int, seq: int, memo: str | None) -> LedgerRecord:
+    record = LedgerRecord("mint", grid, None, recipient, amount, seq, memo)
+    return LedgerRecord.from_wire(record.to_wire())
+
+
+def time_ms(moment: datetime) -> int:
+    """Whole Unix milliseconds of a UTC time (exact: no float arithmetic)."""
+    return (moment.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def entry_hash(
+    prev_hash: bytes, index: int, tx_digest: bytes, signature: bytes, time_ms: int
+) -> bytes:
+    """The hash of ledger entry ``index`` (see the module docstring)."""
+    if len(prev_hash) != 32 or len(tx_digest) != 32:
+        raise ValueError("hashes and digests have 32 bytes")
+    return blake2b256(
+        ENTRY_DOMAIN
+        + prev_hash
+        + struct.pack(">Q", index)
+        + tx_digest
+        + struct.pack(">H", len(signature))
+        + signature
+        + struct.pack(">Q", time_ms)
+    )
+
+
+def tx_digest_of(tx_id: str) -> bytes:
+    """The 32 bytes behind a base58 transaction id (``LedgerError`` if it is not one)."""
+    try:
+        raw = base58.b58decode(tx_id)
+    except ValueError as exc:
+        raise LedgerError("invalid_tx_id", f"{tx_id!r} is not base58") from exc
+    if len(raw) != 32 or base58.b58encode(raw).decode("ascii") != tx_id:
+        raise LedgerError("invalid_tx_id", f"{tx_id!r} is not a 32-byte base58 digest")
+    return raw
+
+
+def is_tx_id(text: object) -> bool:
+    if not isinstance(text, str) or not 30 <= len(text) <= 50:
+        return False
+    try:
+        tx_digest_of(text)
+    except LedgerError:
+        return False
+    return True
+
+
+def check_entry(entry: LedgerEntry, grid: str, prev_hash: bytes) -> str | None:
+    """What is wrong with a ledger entry as the grid published it, or ``None``.
+
+    Recomputes the record, its transaction id, the signature (transfers) and
+    the entry hash from ``prev_hash`` — what a household can check on its own.
+    """
+    record = LedgerRecord(
+        "mint" if entry.kind == "mint" else "transfer",
+        grid,
+        entry.sender,
+        entry.recipient,
+        entry.amount,
+        entry.seq,
+        entry.memo,
+    )
+    if record.tx_id != entry.tx_id:
+        return "the transaction id is not the digest of the record"
+    signature = b""
+    if record.kind == "transfer":
+        if entry.signature is None or entry.public_key is None:
+            return "a transfer without signature"
+        try:
+            signature = b64decode_exact(entry.signature, SIGNATURE_BYTES, "signature")
+            public_key = b64decode_exact(entry.public_key, PUBLIC_KEY_BYTES, "public_key")
+        except CryptoError as exc:
+            return str(exc)
+        if not SignedTransfer(record, public_key, signature).verify():
+            return "the signature is not the sender's over the record"
+    if bytes.fromhex(entry.prev_hash) != prev_hash:
+        return "the entry does not follow the previous one"
+    expected = entry_hash(prev_hash, entry.index, record.tx_digest, signature, time_ms(entry.time))
+    if expected.hex() != entry.hash:
+        return "the entry hash does not match its content"
+    return None
+
+
+# --- the client -------------------------------------------------------------------
+
+
+class TransferInDoubt(LedgerError):
+    """The grid could not be reached after the transfer was sent; it may have been applied.
+
+    Calling :meth:`LocalLedger.transfer` again for the same payment is safe:
+    it signs the same ledger sequence number, so at most one of the two is
+    ever applied. ``tx_id`` names the transfer in question.
+    """
+
+    def __init__(self, tx_id: str, message: str) -> None:
+        super().__init__("outcome_unknown", f"{message} (transaction {tx_id})")
+        self.tx_id = tx_id
+
+
+def ledger_error(exc: ProtocolError) -> LedgerError:
+    """A grid refusal as a ledger error (``InsufficientFunds`` for insufficient_funds)."""
+    if exc.code is ErrorCode.INSUFFICIENT_FUNDS:
+        return InsufficientFunds(exc.message)
+    return LedgerError(str(exc.code), exc.message)
+
+
+class LocalLedger:
+    """The :class:`~.base.Ledger` interface on the grid's local ledger, over HTTP.
+
+    Bound to one household's :class:`~..api.GridClient` (its key signs the
+    envelopes and the transfers). Amounts are micro-units of the grid's
+    currency. A transfer signs the next ledger sequence number after the one
+    the grid reports for the account, so re-trying an unanswered transfer
+    signs the very same record again and can never pay twice.
+    """
+
+    def __init__(self, client: GridClient, *, currency: str = "EUR") -> None:
+        self.client = client
+        self.currency = currency
+        self._grid: str | None = None
+
+    @property
+    def unit(self) -> str:
+        return f"micro-{self.currency}"
+
+    def address_of(self, public_key: bytes) -> str:
+        return ledger_address(public_key)
+
+    async def _grid_id(self) -> str:
+        if self._grid is None:
+            info = await self.client.grid_info()
+            self._grid = info.grid
+            self.currency = info.currency
+        return self._grid
+
+    async def balance(self, address: str | None = None) -> int:
+        """Balance of ``address`` (default: the client's own; the grid shows own and its own)."""
+        try:
+            account = await self.client.ledger_account(address)
+        except ProtocolError as exc:
+            raise ledger_error(exc) from exc
+        return account.balance
+
+    async def next_seq(self) -> int:
+        try:
+            account = await self.client.ledger_account()
+        except ProtocolError as exc:
+            raise ledger_error(exc) from exc
+        return account.seq + 1
+
+    async def sign_transfer(
+        self, keys: KeyPair, recipient: str, amount: int, *, memo: str | None = None
+    ) -> SignedTransfer:
+        """The transfer :meth:`transfer` would send now (next sequence number)."""
+        if keys != self.client.keys:
+            raise LedgerError("wrong_key", "a LocalLedger transfers only with its client's key")
+        if not is_address(recipient):
+            raise LedgerError("invalid_recipient", f"{recipient!r} is not an address")
+        if recipient == keys.address:
+            raise LedgerError("invalid_recipient", "a payment to oneself pays nothing")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+            raise LedgerError("invalid_amount", "the amount must be a positive integer")
+        grid = await self._grid_id()
+        seq = await self.next_seq()
+        try:
+            return SignedTransfer.sign(
+                keys, grid=grid, recipient=recipient, amount=amount, seq=seq, memo=memo
+            )
+        except ProtocolError as exc:
+            raise LedgerError("invalid_transfer", exc.message) from exc
+
+    async def transfer(
+        self, keys: KeyPair, recipient: str, amount: int, *, memo: str | None = None
+    ) -> str:
+        from ..api import GridUnavailable  # noqa: PLC0415 - api imports nothing from here
+
+        signed = await self.sign_transfer(keys, recipient, amount, memo=memo)
+        try:
+            entry = await self.client.ledger_transfer(signed.to_wire())
+        except ProtocolError as exc:
+            raise ledger_error(exc) from exc
+        except GridUnavailable as exc:
+            raise TransferInDoubt(signed.tx_id, f"the grid did not answer: {exc}") from exc
+        return entry.tx_id
+
+    async def lookup(self, tx_id: str) -> TransferRecord | None:
+        if not is_tx_id(tx_id):
+            raise LedgerError("invalid_tx_id", f"{tx_id!r} is not a transaction id")
+        try:
+            entry = await self.client.ledger_transaction(tx_id)
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.NOT_FOUND:
+                return None
+            raise ledger_error(exc) from exc
+        return record_of(entry)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def record_of(entry: LedgerEntry) -> TransferRecord:
+    """The :class:`TransferRecord` of a published entry (mints have an empty sender)."""
+    return TransferRecord(
+        tx_id=entry.tx_id,
+        sender=entry.sender or "",
+        recipient=entry.recipient,
+        amount=entry.amount,
+        status=TxStatus.SUCCESS,
+        time=entry.time,
+        memo=entry.memo,
+    )
+
+
+if TYPE_CHECKING:
+
+    def _implements_ledger(ledger: LocalLedger) -> Ledger:
+        return ledger
+
+
+__all__ = [
+    "ENTRY_DOMAIN",
+    "FORMAT_VERSION",
+    "GENESIS_HASH",
+    "MAX_AMOUNT",
+    "MINT_TYPE",
+    "TRANSFER_TYPE",
+    "TX_DOMAIN",
+    "LedgerRecord",
+    "LocalLedger",
+    "SignedTransfer",
+    "TransferInDoubt",
+    "check_entry",
+    "entry_hash",
+    "is_tx_id",
+    "ledger_error",
+    "mint_record",
+    "record_of",
+    "time_ms",
+    "transfer_record",
+    "tx_digest_of",
+]
