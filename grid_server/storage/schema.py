@@ -335,3 +335,62 @@ events = Table(
     Column("public", Boolean, nullable=False),
     Index("ix_events_participant", "participant_id", "id"),
 )
+
+# --- audit trail (issue 7): interval roots and their anchors -------------------------
+# Insert-only, like log_entries: migration 0002 adds triggers that refuse
+# UPDATE and DELETE on these tables and on log_entries.
+
+audit_roots = Table(
+    "audit_roots",
+    metadata,
+    Column("grid", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),  # the root's own log entry
+    Column("interval_from", UTCDateTime, nullable=False),
+    Column("interval_to", UTCDateTime, nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),  # < first_seq: an empty range
+    Column("root", LargeBinary(32), nullable=False),
+    # Subtree roots of each 256-entry chunk (receipts without reading the range).
+    Column("chunks", LargeBinary, nullable=False),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("entry_hash", LargeBinary(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("grid", "seq"),
+    UniqueConstraint("grid", "interval_from"),
+    Index("ix_audit_roots_first_seq", "grid", "first_seq"),
+)
+
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("grid", String(64), nullable=False),
+    Column("last_root_seq", BigInteger, nullable=False),
+    Column("first_root_seq", BigInteger, nullable=False),
+    Column("batch_root", LargeBinary(32), nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # the notarized bytes
+    Column("ledger", String(16), nullable=False),
+    Column("network", String(16)),
+    Column("package", String(66), nullable=False),
+    Column("object_id", String(66), nullable=False),
+    Column("object_version", BigInteger, nullable=False),
+    Column("state_version", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("log_seq", BigInteger, nullable=False),  # the anchor's own log entry
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("grid", "last_root_seq"),
+)
+
+# Signed anchoring transactions, stored before they are sent: after a crash
+# the same bytes are re-submitted (they can land at most once).
+audit_anchor_attempts = Table(
+    "audit_anchor_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("grid", String(64), nullable=False),
+    Column("first_root_seq", BigInteger, nullable=False),
+    Column("last_root_seq", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("signed", Text, nullable=False),  # SignedTransaction.to_json()
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_audit_anchor_attempts_root", "grid", "last_root_seq"),
+)
