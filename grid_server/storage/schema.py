@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -393,4 +394,113 @@ audit_anchor_attempts = Table(
     Column("signed", Text, nullable=False),  # SignedTransaction.to_json()
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_audit_anchor_attempts_root", "grid", "last_root_seq"),
+)
+
+# --- payments and the local ledger (issue 4) ----------------------------------------
+# Amounts here are in the ledger's own unit: micro-units of the currency on the
+# local ledger, nanos on IOTA.
+
+ledger_heads = Table(
+    "ledger_heads",
+    metadata,
+    Column("grid", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # the ledger the grid uses: local, iota
+    # The grid's own account (its key's address); a different key is refused at start.
+    Column("address", String(66), nullable=False),
+    # Local ledger chain: number and hash of the last entry, and all money minted.
+    Column("entries", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("minted", BigInteger, nullable=False),
+    Column("mints", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("address", String(66), primary_key=True),
+    Column("balance", BigInteger, nullable=False),
+    # The last ledger sequence number applied for transfers from this account.
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("balance >= 0", name="balance_not_negative"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("index", BigInteger, primary_key=True, autoincrement=False),
+    Column("tx_id", String(64), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),  # mint, transfer
+    Column("sender", String(66)),  # NULL for a mint
+    Column("recipient", String(66), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("memo", String(128)),
+    Column("public_key", LargeBinary(32)),
+    Column("signature", LargeBinary(64)),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_ledger_entries_sender", "sender", "index"),
+    Index("ix_ledger_entries_recipient", "recipient", "index"),
+)
+
+statement_terms = Table(
+    "statement_terms",
+    metadata,
+    Column("statement_id", String(64), ForeignKey("statements.id"), primary_key=True),
+    Column("ledger", String(8), nullable=False),
+    Column("unit", String(16), nullable=False),
+    Column("rate", String(64), nullable=False),  # ledger units per micro-unit, exact
+    Column("amount_due", BigInteger, nullable=False),  # signed like amount_due_micro
+    Column("paid", BigInteger, nullable=False),  # same sign
+    Column("due_at", UTCDateTime, nullable=False),
+    Index("ix_statement_terms_open", "amount_due", "paid"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # A transaction settles one statement, once.
+    Column("tx_id", String(100), nullable=False, unique=True),
+    Column("statement_id", String(64), ForeignKey("statements.id"), nullable=False),
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("ledger", String(8), nullable=False),
+    Column("received", BigInteger, nullable=False),  # what arrived
+    Column("credited", BigInteger, nullable=False),  # what it settled of the statement
+    Column("envelope", BigInteger, nullable=False),  # log_seq of the payment envelope
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_payments_statement", "statement_id"),
+)
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tx_id", String(100), nullable=False, unique=True),
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("recipient", String(66), nullable=False),
+    Column("ledger", String(8), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    # prepared (signed and stored, maybe sent), done (on the ledger, recorded), failed
+    Column("state", String(10), nullable=False),
+    # What was signed (JSON): the local transfer, or the IOTA transaction bytes.
+    Column("signed", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("error", Text),
+    Index("ix_payouts_state", "state"),
+    Index("ix_payouts_participant", "participant_id"),
+)
+
+payout_items = Table(
+    "payout_items",
+    metadata,
+    Column("payout_id", BigInteger, ForeignKey("payouts.id"), nullable=False),
+    Column("statement_id", String(64), ForeignKey("statements.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    PrimaryKeyConstraint("payout_id", "statement_id"),
+    Index("ix_payout_items_statement", "statement_id"),
 )
