@@ -158,8 +158,11 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
 
     # -- the routine ----------------------------------------------------------------------------
 
-    async def _scheduled_tick(self, _now: datetime) -> None:
-        await self.async_tick()
+    @callback
+    def _scheduled_tick(self, _now: datetime) -> None:
+        # A tracked entry task (not a background job): unloading waits for it,
+        # so a tick never talks to the grid while the membership goes away.
+        self.config_entry.async_create_task(self.hass, self.async_tick(), "p2p_energy tick")
 
     async def async_tick(self) -> None:
         """Send readings, trade, pay; then save and publish. Never runs twice at once."""

@@ -10,6 +10,7 @@ intervals in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import pytest_socket
 from freezegun import freeze_time
 from freezegun.api import TickingDateTimeFactory
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
@@ -60,9 +63,13 @@ def _loopback(socket_enabled: None) -> None:
 
 
 def grid_config() -> GridConfig:
+    # Short settlement window and hourly statements so a test sees a whole
+    # cycle (trade, deliver, settle, statement) within a couple of hours.
     return GridConfig(
         id=GRID_ID,
         name="Test grid",
+        settlement_window_seconds=900,
+        settlement_period_seconds=3600,
         zones=[
             ZoneConfig(id="root"),
             ZoneConfig(
@@ -158,3 +165,36 @@ async def advance(
         await grid.run_cycle()
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
+
+
+def entity_of(hass: HomeAssistant, entry: MockConfigEntry, platform: str, key: str) -> str:
+    """The entity id of a membership entity, by its description key."""
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{entry.unique_id}_{key}")
+    assert entity_id is not None, key
+    return entity_id
+
+
+async def wait_for(hass: HomeAssistant, condition: Callable[[], bool], seconds: float = 5) -> None:
+    """Let network I/O (the live stream) happen until ``condition`` holds."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.02)
+            await hass.async_block_till_done()
+
+
+async def setup_member(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def add_asset(
+    hass: HomeAssistant, entry_id: str, kind: str, data: dict[str, object]
+) -> dict[str, object]:
+    result = await hass.config_entries.subentries.async_init(
+        (entry_id, kind), context={"source": "user"}
+    )
+    assert result["type"] is FlowResultType.FORM, result
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], data)
+    await hass.async_block_till_done()  # the membership reloads with the new asset
+    return result

@@ -231,8 +231,8 @@ class Household:
             batch = self._s.outbox.batch(MAX_READINGS_PER_ENVELOPE)
             try:
                 await self.client.send_readings(batch)
-            except GridUnavailable:
-                self._lost_contact()
+            except GridUnavailable as exc:
+                self._lost_contact(exc)
                 break
             except ProtocolError as exc:
                 if not self._handle_refusal(exc, batch):
@@ -298,8 +298,8 @@ class Household:
             stale = tuple(o.id for o in previous if o.id not in {p.id for p in plan})
             try:
                 await self.client.submit_orders(interval, place=plan, cancel=stale)
-            except GridUnavailable:
-                self._lost_contact()
+            except GridUnavailable as exc:
+                self._lost_contact(exc)
                 return changed
             except ProtocolError as exc:
                 if exc.code in _AUTH_LOST:
@@ -425,8 +425,8 @@ class Household:
                 self._apply_fills(result.fills)
             for statement in await self.client.statements():
                 self._apply_statement(statement)
-        except GridUnavailable:
-            self._lost_contact()
+        except GridUnavailable as exc:
+            self._lost_contact(exc)
             return
         except ProtocolError as exc:
             if exc.code in _AUTH_LOST:
@@ -488,11 +488,16 @@ class Household:
     # -- contact and state ------------------------------------------------------------------------
 
     def _contact(self, now: datetime) -> None:
+        if not self.connected:
+            _LOGGER.info("grid %s reachable", self.grid.grid)
         self.connected = True
         self.last_contact = now
         self.key_rejected = None
 
-    def _lost_contact(self) -> None:
+    def _lost_contact(self, exc: Exception) -> None:
+        # Logged once per outage, not at every retry.
+        if self.connected:
+            _LOGGER.warning("grid %s unreachable: %s", self.grid.grid, exc)
         self.connected = False
 
     def snapshot(self, now: datetime) -> Snapshot:
