@@ -25,7 +25,7 @@ from grid_server.domain.clock import Clock
 from grid_server.service.grid import GridService
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
-from . import envelopes, operator, reads, stream
+from . import audit, envelopes, operator, reads, stream
 from .common import error_response
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(operator.router)
     app.include_router(reads.metrics_router)
+    app.include_router(audit.router)
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> Response:

@@ -52,7 +52,7 @@ from p2p_energy_client.api import Fill, LineItem, MarketResult, Statement, ZoneR
 from p2p_energy_client.protocol import canonical_json
 from p2p_energy_client.units import format_nano, format_price, format_utc
 
-from . import settlement_port
+from . import audit, settlement_port
 from .events import add_events
 
 if TYPE_CHECKING:
@@ -150,6 +150,7 @@ class IntervalCycle:
                     break
                 t += schedule.length
         await self.issue_due_statements(cycle_from)
+        await audit.close_due(grid)
 
     # --- clearing -----------------------------------------------------------------
 

@@ -22,8 +22,10 @@ Only aiohttp and this package are imported (no Home Assistant, no server).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +54,7 @@ from .protocol import (
     Transfer,
     sign,
 )
+from .receipts import AuditRoot, Receipt, SentEnvelope, VerifiedReceipt, verify_receipt
 from .sequence import SequenceCounter
 from .units import format_utc, parse_utc
 
@@ -858,6 +861,7 @@ class GridClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         clock: Callable[[], datetime] | None = None,
+        sent_buffer: int = 256,
     ) -> None:
         self._base = base_url.rstrip("/")
         self.keys = keys
@@ -871,6 +875,8 @@ class GridClient:
         self._write_lock = asyncio.Lock()
         self._token: SessionToken | None = None
         self._token_lock = asyncio.Lock()
+        # The exact bytes of recently accepted envelopes, to check receipts against.
+        self._sent: deque[SentEnvelope] = deque(maxlen=max(1, sent_buffer))
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -994,10 +1000,13 @@ class GridClient:
         """
         grid = await self._grid()
         async with self._write_lock:
-            envelope = sign(self.keys, grid, self._seq.next(), body, ts=self._ts())
+            seq = self._seq.next()
+            envelope = sign(self.keys, grid, seq, body, ts=self._ts())
             data = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
             try:
-                return await self._request("POST", path, data=data)
+                answer = await self._request("POST", path, data=data)
+                self._sent.append(SentEnvelope(body.TYPE, seq, data, self._clock()))
+                return answer
             except ProtocolError as exc:
                 if not (resync and exc.code is ErrorCode.REPLAY):
                     raise
@@ -1127,6 +1136,69 @@ class GridClient:
     async def statement(self, statement_id: str) -> Statement:
         path = f"/statements/{quote(statement_id, safe='')}"
         return Statement.from_wire(await self._request("GET", path, auth=True))
+
+    # -- audit trail (see .receipts) -------------------------------------------------
+
+    @property
+    def recent_envelopes(self) -> tuple[SentEnvelope, ...]:
+        """Envelopes the grid accepted from this client, with their exact bytes (newest last)."""
+        return tuple(self._sent)
+
+    def sent_since(self, seq: int) -> list[SentEnvelope]:
+        """The remembered envelopes with a sequence number above ``seq``."""
+        return [e for e in self._sent if e.seq > seq]
+
+    async def receipt(
+        self,
+        *,
+        seq: int | None = None,
+        log_seq: int | None = None,
+        signature: bytes | None = None,
+    ) -> Receipt:
+        """The grid's receipt for an own envelope (by payload ``seq`` or ``signature``) or entry."""
+        if log_seq is not None:
+            data = await self._request("GET", f"/receipts/{int(log_seq)}", auth=True)
+        elif seq is not None:
+            params = {"seq": str(int(seq))}
+            data = await self._request("GET", "/receipts", params=params, auth=True)
+        elif signature is not None:
+            params = {"signature": base64.b64encode(signature).decode()}
+            data = await self._request("GET", "/receipts", params=params, auth=True)
+        else:
+            raise ValueError("name the entry: seq, log_seq or signature")
+        return Receipt.from_wire(data)
+
+    async def verify_sent(
+        self, sent: SentEnvelope, *, trusted_root: bytes | AuditRoot | None = None
+    ) -> VerifiedReceipt:
+        """Fetch the receipt of an envelope this client sent and verify it locally.
+
+        Raises ``ReceiptPending`` while its interval is open, ``ReceiptError``
+        when the receipt does not prove that the grid logged these bytes.
+        """
+        receipt = await self.receipt(seq=sent.seq)
+        return verify_receipt(receipt, sent.wire, trusted_root=trusted_root)
+
+    async def audit_roots(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        from_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRoot]:
+        """The grid's public interval roots (keep copies: a root must never change)."""
+        params: dict[str, str] = {}
+        if since is not None:
+            params["since"] = format_utc(since)
+        if until is not None:
+            params["until"] = format_utc(until)
+        if from_seq is not None:
+            params["from_seq"] = str(int(from_seq))
+        if limit is not None:
+            params["limit"] = str(int(limit))
+        data = await self._request("GET", "/audit/roots", params=params)
+        return [AuditRoot.from_wire(r) for r in data["roots"]]
 
     # -- live stream -------------------------------------------------------------------
 
