@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -42,6 +42,10 @@ from p2p_energy_client.strategy import StrategyKind
 from .neighbourhood import BATTERY, BATTERY_CHARGE, HOUSE, SOLAR, HouseholdSpec
 
 _LOGGER = logging.getLogger(__name__)
+
+# Home Assistant's coordinator ticks every minute: unsent readings go again then.
+RETRY_AFTER = timedelta(minutes=1)
+REPORT_RETRIES = 5
 
 
 def household_keys(seed: int, index: int) -> KeyPair:
@@ -77,6 +81,7 @@ class Preferences:
     min_sell_price: str
     max_buy_price: str
     offset_s: float  # when in each interval the household does its routine
+    trade_ahead: int = 4
 
 
 @dataclass(slots=True)
@@ -88,6 +93,7 @@ class Counters:
     paid_micro: int = 0
     statements: int = 0
     errors: int = 0
+    longest_routine_s: float = 0.0  # grid time from start to end of report and trade
 
 
 @dataclass
@@ -115,6 +121,7 @@ class DemoHousehold:
             strategy=prefs.strategy,
             min_sell_price=prefs.min_sell_price,
             max_buy_price=prefs.max_buy_price,
+            trade_ahead=prefs.trade_ahead,
         )
         self.household = Household(
             self.client,
@@ -146,24 +153,41 @@ class DemoHousehold:
         silence = 2 * self.household.interval
         return self.last_event_at is not None and now - self.last_event_at < silence
 
-    async def tick(self, meters_at: datetime, clock: Callable[[], datetime]) -> None:
+    async def tick(
+        self,
+        meters_at: Callable[[], datetime],
+        clock: Callable[[], datetime],
+        sleep_until: Callable[[datetime], Awaitable[None]],
+    ) -> None:
         """The routine of one interval; never runs twice at once for one household.
 
-        ``meters_at`` is the time of the newest meter totals (the simulation's
-        time); orders and payments use the grid clock, as at home.
+        ``meters_at`` gives the time of the newest meter totals (the
+        simulation's time); orders and payments use the grid clock, as at
+        home. Readings the grid did not take (it was busy, or a timestamp
+        went stale under load) are sent again a simulated minute later, as
+        the coordinator's one-minute tick would, while the settlement window
+        is still open.
         """
         household = self.household
         assert household is not None
         if self._busy:
             return
         self._busy = True
+        began = clock()
         try:
-            await household.report(meters_at)
+            await household.report(meters_at())
             now = clock()
             await household.trade(now)
+            took = (clock() - began).total_seconds()
+            self.counters.longest_routine_s = max(self.counters.longest_routine_s, took)
             if not self.stream_alive(now):
                 await household.refresh(now)
             await self.pay(now)
+            for _ in range(REPORT_RETRIES):
+                if not household.snapshot(clock()).readings_pending:
+                    break
+                await sleep_until(clock() + RETRY_AFTER)
+                await household.report(meters_at())
         except (GridUnavailable, ProtocolError) as exc:
             self.counters.errors += 1
             _LOGGER.debug("%s: %s", self.spec.name, exc)

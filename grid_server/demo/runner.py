@@ -64,8 +64,9 @@ DEFAULT_PORT: Final = 8080
 STREAM_LIMIT: Final = 500
 JOIN_CONCURRENCY: Final = 16
 # Households do their routine spread over this part of each interval, after
-# the first simulation step of the interval has fed their meters.
-ROUTINE_SPREAD: Final = timedelta(minutes=3)
+# the first simulation step of the interval has fed their meters, and with
+# time to spare before the next interval's gate closes (5 minutes before it).
+ROUTINE_SPREAD: Final = timedelta(minutes=6)
 ROUTINE_SLOTS: Final = 60
 # How long (grid time) the demo waits after ``end`` for the last settlements
 # and payments before it gives up on them.
@@ -131,6 +132,12 @@ class DemoResult:
     run_real_seconds: float = 0.0
     run_cpu_seconds: float = 0.0
     run_sim_seconds: float = 0.0
+    # Signs of an overloaded machine (grid time): how far the simulation fell
+    # behind the clock, the longest report-and-trade routine of a household,
+    # and readings the grid refused for good (e.g. sent after their window).
+    max_lag_seconds: float = 0.0
+    longest_routine_seconds: float = 0.0
+    readings_rejected: int = 0
 
     @property
     def cpu_ms_per_household_interval(self) -> float:
@@ -175,23 +182,34 @@ class _Server(uvicorn.Server):
         yield
 
 
-def preferences(spec: HouseholdSpec, count: int, seed: int) -> Preferences:
-    """Owners differ: reserve prices spread between feed-in and retail, a fifth are cautious.
+def preferences(specs: list[HouseholdSpec], seed: int) -> list[Preferences]:
+    """What the owners set in the integration; they differ, drawn from the seed.
 
-    Minimum sell prices 0.08-0.14 and maximum buy prices 0.24-0.30 per kWh
-    (whole cents), drawn from the seed, so zone prices move between them as
-    the sun and the demand move.
+    * Reserve prices in whole cents: minimum sell 0.08-0.14, maximum buy
+      0.24-0.30 per kWh, so zone prices move between them as the sun and
+      the demand move.
+    * A fifth trade ``cautious``, the rest ``reserve`` (the default).
+    * Intervals traded ahead: 1 (20 %), 2 (50 %) or the default 4 (30 %).
+      Every tick re-places the orders of each interval ahead whose forecast
+      moved, so this is most of a household's envelopes.
     """
     rng = rng_for(seed, _PREFERENCES, None)
-    draws = rng.integers(0, 7, size=(count, 2))
-    sell_cents, buy_cents = (int(x) for x in draws[spec.index])
+    n = len(specs)
+    sell_cents = rng.integers(0, 7, size=n)
+    buy_cents = rng.integers(0, 7, size=n)
+    cautious = rng.random(n) < 0.2
+    ahead = rng.choice([1, 2, 4], p=[0.2, 0.5, 0.3], size=n)
     feed_in, retail = parse_price(FEED_IN), parse_price(RETAIL)
-    sell = feed_in + sell_cents * 10_000
-    buy = retail - buy_cents * 10_000
-    cautious = rng.random(count)[spec.index] < 0.2
-    strategy = StrategyKind.CAUTIOUS if cautious else StrategyKind.RESERVE
-    offset = offset_for(spec.index, count, ROUTINE_SPREAD)
-    return Preferences(strategy, format_price(sell), format_price(buy), offset)
+    return [
+        Preferences(
+            StrategyKind.CAUTIOUS if cautious[i] else StrategyKind.RESERVE,
+            format_price(feed_in + int(sell_cents[i]) * 10_000),
+            format_price(retail - int(buy_cents[i]) * 10_000),
+            offset_for(spec.index, n, ROUTINE_SPREAD),
+            int(ahead[i]),
+        )
+        for i, spec in enumerate(specs)
+    ]
 
 
 class Demo:
@@ -231,6 +249,8 @@ class Demo:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.url = ""
         self.grid: GridService | None = None
+        self._stepped = asyncio.Event()
+        self.max_lag_seconds = 0.0
         self._run_began: tuple[float, float] | None = None
         self._run_ended: tuple[float, float, datetime] | None = None
 
@@ -261,25 +281,31 @@ class Demo:
         )
 
     async def _issue_invitations(self, session: aiohttp.ClientSession) -> list[str]:
-        """One invitation per household through the operator API (its zone and role)."""
+        """One invitation per household through the operator API, for its zone and role.
+
+        The operator issues them in batches, one request per zone and role.
+        """
         headers = {"Authorization": f"Bearer {self.operator_token}"}
         url = f"{self.url}/api/v1/operator/invitations"
-        limit = asyncio.Semaphore(JOIN_CONCURRENCY)
-
-        async def one(spec: HouseholdSpec) -> str:
-            body = {"zone": spec.zone, "role": spec.role, "expires_in_seconds": 86_400}
-            async with limit, session.post(url, json=body, headers=headers) as resp:
+        groups: dict[tuple[str, str], list[int]] = {}
+        for spec in self.specs:
+            groups.setdefault((spec.zone, spec.role), []).append(spec.index)
+        codes: dict[int, str] = {}
+        for (zone, role), members in sorted(groups.items()):
+            body = {"zone": zone, "role": role, "count": len(members), "expires_in_seconds": 86_400}
+            async with session.post(url, json=body, headers=headers) as resp:
                 data = await resp.json()
                 if resp.status != 201:
-                    raise RuntimeError(f"operator API refused an invitation: {data}")
-                return str(data["code"])
-
-        return list(await asyncio.gather(*(one(spec) for spec in self.specs)))
+                    raise RuntimeError(f"the operator API refused invitations: {data}")
+            issued = data.get("invitations", [data])  # a single code comes alone
+            for index, invitation in zip(members, issued, strict=True):
+                codes[index] = str(invitation["code"])
+        return [codes[spec.index] for spec in self.specs]
 
     async def _join_all(self, session: aiohttp.ClientSession, grid_info: GridInfo) -> None:
         codes = await self._issue_invitations(session)
         limit = asyncio.Semaphore(JOIN_CONCURRENCY)
-        n = len(self.specs)
+        owners = preferences(self.specs, self.options.seed)
         for spec in self.specs:
             client = GridClient(
                 self.url,
@@ -288,9 +314,7 @@ class Demo:
                 grid_id=grid_info.grid,
                 clock=self.clock.now,
             )
-            self.households.append(
-                DemoHousehold(spec, client, preferences(spec, n, self.options.seed))
-            )
+            self.households.append(DemoHousehold(spec, client, owners[spec.index]))
 
         async def join(household: DemoHousehold, code: str) -> None:
             payer = self.payer_factory(household) if self.payer_factory else None
@@ -309,11 +333,26 @@ class Demo:
             delay = self.clock.seconds_until(nb.now + step)
             if delay > 0:
                 await asyncio.sleep(delay)
+            lag = (self.clock.now() - nb.now).total_seconds() - nb.step_s
+            self.max_lag_seconds = max(self.max_lag_seconds, lag)
             at = nb.advance()
             for i, household in enumerate(self.households):
                 household.observe(nb.meters(i), at)
+            stepped, self._stepped = self._stepped, asyncio.Event()
+            stepped.set()
             # Let the event loop breathe between catch-up steps.
             await asyncio.sleep(0)
+
+    async def _meters_reach(self, moment: datetime) -> None:
+        """Wait until the simulation has fed the meters up to ``moment``.
+
+        At home the meters are always current; here the simulation can fall
+        behind the clock on a busy machine, and a household that reported
+        before its meters covered the interval would send that interval an
+        interval late, possibly after its settlement window.
+        """
+        while self.neighbourhood.now < moment:
+            await self._stepped.wait()
 
     async def _schedule_routines(self) -> None:
         """Each household's routine once per interval, at its own offset."""
@@ -330,13 +369,22 @@ class Demo:
                 delay = self.clock.seconds_until(at)
                 if delay > 0:
                     await asyncio.sleep(delay)
+                await self._meters_reach(boundary + first_offset)
                 for household in slots[slot]:
                     task = asyncio.create_task(
-                        household.tick(self.neighbourhood.now, self.clock.now)
+                        household.tick(self._meters_at, self.clock.now, self._sleep_until)
                     )
                     self._routines.add(task)
                     task.add_done_callback(self._routines.discard)
             boundary += length
+
+    def _meters_at(self) -> datetime:
+        return self.neighbourhood.now
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        delay = self.clock.seconds_until(moment)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _streams(self) -> None:
         # Reconnect delays are real seconds; keep them short under acceleration.
@@ -512,6 +560,15 @@ class Demo:
             time.monotonic() - began,
             time.process_time() - cpu0,
             interrupted,
+        )
+        result.max_lag_seconds = self.max_lag_seconds
+        result.longest_routine_seconds = max(
+            (h.counters.longest_routine_s for h in self.households), default=0.0
+        )
+        result.readings_rejected = sum(
+            h.household.snapshot(end).readings_rejected
+            for h in self.households
+            if h.household is not None
         )
         if self._run_began is not None and self._run_ended is not None:
             result.run_real_seconds = self._run_ended[0] - self._run_began[0]
