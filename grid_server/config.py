@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from p2p_energy_client.crypto import is_address
 from p2p_energy_client.protocol import LedgerKind, check_id
 from p2p_energy_client.units import (
     UnitError,
@@ -86,11 +87,80 @@ class ZoneConfig(BaseModel):
         return value
 
 
+class IotaNodeConfig(BaseModel):
+    """Where the grid's IOTA node is (``[grid.ledger.iota]``) and how long to wait for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # mainnet, testnet, devnet or localnet: the IOTA Foundation's node (or
+    # localhost:9000) unless ``url`` names another.
+    network: Literal["mainnet", "testnet", "devnet", "localnet"] | None = None
+    url: str | None = None
+    # A node households may use, published in GET /api/v1/grid (default: none).
+    public_url: str | None = None
+    request_timeout: float = Field(default=10.0, gt=0)
+    execute_timeout: float = Field(default=30.0, gt=0)
+    submit_deadline: float = Field(default=120.0, gt=0)
+    checkpoint_timeout: float = Field(default=60.0, gt=0)
+    poll_interval: float = Field(default=0.25, gt=0)
+    # Kept back from payouts to pay their gas.
+    gas_reserve_nanos: int = Field(default=100_000_000, ge=0)
+
+
 class LedgerConfig(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    """How the grid takes payments and pays producers (``[grid.ledger]``).
+
+    See the README, "Payments and ledgers". The grid's own key is a process
+    setting (``P2P_LEDGER_KEY`` / ``P2P_LEDGER_KEY_FILE``), never stored here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: LedgerKind = LedgerKind.LOCAL
+    # Optional: the grid's ledger address; start-up fails if the key's differs.
     address: str | None = None
+    # The rate for statements: ledger units per micro-unit of the currency, an
+    # exact fraction ("1", "4000", "10000000/2137"). Default 1 on the local
+    # ledger; with IOTA give this or ``iota_price`` (currency units per IOTA).
+    rate: str | None = None
+    iota_price: str | None = None
+    # A pluggable rate source, "package.module:factory" (called with this config).
+    rate_source: str | None = None
+    # collected: pay producers in proportion to what that period's consumers
+    # paid; float: pay them at once from the grid's balance.
+    payout_policy: Literal["collected", "float"] = "collected"
+    # Pay a producer once at least this much (micro-units) is payable to it.
+    payout_threshold_micro: int = Field(default=1_000_000, ge=0)
+    # How often the payout worker looks for work (it is also woken by payments).
+    payout_interval_seconds: float = Field(default=60.0, gt=0)
+    # A statement owed to the grid is overdue this long after it was issued.
+    payment_terms_seconds: int = Field(default=7 * 86_400, ge=0)
+    # retail_only: buy orders of a participant with overdue statements are
+    # refused (error ``overdue``); it buys at the retail price meanwhile.
+    overdue_policy: Literal["none", "retail_only"] = "none"
+    iota: IotaNodeConfig = IotaNodeConfig()
+
+    @model_validator(mode="after")
+    def _ledger(self) -> LedgerConfig:
+        from grid_server.domain.ledger.rates import parse_rate, rate_from_price  # noqa: PLC0415
+
+        if self.address is not None and not is_address(self.address):
+            raise ValueError("ledger.address must be 0x and 64 lowercase hex digits")
+        try:
+            if self.rate is not None:
+                parse_rate(self.rate)
+            if self.iota_price is not None:
+                rate_from_price(self.iota_price)
+        except ValueError as exc:
+            raise ValueError(f"ledger rate: {exc}") from exc
+        if self.rate is not None and self.iota_price is not None:
+            raise ValueError("give ledger.rate or ledger.iota_price, not both")
+        if self.kind is LedgerKind.IOTA:
+            if self.iota.url is None and self.iota.network is None:
+                raise ValueError("the iota ledger needs [grid.ledger.iota] url or network")
+            if self.rate is None and self.iota_price is None and self.rate_source is None:
+                raise ValueError("the iota ledger needs ledger.iota_price, rate or rate_source")
+        return self
 
 
 class GridConfig(BaseModel):
@@ -103,7 +173,11 @@ class GridConfig(BaseModel):
     currency: str = "EUR"
     interval_minutes: int = 15
     gate_closure_seconds: int = Field(default=300, ge=0)
-    settlement_window_seconds: int = Field(default=3600, ge=0)
+    # Readings are accepted until this long after an interval ends. A day and
+    # an hour, so a household that was offline for a whole day still gets
+    # every reading settled (ARCHITECTURE: an outage of a day loses nothing);
+    # statements for a day therefore come out the day after next.
+    settlement_window_seconds: int = Field(default=90_000, ge=0)
     settlement_period_seconds: int = Field(default=86_400, gt=0)
     order_horizon_seconds: int = Field(default=48 * 3600, gt=0)
     # Buy orders of a household without declared consumer meter power are
@@ -189,6 +263,12 @@ class Settings(BaseSettings):
     # Failed joins (wrong invitation codes) per address: brute force guard.
     join_failures_per_hour: int = 20
     writer_max_batch: int = 512
+    # The grid's ledger key (its account; signs payouts): a 32-byte hex seed or
+    # an ``iotaprivkey1…`` secret. Or a file holding one; by default
+    # ``p2p-grid-ledger.key`` next to the SQLite database (the working
+    # directory for PostgreSQL), created with mode 0600 on first start.
+    ledger_key: SecretStr | None = None
+    ledger_key_file: Path | None = None
     run_cycle: bool = True
     migrate_on_start: bool = True
     grid: GridConfig = GridConfig()

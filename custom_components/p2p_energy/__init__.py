@@ -11,6 +11,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
+from homeassistant.util import dt as dt_util
 
 from .api import client_from_entry
 from .assets import asset_of, declarations, meter_entities, subentry_items
@@ -115,6 +116,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
         options=trading_options(entry.options, grid.prices.feed_in, grid.prices.retail),
         state=state,
     )
+    household.note_contact(dt_util.utcnow())
     coordinator = P2PCoordinator(
         hass,
         entry,

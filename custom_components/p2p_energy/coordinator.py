@@ -175,10 +175,14 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             household.collect(now)
             await self.async_save()  # finished readings are safe before we try to send
             await household.report(now)
-            await household.trade(now, self._solar_forecast_wh())
-            if not self._stream_alive(now):
+            # While the grid is unreachable one failed call per tick is
+            # enough; the rest would only wait for the same timeouts.
+            if household.connected or household.last_contact is None:
+                await household.trade(now, self._solar_forecast_wh())
+            if household.connected and not self._stream_alive(now):
                 await household.refresh(now)
-            await household.pay_due(dt_util.now().date())
+            if household.connected:
+                await household.pay_due(dt_util.now().date())
             await self.async_save()
             self._update_issues(now)
             self.async_set_updated_data(household.snapshot(now))
@@ -190,7 +194,9 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         now = dt_util.utcnow()
         if self.household.key_rejected is not None:
             raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="key_rejected")
-        if not self._stream_alive(now):
+        # The tick retries an unreachable grid every minute; polling only
+        # stands in for a silent stream.
+        if self.household.connected and not self._stream_alive(now):
             await self.household.refresh(now)
         return self.household.snapshot(now)
 
@@ -224,7 +230,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         unreachable_id = f"{ISSUE_UNREACHABLE}_{entry.entry_id}"
         since = household.last_contact or self._started_at
         limit = UNREACHABLE_INTERVALS * household.interval
-        if not household.connected and now - since > limit:
+        if not household.connected and now - since >= limit:
             ir.async_create_issue(
                 self.hass,
                 DOMAIN,

@@ -72,7 +72,7 @@ async def test_readings_duplicates_conflicts_corrections(grid: RunningGrid) -> N
         ErrorCode.INVALID_FIELD,
         "payload.readings[0].interval",
     )
-    grid.clock.advance(hours=2)
+    grid.clock.advance(seconds=grid.grid.config.settlement_window_seconds + 3600)
     assert await refused(alice.send_readings([Reading(t, "pv", 10)], correction=True)) == (
         ErrorCode.WINDOW_CLOSED,
         "payload.readings[0].interval",

@@ -17,6 +17,7 @@ makes a throwaway database per test from a migrated template.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -87,9 +88,17 @@ class RunningGrid:
         await self.task
 
 
+def test_ledger_key(database_url: str) -> KeyPair:
+    """The grid's ledger key in tests: derived from the database, stable across restarts."""
+    return KeyPair(hashlib.sha256(b"p2p-test-ledger-key|" + database_url.encode()).digest())
+
+
 def test_settings(database_url: str, **overrides: Any) -> Settings:
     grid = overrides.pop("grid", None) or GridConfig(id="test-grid", name="Test grid")
     overrides.setdefault("operator_token", OPERATOR_TOKEN)
+    # The grid's ledger key, the same for every server on one database (a key
+    # file would land in the working directory on PostgreSQL).
+    overrides.setdefault("ledger_key", test_ledger_key(database_url).seed_hex)
     overrides.setdefault("run_cycle", False)  # tests drive the cycle with run_cycle()
     return Settings(database_url=database_url, grid=grid, **overrides)
 
@@ -100,13 +109,14 @@ async def run_grid_server(
     *,
     clock: ManualClock | None = None,
     settings: Settings | None = None,
+    port: int = 0,
     **overrides: Any,
 ) -> AsyncIterator[RunningGrid]:
     clock = clock or ManualClock(DEFAULT_START)
     settings = settings or test_settings(database_url, **overrides)
     app = create_app(settings, clock)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="auto"
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="auto"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

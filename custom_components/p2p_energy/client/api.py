@@ -944,6 +944,10 @@ class GridClient:
                 ) as resp:
                     body = await resp.read()
                     status = resp.status
+            except aiohttp.ClientConnectorError as exc:
+                # Nothing listens: no request left us, and retrying within a
+                # second rarely finds the grid back. The caller retries later.
+                raise GridUnavailable(f"{method} {path}: {exc!r}") from exc
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if attempt < self._retries:
                     await asyncio.sleep(min(0.2 * 2**attempt, 2.0))

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from .api import Event, Fill, GridClient, GridInfo, GridUnavailable, MarketResult, Statement
+from .ledger.base import LedgerError
 from .metering import MeterTracker
 from .outbox import Outbox
 from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
@@ -469,7 +470,8 @@ class Household:
             return True
         try:
             tx_id = await self.payer.pay(statement)
-        except (GridUnavailable, ProtocolError, OSError) as exc:
+        except (GridUnavailable, ProtocolError, LedgerError, OSError) as exc:
+            # LedgerError: refused or in doubt on the ledger; the payer never pays twice.
             self.failed_payments[statement.id] = str(exc)
             return False
         due = self._outstanding(statement)
@@ -486,6 +488,10 @@ class Household:
         return True
 
     # -- contact and state ------------------------------------------------------------------------
+
+    def note_contact(self, now: datetime) -> None:
+        """The caller reached the grid on the household's behalf (e.g. at start-up)."""
+        self._contact(now)
 
     def _contact(self, now: datetime) -> None:
         if not self.connected:
