@@ -26,6 +26,7 @@ from grid_server.service.grid import GridService
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
 from . import audit, envelopes, operator, reads, stream
+from . import payments as payment_routes
 from .common import error_response
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(operator.router)
     app.include_router(reads.metrics_router)
+    app.include_router(payment_routes.router)
+    app.include_router(payment_routes.operator_router)
     app.include_router(audit.router)
 
     @app.exception_handler(ProtocolError)

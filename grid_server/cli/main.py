@@ -13,7 +13,15 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("serve", "invite", "operator", "demo", "clear", "bench")
+COMMAND_MODULES: tuple[str, ...] = (
+    "serve",
+    "invite",
+    "operator",
+    "ledger",
+    "demo",
+    "clear",
+    "bench",
+)
 
 EXIT_USAGE = 2
 

@@ -540,6 +540,8 @@ class IntervalCycle:
         grid = self.grid
         db = grid.db
         period_end = grid.schedule.period_end(period_start)
+        # The ledger terms (rate, amount in ledger units, due time) of this period.
+        terms = await grid.payments.terms_factory(grid.clock.now())
         async with db.write() as conn:
             key = advisory_key(grid.grid_id, "period", period_start.isoformat())
             if not await db.advisory_xact_lock(conn, key, wait=False):
@@ -582,6 +584,7 @@ class IntervalCycle:
                     "issued",
                     now,
                     int(r.n),
+                    ledger=terms.for_amount(int(r.due), now),
                 )
                 for r in totals
             ]
@@ -605,6 +608,7 @@ class IntervalCycle:
                         for s, r in zip(issued, totals, strict=True)
                     ],
                 )
+                await grid.payments.record_terms(conn, issued)
                 await audit_log.append(
                     conn,
                     db,
@@ -622,6 +626,7 @@ class IntervalCycle:
                     postgres=db.is_postgres,
                 )
         grid.hub.notify()
+        grid.payments.wake_payouts()
         grid.metrics.intervals.labels("statements").inc()
         return True
 

@@ -48,6 +48,9 @@ class GridService:
         from .cycle import IntervalCycle  # noqa: PLC0415 - the cycle needs this class
 
         self.cycle = IntervalCycle(self)
+        from .payments import PaymentService  # noqa: PLC0415 - it needs this class too
+
+        self.payments = PaymentService(self)
         self.ready = False
         self._listener: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -60,12 +63,14 @@ class GridService:
         if self.settings.migrate_on_start:
             await upgrade(self.db)
         await self.seed()
+        await self.payments.open()
 
     async def start(self) -> None:
         await self.open()
         self.writer.start()
         if self.settings.run_cycle:
             self.cycle.start()
+        self.payments.start()
         if self.db.is_postgres:
             self._tasks.append(asyncio.create_task(self._listen(), name="p2p-listen"))
         self.ready = True
@@ -74,6 +79,7 @@ class GridService:
         """Stop taking work, commit everything already accepted, close the database."""
         self.ready = False
         await self.cycle.stop()
+        await self.payments.stop()
         await self.writer.drain()
         for task in self._tasks:
             task.cancel()

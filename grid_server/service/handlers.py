@@ -50,11 +50,13 @@ from p2p_energy_client.protocol import (
     Join,
     MeterDecl,
     Orders,
+    Payment,
     ProtocolError,
     Readings,
     Side,
     SourceDecl,
     SourceKind,
+    Transfer,
 )
 from p2p_energy_client.units import format_utc
 
@@ -169,6 +171,12 @@ async def apply(ctx: TxContext, sub: Submission, participant: ParticipantRow | N
         return await _assets(ctx, body, participant)
     if sub.envelope.payload.type == "session":
         return await _session(ctx, participant)
+    if isinstance(body, Payment):
+        answer = await ctx.grid.payments.apply_payment(ctx, sub, body, participant)
+        return Handled(answer, participant.id)
+    if isinstance(body, Transfer):
+        answer = await ctx.grid.payments.apply_transfer(ctx, sub, body, participant)
+        return Handled(answer, participant.id)
     raise ProtocolError(
         ErrorCode.INVALID_FIELD,
         f"payload.type: {sub.envelope.payload.type!r} is not accepted by this grid yet",
@@ -512,6 +520,11 @@ async def _orders(
             "payload.place",
         )
     _check_order_capacity(ctx, participant, interval, book, placed_index)
+    first_buy = next((i for i, o in enumerate(body.place) if o.side == Side.BUY), None)
+    if first_buy is not None:
+        await ctx.grid.payments.check_buy_allowed(
+            conn, participant.id, ctx.now, f"payload.place[{first_buy}].side"
+        )
     await conn.execute(
         delete(orders).where(
             orders.c.interval_start == interval, orders.c.participant_id == participant.id

@@ -44,6 +44,7 @@ from p2p_energy_client.protocol import MAX_CLOCK_SKEW_SECONDS, PROTOCOL_VERSION
 from p2p_energy_client.units import format_price
 
 from .handlers import AssetRow, assets_view, current_assets, token_hash
+from .payments import statement_extras
 
 MAX_ROWS = 10_000
 
@@ -79,9 +80,11 @@ async def grid_info(conn: AsyncConnection, grid: Any) -> GridInfo:
         price_schedule=tuple(s for s in steps if s.effective_from >= current.effective_from),
         zones=tuple(zone_rows),
         ledger_kind=str(config.ledger.kind),
-        ledger_address=config.ledger.address,
+        ledger_address=grid.payments.address,
         now=now,
         protocol_version=PROTOCOL_VERSION,
+        ledger_network=config.ledger.iota.network if config.ledger.kind == "iota" else None,
+        ledger_node_url=config.ledger.iota.public_url if config.ledger.kind == "iota" else None,
     )
 
 
@@ -231,7 +234,10 @@ def _line(r: Any) -> LineItem:
     )
 
 
-def _statement(r: Any, address: str, lines: tuple[LineItem, ...] = ()) -> Statement:
+def _statement(
+    r: Any, address: str, lines: tuple[LineItem, ...] = (), extras: Any = (None, ())
+) -> Statement:
+    terms, payments = extras
     return Statement(
         r.id,
         address,
@@ -244,6 +250,8 @@ def _statement(r: Any, address: str, lines: tuple[LineItem, ...] = ()) -> Statem
         r.issued_at,
         r.intervals,
         lines,
+        terms,
+        payments,
     )
 
 
@@ -253,8 +261,9 @@ async def participant_statements(
     query = select(statements).where(statements.c.participant_id == pid)
     if since is not None:
         query = query.where(statements.c.period_start >= since)
-    rows = await conn.execute(query.order_by(statements.c.period_start).limit(MAX_ROWS))
-    return [_statement(r, address) for r in rows]
+    rows = (await conn.execute(query.order_by(statements.c.period_start).limit(MAX_ROWS))).all()
+    extras = await statement_extras(conn, [r.id for r in rows])
+    return [_statement(r, address, (), extras.get(r.id, (None, ()))) for r in rows]
 
 
 async def statement_detail(
@@ -272,7 +281,8 @@ async def statement_detail(
     if row is None:
         return None
     lines = await participant_lines(conn, row.participant_id, row.period_start, row.period_end)
-    return _statement(row, row.address, tuple(lines))
+    extras = await statement_extras(conn, [row.id])
+    return _statement(row, row.address, tuple(lines), extras.get(row.id, (None, ())))
 
 
 async def market_result(conn: AsyncConnection, interval: datetime, pid: int | None) -> MarketResult:
