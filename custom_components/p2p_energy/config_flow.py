@@ -277,7 +277,7 @@ class P2POptionsFlow(OptionsFlow):
                 return self.async_create_entry(data=user_input)
         price = selector.NumberSelector(
             selector.NumberSelectorConfig(
-                min=-1, max=5, step=0.0001, mode=selector.NumberSelectorMode.BOX
+                min=-1, max=5, step="any", mode=selector.NumberSelectorMode.BOX
             )
         )
         schema = vol.Schema(

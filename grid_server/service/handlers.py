@@ -57,6 +57,7 @@ from p2p_energy_client.protocol import (
     SourceDecl,
     SourceKind,
     Transfer,
+    canonical_json,
 )
 from p2p_energy_client.units import format_utc
 
@@ -191,7 +192,7 @@ async def _join(
     ctx: TxContext, sub: Submission, body: Join, participant: ParticipantRow | None
 ) -> Handled:
     env = sub.envelope
-    if participant is not None:
+    if participant is not None and participant.status == "active":
         raise ProtocolError(
             ErrorCode.ALREADY_REGISTERED, "this key is already a member of the grid", "public_key"
         )
@@ -207,20 +208,30 @@ async def _join(
     zone = row.zone or grid_config.join_zone
     role = row.role or "prosumer"
     header = env.payload.header
-    pid = await conn.scalar(
-        insert(participants)
-        .values(
-            address=header.sender,
-            public_key=env.public_key,
-            name=body.name,
-            zone=zone,
-            role=role,
-            status="active",
-            last_seq=header.seq,
-            joined_at=ctx.now,
+    if participant is not None:
+        # A suspended or removed household comes back with a fresh invitation
+        # from the operator under the same key (and keeps its history).
+        pid = participant.id
+        await conn.execute(
+            update(participants)
+            .where(participants.c.id == pid)
+            .values(name=body.name, zone=zone, role=role, status="active", last_seq=header.seq)
         )
-        .returning(participants.c.id)
-    )
+    else:
+        pid = await conn.scalar(
+            insert(participants)
+            .values(
+                address=header.sender,
+                public_key=env.public_key,
+                name=body.name,
+                zone=zone,
+                role=role,
+                status="active",
+                last_seq=header.seq,
+                joined_at=ctx.now,
+            )
+            .returning(participants.c.id)
+        )
     assert pid is not None
     # Compare-and-set: of two joins racing for one code exactly one wins.
     used = await conn.execute(
@@ -232,14 +243,28 @@ async def _join(
         raise ProtocolError(
             ErrorCode.INVITATION_USED, "this invitation was already used", "payload.invitation"
         )
+    joined_at = participant.joined_at if participant is not None else ctx.now
     ctx.participants[header.sender] = ParticipantRow(
-        int(pid), header.sender, body.name, zone, role, "active", header.seq, ctx.now
+        int(pid), header.sender, body.name, zone, role, "active", header.seq, joined_at
     )
-    ctx.cache["assets"][int(pid)] = []
+    if participant is None:
+        ctx.cache["assets"][int(pid)] = []
+    # The grid's decision (zone and role come from the invitation, which is not
+    # in the log) is logged after the batch's envelopes, for audit replay.
+    joined = {"address": header.sender, "zone": zone, "role": role, "envelope": ctx.next_log_seq()}
+    ctx.cache.setdefault("join_log", []).append(
+        ("participant", header.sender, canonical_json(joined))
+    )
+    if _flush_join_log not in ctx.flushers:
+        ctx.flushers.append(_flush_join_log)
     answer = Participant(
-        header.sender, body.name, zone, role, "active", ctx.now, header.seq, AssetsView((), ())
+        header.sender, body.name, zone, role, "active", joined_at, header.seq, AssetsView((), ())
     )
     return Handled(answer.to_wire(), int(pid))
+
+
+async def _flush_join_log(ctx: TxContext) -> None:
+    ctx.log_items.extend(ctx.cache.pop("join_log", []))
 
 
 # --- session ----------------------------------------------------------------------

@@ -255,3 +255,19 @@ async def test_join_requires_join_type(grid: RunningGrid) -> None:
         "invalid_field",
         "payload.type",
     )
+
+
+async def test_removed_household_rejoins_with_a_new_invitation(grid: RunningGrid) -> None:
+    """Re-admission is the operator's call: a fresh invitation, the same key and history."""
+
+    alice = await grid.member("Alice")
+    joined = (await alice.me()).joined_at
+    await ops.set_participant_status(grid.grid, alice.address, "removed")
+    with pytest.raises(ProtocolError) as err:
+        await alice.me()
+    assert err.value.code in (ErrorCode.SUSPENDED, ErrorCode.UNAUTHENTICATED, ErrorCode.NOT_MEMBER)
+    back = await alice.join(await grid.invite(zone="root"), "Alice again")
+    assert (back.status, back.name, back.joined_at) == ("active", "Alice again", joined)
+    with pytest.raises(ProtocolError) as err:
+        await alice.join(await grid.invite(), "Twice")
+    assert err.value.code is ErrorCode.ALREADY_REGISTERED
