@@ -114,6 +114,7 @@ SENSORS: tuple[P2PSensorDescription, ...] = (
         key="readings_pending",
         translation_key="readings_pending",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda s: s.readings_pending,
     ),

@@ -144,11 +144,16 @@ async def test_removing_a_subentry_retires_the_asset(
     )
     await hass.async_block_till_done()
     (subentry_id,) = entry.subentries
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    assert len(devices) == 2  # the membership and the source
     assert hass.config_entries.async_remove_subentry(entry, subentry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     me = await grid.client(member.keys).me()
     assert me.assets.sources == ()
+    # The source's device goes with it.
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    assert [d.name for d in devices] == [entry.title]
 
 
 async def test_unload_and_reload_keep_state(

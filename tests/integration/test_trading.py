@@ -143,7 +143,7 @@ async def test_producer_and_consumer_trade_settle_and_get_statements(
     assert Decimal(state(consumer, "sensor", "savings")) == (
         Decimal("0.22") * buy["energy_wh"] / 1000
     )
-    assert state(consumer, "sensor", "readings_pending") == "0"
+    assert consumer.runtime_data.household.snapshot(START).readings_pending == 0
 
     # Two hours on: intervals are delivered, settled and grouped into the
     # 10:00-11:00 statement, which both households receive.
