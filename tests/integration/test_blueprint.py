@@ -17,8 +17,12 @@ BLUEPRINT = (
 
 async def test_blueprint_switches_with_the_next_price(hass: HomeAssistant) -> None:
     target = Path(hass.config.path("blueprints/automation/p2p_energy"))
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(BLUEPRINT, target / BLUEPRINT.name)
+
+    def install() -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BLUEPRINT, target / BLUEPRINT.name)
+
+    await hass.async_add_executor_job(install)
     on = async_mock_service(hass, "switch", "turn_on")
     off = async_mock_service(hass, "switch", "turn_off")
     hass.states.async_set("sensor.next_price", "0.2500", {"unit_of_measurement": "EUR/kWh"})
