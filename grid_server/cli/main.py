@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "clear",
     "bench",
+    "audit",
 )
 
 EXIT_USAGE = 2

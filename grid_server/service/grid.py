@@ -10,14 +10,15 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from grid_server.config import GridConfig, Settings
+from grid_server.config import GridConfig, PriceConfig, Settings, ZoneConfig
 from grid_server.domain.clock import Clock, SystemClock
 from grid_server.domain.schedule import Schedule
 from grid_server.storage import audit_log
 from grid_server.storage.db import Database, advisory_key
 from grid_server.storage.migrate import upgrade
 from grid_server.storage.schema import grid_state, utility_prices, zones
-from p2p_energy_client.units import parse_price
+from p2p_energy_client.protocol import canonical_json
+from p2p_energy_client.units import format_price, format_utc, parse_price
 
 from .events import NOTIFY_CHANNEL, EventHub
 from .ingest import Writer
@@ -102,6 +103,8 @@ class GridService:
                         grid=self.grid_id, cycle_from=self.schedule.start_of(now), created_at=now
                     )
                 )
+            # What the config file adds is logged like the operator's own changes.
+            logged: list[tuple[str, str, bytes]] = []
             known_zones = set((await conn.scalars(select(zones.c.id))).all())
             # Parents before children, so the foreign key holds.
             pending = [z for z in self.config.zones if z.id not in known_zones]
@@ -122,6 +125,7 @@ class GridService:
                             updated_at=now,
                         )
                     )
+                    logged.append(("operator", zone.id, _seeded_zone(zone)))
                     known_zones.add(zone.id)
                 pending = [z for z in pending if z not in ready]
             known_prices = set((await conn.scalars(select(utility_prices.c.effective_from))).all())
@@ -137,7 +141,12 @@ class GridService:
                             created_at=now,
                         )
                     )
+                    logged.append(
+                        ("operator", format_utc(price.effective_from), _seeded_price(price))
+                    )
             await audit_log.ensure_head(conn, self.grid_id)
+            if logged:
+                await audit_log.append(conn, self.db, self.grid_id, logged, now)
 
     async def _listen(self) -> None:
         """Wake this process's stream listeners when another worker adds events."""
@@ -159,3 +168,33 @@ class GridService:
             except Exception:
                 _LOGGER.warning("event listener lost its connection; retrying", exc_info=True)
                 await asyncio.sleep(2)
+
+
+def _seeded_zone(zone: ZoneConfig) -> bytes:
+    """The audit record of a zone added from the config file (as ``operator.upsert_zone``)."""
+    return canonical_json(
+        {
+            "action": "zone",
+            "id": zone.id,
+            "name": zone.name,
+            "parent": zone.parent,
+            "fee": zone.fee,
+            "fee_ticks": parse_price(zone.fee),
+            "capacity_up_wh": zone.capacity_up_wh,
+            "capacity_down_wh": zone.capacity_down_wh,
+            "source": "config",
+        }
+    )
+
+
+def _seeded_price(price: PriceConfig) -> bytes:
+    """The audit record of a price step from the config file (as ``operator.set_price``)."""
+    return canonical_json(
+        {
+            "action": "price",
+            "effective_from": format_utc(price.effective_from),
+            "retail": format_price(parse_price(price.retail)),
+            "feed_in": format_price(parse_price(price.feed_in)),
+            "source": "config",
+        }
+    )

@@ -1,0 +1,168 @@
+"""``p2p-grid audit verify | roots | receipt``: check the log, list roots, show a receipt.
+
+``verify`` exits 0 with a summary when the log and the tables agree, and 1
+with the first inconsistency (log entry, table, row, what differs)
+otherwise; 2 on usage errors. See :mod:`grid_server.service.audit_verify`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from grid_server.service.audit_verify import VerifyReport, verify_log
+from grid_server.storage import audit_store
+from grid_server.storage.db import Database
+from p2p_energy_client.units import UnitError, parse_utc
+
+from .serve import add_common, settings_from
+
+EXIT_INCONSISTENT = 1
+EXIT_USAGE = 2
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "audit", help="verify the audit log, list interval roots, show receipts"
+    )
+    commands = parser.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+
+    verify = commands.add_parser(
+        "verify",
+        help="replay the log: chain, roots, signatures, and that the tables are what it implies",
+        description=(
+            "Replay the hash-chained log (or a range of it): links and hashes, interval "
+            "Merkle roots and anchors, every envelope's signature (on all cores), and, for the "
+            "whole log, that every table is exactly what the log implies. Exit 0 and a summary "
+            "when all agrees, 1 and the first inconsistency otherwise."
+        ),
+    )
+    add_common(verify)
+    verify.add_argument("--grid", help="the grid's id (when the database holds several)")
+    verify.add_argument("--since", help="from the interval containing this UTC time")
+    verify.add_argument("--until", help="to the interval containing this UTC time")
+    verify.add_argument("--from-seq", type=int, help="first log entry")
+    verify.add_argument("--to-seq", type=int, help="last log entry")
+    verify.add_argument("--workers", type=int, help="signature worker processes (default: cores)")
+    verify.add_argument("--no-state", action="store_true", help="skip the table comparison")
+    verify.add_argument("--json", action="store_true", help="print the summary as JSON")
+    verify.set_defaults(func=run_verify)
+
+    roots = commands.add_parser("roots", help="list interval Merkle roots and their anchors")
+    add_common(roots)
+    roots.add_argument("--since", help="intervals ending after this UTC time")
+    roots.add_argument("--until", help="intervals beginning before this UTC time")
+    roots.add_argument("--from-seq", type=int, help="roots from this log entry on")
+    roots.add_argument("--limit", type=int, default=100)
+    roots.set_defaults(func=run_roots)
+
+    receipt = commands.add_parser("receipt", help="the receipt of any log entry (operator view)")
+    add_common(receipt)
+    receipt.add_argument("seq", type=int, help="the log entry")
+    receipt.set_defaults(func=run_receipt)
+
+
+def _time(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse_utc(text)
+    except UnitError as exc:
+        raise SystemExit(f"--{name}: {exc}") from exc
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    try:
+        report = asyncio.run(
+            verify_log(
+                settings.database_url,
+                grid=args.grid,
+                from_seq=args.from_seq,
+                to_seq=args.to_seq,
+                since=_time(args.since, "since"),
+                until=_time(args.until, "until"),
+                workers=args.workers,
+                check_state=not args.no_state,
+            )
+        )
+    except ValueError as exc:
+        print(f"p2p-grid audit verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(describe(report))
+    return 0 if report.ok else EXIT_INCONSISTENT
+
+
+def describe(report: VerifyReport) -> str:
+    lines = []
+    if report.problem is None:
+        tables = (
+            f"; the tables match the log ({report.intervals_compared} settled intervals compared)"
+            if report.state_checked
+            else ""
+        )
+        lines.append(
+            f"OK: grid {report.grid}, entries {report.first_seq}–{report.last_seq} "
+            f"({report.entries} entries, {report.envelopes} signed envelopes, {report.roots} "
+            f"roots, {report.anchors} anchors) in {report.seconds:.1f} s "
+            f"({report.entries_per_second:,.0f} entries/s){tables}"
+        )
+    else:
+        lines.append(f"INCONSISTENT: {report.problem}")
+        lines.append(
+            f"checked {report.entries} entries from {report.first_seq} in {report.seconds:.1f} s"
+        )
+    lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def run_roots(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+
+    async def go() -> list[dict[str, Any]]:
+        db = Database(settings.database_url)
+        try:
+            async with db.read() as conn:
+                found = await audit_store.roots_between(
+                    conn,
+                    settings.grid.id,
+                    since=_time(args.since, "since"),
+                    until=_time(args.until, "until"),
+                    from_seq=args.from_seq,
+                    limit=args.limit,
+                )
+        finally:
+            await db.dispose()
+        return [r.to_wire() for r in found]
+
+    print(json.dumps(asyncio.run(go()), indent=2))
+    return 0
+
+
+def run_receipt(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+
+    async def go() -> dict[str, Any] | None:
+        db = Database(settings.database_url)
+        try:
+            async with db.read() as conn:
+                found = await audit_store.entry_header(conn, settings.grid.id, args.seq)
+                if found is None:
+                    return None
+                receipt = await audit_store.receipt(conn, settings.grid.id, found[0])
+        finally:
+            await db.dispose()
+        return receipt.to_wire()
+
+    result = asyncio.run(go())
+    if result is None:
+        print(f"no log entry {args.seq}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(result, indent=2))
+    return 0

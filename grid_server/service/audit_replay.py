@@ -1,0 +1,563 @@
+"""What the stored state must be, replayed from the log, and the comparison with the tables.
+
+Every table the grid keeps for the market is a function of the log: replay
+the entries in order with the same rules the grid applied and the result
+must equal the tables, row for row and field for field.
+
+=====================  ===========================================================
+table                  implied by
+=====================  ===========================================================
+participants           ``join`` envelope (key, name, joined at), ``participant``
+                       entry (zone, role), ``operator`` status entries, and the
+                       highest seq of the key's envelopes
+assets                 ``assets`` envelopes (declarative: retire, start versions)
+envelopes              every ``envelope`` entry (raw bytes, header, payload hash)
+readings, history      ``readings`` envelopes (accepted, duplicate, corrected)
+orders                 ``orders`` envelopes (cancel, replace_all, place)
+intervals              ``market_result`` (cleared) and ``settlement`` (settled)
+zone_results, fills    ``market_result``
+line_items             ``settlement``
+statements             ``statement`` entries
+zones, utility_prices  ``operator`` zone and price entries (the config's seeds too)
+=====================  ===========================================================
+
+Memory stays bounded: once an interval's ``settlement`` entry is replayed,
+nothing can change its readings, orders, fills or lines any more, so that
+interval is compared with the tables and dropped (:meth:`Replay.settled`).
+Rows of tables that no log entry implies are reported as well.
+Timestamps that the grid takes from its clock in the same transaction as
+the entry (``joined_at``, ``recorded_at``, ``cleared_at`` …) must equal the
+entry's ``created_at``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from grid_server.domain.registry import AssetVersion, diff_assets
+from p2p_energy_client.protocol import Assets
+from p2p_energy_client.units import format_utc, parse_price, parse_utc
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Inconsistency:
+    """One way the database differs from what its log implies."""
+
+    seq: int  # the log entry it is attributed to (the entry that wrote the row)
+    table: str
+    row: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"log entry {self.seq}" if self.seq < NO_ENTRY else "no log entry"
+        return f"{where}: {self.table} {self.row}: {self.message}"
+
+
+NO_ENTRY: Final = 2**63  # rows no entry implies sort after every attributed one
+
+
+def _show(value: object) -> str:
+    if isinstance(value, datetime):
+        return format_utc(value) if not value.microsecond else value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()[:16] + ("…" if len(value) > 8 else "")
+    return repr(value)
+
+
+def _key_text(key: Key) -> str:
+    return "(" + ", ".join(_show(k) if not isinstance(k, str) else k for k in key) + ")"
+
+
+@dataclass
+class Table:
+    """Expected rows of one table: key → (values, seq of the entry that wrote them)."""
+
+    name: str
+    fields: tuple[str, ...]
+    rows: dict[Key, tuple[tuple[Any, ...], int]] = field(default_factory=dict)
+
+    def put(self, key: Key, values: tuple[Any, ...], seq: int) -> None:
+        self.rows[key] = (values, seq)
+
+    def compare(self, actual: Mapping[Key, tuple[Any, ...]]) -> list[Inconsistency]:
+        return compare_rows(self.name, self.fields, self.rows, actual)
+
+
+def compare_rows(
+    name: str,
+    fields: tuple[str, ...],
+    expected: Mapping[Key, tuple[tuple[Any, ...], int]],
+    actual: Mapping[Key, tuple[Any, ...]],
+) -> list[Inconsistency]:
+    found: list[Inconsistency] = []
+    for key, (values, seq) in expected.items():
+        have = actual.get(key)
+        if have is None:
+            found.append(Inconsistency(seq, name, _key_text(key), "is missing from the table"))
+            continue
+        for f, want, got in zip(fields, values, have, strict=True):
+            if want != got:
+                found.append(
+                    Inconsistency(
+                        seq,
+                        name,
+                        _key_text(key),
+                        f"{f} is {_show(got)} in the table, the log says {_show(want)}",
+                    )
+                )
+                break
+    found.extend(
+        Inconsistency(NO_ENTRY, name, _key_text(key), "is in the table, but no log entry made it")
+        for key in actual
+        if key not in expected
+    )
+    return found
+
+
+def compare_multiset(
+    name: str,
+    expected: Iterable[tuple[tuple[Any, ...], int]],
+    actual: Iterable[tuple[Any, ...]],
+    describe: Callable[[tuple[Any, ...]], str],
+) -> list[Inconsistency]:
+    """Rows without a natural key (line items, history, asset versions), compared as bags."""
+    want: Counter[tuple[Any, ...]] = Counter()
+    seqs: dict[tuple[Any, ...], int] = {}
+    for values, seq in expected:
+        want[values] += 1
+        seqs.setdefault(values, seq)
+    have = Counter(actual)
+    found = [
+        Inconsistency(seqs[row], name, describe(row), "is missing from the table")
+        for row in (want - have).elements()
+    ]
+    found.extend(
+        Inconsistency(NO_ENTRY, name, describe(row), "is in the table, but no log entry made it")
+        for row in (have - want).elements()
+    )
+    return found
+
+
+@dataclass
+class Partition:
+    """Everything keyed by one delivery interval."""
+
+    readings: dict[Key, tuple[tuple[Any, ...], int]] = field(default_factory=dict)
+    history: list[tuple[tuple[Any, ...], int]] = field(default_factory=list)
+    orders: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)  # address → id
+    order_seq: dict[str, int] = field(default_factory=dict)
+    interval: tuple[tuple[Any, ...], int] | None = None
+    zones: dict[Key, tuple[tuple[Any, ...], int]] = field(default_factory=dict)
+    fills: dict[Key, tuple[tuple[Any, ...], int]] = field(default_factory=dict)
+    lines: list[tuple[tuple[Any, ...], int]] = field(default_factory=list)
+
+
+READING_FIELDS: Final = ("energy_wh", "envelope", "recorded_at", "revision")
+ORDER_FIELDS: Final = (
+    "side",
+    "energy_wh",
+    "price",
+    "price_ticks",
+    "zone",
+    "envelope",
+    "placed_at",
+)
+INTERVAL_FIELDS: Final = ("state", "cleared_at", "settled_at", "welfare", "orders")
+ZONE_RESULT_FIELDS: Final = (
+    "price_ticks",
+    "bought_wh",
+    "sold_wh",
+    "utility_buy_wh",
+    "utility_sell_wh",
+    "flow_to_parent_wh",
+)
+FILL_FIELDS: Final = ("side", "zone", "energy_wh", "filled_wh", "price_ticks", "limit_ticks")
+PARTICIPANT_FIELDS: Final = (
+    "public_key",
+    "name",
+    "zone",
+    "role",
+    "status",
+    "last_seq",
+    "joined_at",
+    "status_changed_at",
+)
+STATEMENT_FIELDS: Final = (
+    "participant",
+    "period_start",
+    "period_end",
+    "currency",
+    "amount_due_micro",
+    "paid_micro",
+    "status",
+    "issued_at",
+    "intervals",
+)
+ZONE_FIELDS: Final = (
+    "name",
+    "parent",
+    "fee_ticks",
+    "capacity_up_wh",
+    "capacity_down_wh",
+    "updated_at",
+)
+PRICE_FIELDS: Final = ("retail_ticks", "feed_in_ticks", "created_at")
+ENVELOPE_FIELDS: Final = (
+    "signature",
+    "participant",
+    "sender",
+    "type",
+    "seq",
+    "ts",
+    "payload_hash",
+    "raw",
+    "received_at",
+)
+
+
+class ReplayError(ValueError):
+    """An entry the replay cannot apply (the log itself is inconsistent)."""
+
+
+@dataclass
+class _Participant:
+    public_key: bytes
+    name: str
+    zone: str | None
+    role: str | None
+    status: str
+    last_seq: int
+    joined_at: datetime
+    status_changed_at: datetime | None
+    seq: int  # the join entry
+    last_write: int  # the entry that last changed this row
+
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.public_key,
+            self.name,
+            self.zone,
+            self.role,
+            self.status,
+            self.last_seq,
+            self.joined_at,
+            self.status_changed_at,
+        )
+
+
+class Replay:
+    """The state the log implies, built entry by entry (see the module doc)."""
+
+    def __init__(self) -> None:
+        self.participants: dict[str, _Participant] = {}
+        self.assets: dict[str, list[list[Any]]] = defaultdict(list)  # address → versions
+        self.asset_seq: dict[tuple[str, str, datetime], int] = {}
+        self.partitions: dict[datetime, Partition] = {}
+        self.statements = Table("statements", STATEMENT_FIELDS)
+        self.zones = Table("zones", ZONE_FIELDS)
+        self.prices = Table("utility_prices", PRICE_FIELDS)
+        self.settled: list[datetime] = []
+        self.not_replayed: Counter[str] = Counter()
+        self._times: dict[str, datetime] = {}
+
+    # --- helpers ---
+
+    def _t(self, text: str) -> datetime:
+        t = self._times.get(text)
+        if t is None:
+            t = parse_utc(text)
+            if len(self._times) < 100_000:
+                self._times[text] = t
+        return t
+
+    def partition(self, t: datetime) -> Partition:
+        p = self.partitions.get(t)
+        if p is None:
+            p = self.partitions[t] = Partition()
+        return p
+
+    def _participant(self, address: str, seq: int) -> _Participant:
+        p = self.participants.get(address)
+        if p is None:
+            raise ReplayError(f"{address} acts before joining (entry {seq})")
+        return p
+
+    # --- entries ---
+
+    def envelope(self, seq: int, created_at: datetime, wire: dict[str, Any]) -> str:
+        """Apply an accepted envelope; returns its type."""
+        payload = wire["payload"]
+        kind = payload["type"]
+        sender = payload["sender"]
+        if kind == "join":
+            known = self.participants.get(sender)
+            if known is None:
+                self.participants[sender] = _Participant(
+                    base64.b64decode(wire["public_key"]),
+                    payload["name"],
+                    None,
+                    None,
+                    "active",
+                    payload["seq"],
+                    created_at,
+                    None,
+                    seq,
+                    seq,
+                )
+            elif known.status == "active":
+                raise ReplayError(f"{sender} joins while a member")
+            else:  # back with a new invitation, under the same key
+                if payload["seq"] <= known.last_seq:
+                    raise ReplayError(
+                        f"seq {payload['seq']} of {sender} is not above {known.last_seq}"
+                    )
+                known.name, known.status, known.last_seq = payload["name"], "active", payload["seq"]
+                known.seq = known.last_write = seq
+            return "join"
+        participant = self._participant(sender, seq)
+        if payload["seq"] <= participant.last_seq:
+            raise ReplayError(
+                f"seq {payload['seq']} of {sender} is not above {participant.last_seq}"
+            )
+        participant.last_seq = payload["seq"]
+        participant.last_write = seq
+        if kind == "readings":
+            self._readings(seq, created_at, sender, payload)
+        elif kind == "orders":
+            self._orders(seq, created_at, sender, participant, payload)
+        elif kind == "assets":
+            self._assets(seq, created_at, sender, payload)
+        elif kind != "session":
+            self.not_replayed[f"envelope:{kind}"] += 1
+        return str(kind)
+
+    def _readings(self, seq: int, at: datetime, sender: str, payload: dict[str, Any]) -> None:
+        correction = payload.get("correction", False)
+        for r in payload["readings"]:
+            t = self._t(r["interval"])
+            part = self.partition(t)
+            key = (sender, r["asset"])
+            old = part.readings.get(key)
+            wh = r["energy_wh"]
+            if old is None:
+                part.readings[key] = ((wh, seq, at, 0), seq)
+            elif old[0][0] == wh:
+                continue
+            elif not correction:
+                raise ReplayError(f"a different reading for {key} without correction")
+            else:
+                (old_wh, old_env, old_at, revision), _ = old
+                part.history.append(
+                    ((sender, r["asset"], old_wh, old_env, old_at, revision, at, seq), seq)
+                )
+                part.readings[key] = ((wh, seq, at, revision + 1), seq)
+
+    def _orders(
+        self,
+        seq: int,
+        at: datetime,
+        sender: str,
+        participant: _Participant,
+        payload: dict[str, Any],
+    ) -> None:
+        part = self.partition(self._t(payload["interval"]))
+        book: dict[str, tuple[Any, ...]] = (
+            {}
+            if payload.get("replace_all")
+            else {oid: v[:5] for oid, v in part.orders.get(sender, {}).items()}
+        )
+        for order_id in payload.get("cancel", ()):
+            book.pop(order_id, None)
+        for o in payload.get("place", ()):
+            price = o["price"]
+            book[o["id"]] = (o["side"], o["energy_wh"], price, parse_price(price), participant.zone)
+        # The grid rewrites every order of the book with this envelope and time.
+        part.orders[sender] = {oid: (*v, seq, at) for oid, v in book.items()}
+        part.order_seq[sender] = seq
+
+    def _assets(self, seq: int, at: datetime, sender: str, payload: dict[str, Any]) -> None:
+        declared = Assets.body_from_wire(payload)
+        versions = self.assets[sender]
+        current = {
+            v[0]: AssetVersion(v[0], v[1], v[2], v[3], v[4]) for v in versions if v[6] is None
+        }
+        retire, start = diff_assets(current, declared)
+        for v in versions:
+            if v[6] is None and v[0] in retire:
+                v[6] = at
+        for version in start:
+            versions.append(
+                [
+                    version.asset_id,
+                    version.category,
+                    version.kind,
+                    version.name,
+                    version.rated_power_w,
+                    at,
+                    None,
+                ]
+            )
+            self.asset_seq[(sender, version.asset_id, at)] = seq
+
+    def participant_entry(self, seq: int, body: dict[str, Any]) -> None:
+        p = self._participant(body["address"], seq)
+        if body["envelope"] != p.seq:
+            raise ReplayError(
+                f"the join of {body['address']} is entry {p.seq}, not {body['envelope']}"
+            )
+        p.zone, p.role = body["zone"], body["role"]
+        p.last_write = seq
+
+    def operator(self, seq: int, at: datetime, body: dict[str, Any]) -> None:
+        action = body.get("action")
+        if action == "status":
+            p = self._participant(body["participant"], seq)
+            p.status, p.status_changed_at, p.last_write = body["status"], at, seq
+        elif action == "price":
+            self.prices.put(
+                (self._t(body["effective_from"]),),
+                (parse_price(body["retail"]), parse_price(body["feed_in"]), at),
+                seq,
+            )
+        elif action == "zone":
+            self.zones.put(
+                (body["id"],),
+                (
+                    body.get("name"),
+                    body.get("parent"),
+                    parse_price(body.get("fee", "0")),
+                    body.get("capacity_up_wh"),
+                    body.get("capacity_down_wh"),
+                    at,
+                ),
+                seq,
+            )
+        else:
+            self.not_replayed[f"operator:{action}"] += 1
+
+    def market_result(self, seq: int, at: datetime, record: dict[str, Any]) -> None:
+        t = self._t(record["interval"])
+        part = self.partition(t)
+        zone_prices: dict[str, int] = {}
+        for z in record["zones"]:
+            ticks = parse_price(z["price"])
+            zone_prices[z["zone"]] = ticks
+            part.zones[(z["zone"],)] = (
+                (
+                    ticks,
+                    z["bought_wh"],
+                    z["sold_wh"],
+                    z["utility_buy_wh"],
+                    z["utility_sell_wh"],
+                    z["flow_to_parent_wh"],
+                ),
+                seq,
+            )
+        for f in record.get("fills", ()):
+            order = part.orders.get(f["participant"], {}).get(f["order_id"])
+            if order is None:
+                raise ReplayError(
+                    f"the market result of {record['interval']} fills order {f['order_id']!r} of "
+                    f"{f['participant']}, which the log never placed"
+                )
+            side, energy, _price, limit, zone = order[:5]
+            part.fills[(f["participant"], f["order_id"])] = (
+                (side, zone, energy, f["filled_wh"], zone_prices[zone], limit),
+                seq,
+            )
+        part.interval = (
+            ("cleared", at, None, record.get("welfare"), len(record.get("fills", ()))),
+            seq,
+        )
+
+    def settlement(self, seq: int, at: datetime, record: dict[str, Any]) -> datetime:
+        t = self._t(record["interval"])
+        part = self.partition(t)
+        if part.interval is None:
+            raise ReplayError(f"{record['interval']} is settled before it was cleared")
+        values, _ = part.interval
+        part.interval = (("settled", values[1], at, values[3], values[4]), seq)
+        for line in record["lines"]:
+            part.lines.append(
+                (
+                    (
+                        line["participant"],
+                        line["kind"],
+                        line["energy_wh"],
+                        parse_price(line["price"]),
+                        line["amount_micro"],
+                    ),
+                    seq,
+                )
+            )
+        return t
+
+    def statement(self, seq: int, at: datetime, body: dict[str, Any]) -> None:
+        due = body["amount_due_micro"]
+        self.statements.put(
+            (body["id"],),
+            (
+                body["participant"],
+                self._t(body["period_start"]),
+                self._t(body["period_end"]),
+                body["currency"],
+                due,
+                0,
+                "issued" if due else "paid",
+                at,
+                body["intervals"],
+            ),
+            seq,
+        )
+
+    # --- expected rows in table form ---
+
+    def participant_rows(self) -> dict[Key, tuple[tuple[Any, ...], int]]:
+        return {(a,): (p.values(), p.last_write) for a, p in self.participants.items()}
+
+    def asset_rows(self) -> list[tuple[tuple[Any, ...], int]]:
+        return [
+            ((address, *v), self.asset_seq.get((address, v[0], v[5]), 0))
+            for address, versions in self.assets.items()
+            for v in versions
+        ]
+
+    @staticmethod
+    def order_rows(part: Partition) -> dict[Key, tuple[tuple[Any, ...], int]]:
+        return {
+            (address, oid): (values, part.order_seq[address])
+            for address, book in part.orders.items()
+            for oid, values in book.items()
+        }
+
+
+def payload_hash(signed: bytes) -> bytes:
+    return hashlib.sha256(signed).digest()
+
+
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "FILL_FIELDS",
+    "INTERVAL_FIELDS",
+    "NO_ENTRY",
+    "ORDER_FIELDS",
+    "PARTICIPANT_FIELDS",
+    "READING_FIELDS",
+    "ZONE_RESULT_FIELDS",
+    "Inconsistency",
+    "Partition",
+    "Replay",
+    "ReplayError",
+    "Table",
+    "compare_multiset",
+    "compare_rows",
+    "payload_hash",
+]

@@ -1,0 +1,863 @@
+"""``p2p-grid audit verify``: replay the log and check everything it implies.
+
+In one pass over the log, in sequence order, inside one read snapshot:
+
+1. **Chain**: sequence numbers have no gaps, every entry links to the one
+   before and its hash is recomputed from its fields and body.
+2. **Roots**: every ``root`` entry's range starts right after the previous
+   root's, its Merkle root is recomputed from the entries, and the
+   ``audit_roots`` row (root, chunk roots, hashes) matches; the same for
+   ``anchor`` entries and ``audit_anchors`` (batch root and notarized bytes
+   recomputed).
+3. **Signatures**: every envelope is opened again from its stored bytes
+   (signature over the canonical payload, key and sender, payload rules,
+   this grid), in worker processes on every core; its entry's ref must be
+   the payload's ``sender/seq`` and a key's sequence numbers only rise.
+4. **State** (when the whole log is verified): the tables are what the log
+   implies (:mod:`.audit_replay`), each settled interval as soon as its
+   settlement entry is replayed, the rest at the end; and ``chain_heads``
+   names the last entry.
+
+The *first* inconsistency in log order is reported (a row that no entry
+made comes after every attributed one). A broken chain or a bad signature
+stops the pass: what follows cannot be trusted to say anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from grid_server.domain.audit_chain import GENESIS_HASH, entry_hash
+from grid_server.domain.audit_envelopes import check_envelopes, signed_bytes
+from grid_server.domain.audit_merkle import chunk_roots, pack, tree_root
+from grid_server.domain.audit_roots import RootFields, make_batch, root_body
+from grid_server.storage.db import Database
+from grid_server.storage.schema import (
+    assets,
+    audit_anchors,
+    audit_roots,
+    chain_heads,
+    envelopes,
+    fills,
+    intervals,
+    line_items,
+    log_entries,
+    orders,
+    participants,
+    reading_history,
+    readings,
+    statements,
+    utility_prices,
+    zone_results,
+    zones,
+)
+from p2p_energy_client.units import format_utc
+
+from .audit_replay import (
+    ENVELOPE_FIELDS,
+    FILL_FIELDS,
+    INTERVAL_FIELDS,
+    NO_ENTRY,
+    ORDER_FIELDS,
+    PARTICIPANT_FIELDS,
+    READING_FIELDS,
+    ZONE_RESULT_FIELDS,
+    Inconsistency,
+    Replay,
+    ReplayError,
+    compare_multiset,
+    compare_rows,
+    payload_hash,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+BATCH: Final = 5_000  # log entries per query
+SIGNATURE_CHUNK: Final = 1_000  # envelopes per worker task
+
+
+@dataclass
+class VerifyReport:
+    grid: str
+    first_seq: int
+    last_seq: int
+    entries: int = 0
+    envelopes: int = 0
+    roots: int = 0
+    anchors: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    state_checked: bool = False
+    intervals_compared: int = 0
+    seconds: float = 0.0
+    problem: Inconsistency | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def entries_per_second(self) -> float:
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "grid": self.grid,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "entries": self.entries,
+            "envelopes": self.envelopes,
+            "roots": self.roots,
+            "anchors": self.anchors,
+            "kinds": dict(sorted(self.kinds.items())),
+            "state_checked": self.state_checked,
+            "intervals_compared": self.intervals_compared,
+            "seconds": round(self.seconds, 3),
+            "entries_per_second": round(self.entries_per_second),
+            "problem": None if self.problem is None else str(self.problem),
+            "notes": self.notes,
+        }
+
+
+class _Stop(Exception):
+    """A chain-level inconsistency: stop reading further."""
+
+
+class SignatureChecker:
+    """Envelopes go to worker processes in chunks; problems come back with their seq."""
+
+    def __init__(self, grid: str, workers: int) -> None:
+        self.grid = grid
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        self._buffer: list[tuple[int, bytes]] = []
+        self._inflight: deque[Future[list[tuple[int, str]]]] = deque()
+        self.problems: list[tuple[int, str]] = []
+
+    def add(self, seq: int, raw: bytes) -> None:
+        self._buffer.append((seq, raw))
+        if len(self._buffer) >= SIGNATURE_CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        items, self._buffer = self._buffer, []
+        if not items:
+            return
+        if self.pool is None:
+            self.problems.extend(check_envelopes(self.grid, items))
+        else:
+            self._inflight.append(self.pool.submit(check_envelopes, self.grid, items))
+
+    async def settle(self, *, all_of_them: bool = False) -> None:
+        """Collect finished chunks; wait while too many are in flight (or for all)."""
+        if all_of_them:
+            self._submit()
+        while self._inflight and (
+            all_of_them or self._inflight[0].done() or len(self._inflight) > 2 * self.workers
+        ):
+            done: list[tuple[int, str]] = await asyncio.wrap_future(self._inflight.popleft())
+            self.problems.extend(done)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for future in self._inflight:
+                future.cancel()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def verify_log(
+    url: str,
+    *,
+    grid: str | None = None,
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    workers: int | None = None,
+    check_state: bool = True,
+) -> VerifyReport:
+    """Verify the log of ``url`` (or a range of it); see the module doc."""
+    started = time.perf_counter()
+    db = Database(url)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    try:
+        async with db.read_engine.connect() as raw_conn:
+            conn = raw_conn
+            if db.is_postgres:
+                conn = await raw_conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                report = await _verify(
+                    db,
+                    conn,
+                    grid=grid,
+                    from_seq=from_seq,
+                    to_seq=to_seq,
+                    since=since,
+                    until=until,
+                    workers=workers,
+                    check_state=check_state,
+                )
+    finally:
+        await db.dispose()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _verify(
+    db: Database,
+    conn: AsyncConnection,
+    *,
+    grid: str | None,
+    from_seq: int | None,
+    to_seq: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    workers: int,
+    check_state: bool,
+) -> VerifyReport:
+    if grid is None:
+        grids = (await conn.execute(select(chain_heads.c.grid))).scalars().all()
+        if len(grids) != 1:
+            raise ValueError(f"the database holds {len(grids)} grids; name one with --grid")
+        grid = str(grids[0])
+    head = await conn.scalar(select(func.max(log_entries.c.seq)).where(log_entries.c.grid == grid))
+    head = int(head or 0)
+    first, last = 1, head
+    if since is not None or until is not None:
+        first, last = await _seq_range(conn, grid, since, until)
+    if from_seq is not None:
+        first = max(first, from_seq)
+    if to_seq is not None:
+        last = min(last, to_seq)
+    report = VerifyReport(grid, first, last)
+    whole = first == 1 and last == head
+    report.state_checked = check_state and whole
+    if not whole:
+        report.notes.append(
+            f"entries {first}–{last} of {head}: chain, roots and signatures checked; the "
+            "tables are only compared when the whole log is verified"
+        )
+    run = _Run(db, conn, grid, report, workers)
+    try:
+        await run.go()
+    finally:
+        run.signatures.close()
+    return report
+
+
+async def _seq_range(
+    conn: AsyncConnection, grid: str, since: datetime | None, until: datetime | None
+) -> tuple[int, int]:
+    query = select(audit_roots.c.seq, audit_roots.c.first_seq).where(audit_roots.c.grid == grid)
+    if since is not None:
+        query = query.where(audit_roots.c.interval_to > since)
+    if until is not None:
+        query = query.where(audit_roots.c.interval_from < until)
+    rows = (await conn.execute(query.order_by(audit_roots.c.seq))).all()
+    if not rows:
+        raise ValueError("no closed interval in that time range")
+    return int(rows[0].first_seq), int(rows[-1].seq)
+
+
+class _Run:
+    def __init__(
+        self, db: Database, conn: AsyncConnection, grid: str, report: VerifyReport, workers: int
+    ) -> None:
+        self.db = db
+        self.conn = conn
+        self.grid = grid
+        self.report = report
+        self.signatures = SignatureChecker(grid, workers)
+        self.replay = Replay()
+        self.problems: list[Inconsistency] = []
+        self.state = report.state_checked
+        self.pid_address: dict[int, str] = {}
+        self.roots: dict[int, Any] = {}
+        self.anchors: dict[int, Any] = {}
+        self.seen_roots: list[RootFields] = []
+        self.segment_start = 1
+        self.segment: list[bytes] = []
+        self.partitions_done: set[datetime] = set()
+
+    def problem(self, seq: int, table: str, row: str, message: str) -> None:
+        self.problems.append(Inconsistency(seq, table, row, message))
+
+    def stop(self, seq: int, table: str, row: str, message: str) -> None:
+        self.problem(seq, table, row, message)
+        raise _Stop
+
+    async def go(self) -> None:
+        report = self.report
+        conn = self.conn
+        self.pid_address = {
+            int(r.id): r.address
+            for r in await conn.execute(select(participants.c.id, participants.c.address))
+        }
+        self.roots = {
+            int(r.seq): r
+            for r in await conn.execute(select(audit_roots).where(audit_roots.c.grid == self.grid))
+        }
+        self.anchors = {
+            int(r.log_seq): r
+            for r in await conn.execute(
+                select(audit_anchors).where(audit_anchors.c.grid == self.grid)
+            )
+        }
+        prev_hash = GENESIS_HASH
+        if report.first_seq > 1:
+            before = await conn.scalar(
+                select(log_entries.c.hash).where(
+                    log_entries.c.grid == self.grid, log_entries.c.seq == report.first_seq - 1
+                )
+            )
+            if before is None:
+                self.problem(
+                    report.first_seq - 1, "log_entries", f"seq {report.first_seq - 1}", "is missing"
+                )
+                self._finish()
+                return
+            prev_hash = bytes(before)
+            self.segment_start = report.first_seq  # roots starting earlier are not checkable
+        self.segment_start_known = report.first_seq == 1
+        try:
+            expected = report.first_seq
+            for start in range(report.first_seq, report.last_seq + 1, BATCH):
+                end = min(start + BATCH - 1, report.last_seq)
+                rows = (
+                    await conn.execute(
+                        select(
+                            log_entries.c.seq,
+                            log_entries.c.kind,
+                            log_entries.c.ref,
+                            log_entries.c.body,
+                            log_entries.c.hash,
+                            log_entries.c.prev_hash,
+                            log_entries.c.created_at,
+                        )
+                        .where(
+                            log_entries.c.grid == self.grid, log_entries.c.seq.between(start, end)
+                        )
+                        .order_by(log_entries.c.seq)
+                    )
+                ).all()
+                expected_envelopes: dict[int, tuple[Any, ...]] = {}
+                for row in rows:
+                    seq = int(row.seq)
+                    if seq != expected:
+                        self.stop(expected, "log_entries", f"seq {expected}", "is missing")
+                    body = bytes(row.body)
+                    digest = bytes(row.hash)
+                    if bytes(row.prev_hash) != prev_hash:
+                        self.stop(
+                            seq,
+                            "log_entries",
+                            f"seq {seq}",
+                            "prev_hash does not link to the entry before (reordered or removed)",
+                        )
+                    if entry_hash(prev_hash, seq, row.kind, row.ref, body) != digest:
+                        self.stop(
+                            seq,
+                            "log_entries",
+                            f"seq {seq} ({row.kind} {row.ref})",
+                            "hash does not match the entry's fields and body (changed)",
+                        )
+                    prev_hash = digest
+                    expected += 1
+                    report.entries += 1
+                    report.kinds[row.kind] += 1
+                    self.segment.append(digest)
+                    await self.entry(
+                        seq,
+                        row.kind,
+                        row.ref,
+                        body,
+                        digest=digest,
+                        created_at=row.created_at,
+                        expected_envelopes=expected_envelopes,
+                    )
+                if expected != end + 1:
+                    self.stop(expected, "log_entries", f"seq {expected}", "is missing")
+                await self._check_envelope_rows(start, end, expected_envelopes)
+                await self.signatures.settle()
+                self._signature_problems()
+            await self.signatures.settle(all_of_them=True)
+            self._signature_problems()
+            await self._finish_state()
+        except _Stop:
+            await self.signatures.settle(all_of_them=True)
+            self._signature_problems(stop=False)
+        self._finish()
+
+    def _signature_problems(self, *, stop: bool = True) -> None:
+        if not self.signatures.problems:
+            return
+        seq, message = min(self.signatures.problems)
+        self.signatures.problems.clear()
+        self.problem(seq, "log_entries", f"seq {seq} (envelope)", message)
+        if stop:
+            raise _Stop
+
+    def _finish(self) -> None:
+        if self.problems:
+            # In log order; at one entry, the log's own problem before the tables'.
+            self.report.problem = min(
+                self.problems, key=lambda p: (p.seq, p.table != "log_entries", p.table, p.row)
+            )
+        if self.replay.not_replayed:
+            self.report.notes.append(
+                "not replayed: "
+                + ", ".join(f"{k} ×{n}" for k, n in sorted(self.replay.not_replayed.items()))
+            )
+
+    # --- one entry ---
+
+    async def entry(
+        self,
+        seq: int,
+        kind: str,
+        ref: str,
+        body: bytes,
+        *,
+        digest: bytes,
+        created_at: datetime,
+        expected_envelopes: dict[int, tuple[Any, ...]],
+    ) -> None:
+        try:
+            if kind == "envelope":
+                self._envelope(seq, ref, body, created_at, expected_envelopes)
+            elif kind == "root":
+                self._root(seq, ref, body, digest)
+            elif kind == "anchor":
+                self._anchor(seq, body)
+            elif self.state:
+                record = orjson.loads(body)
+                if kind == "market_result":
+                    self.replay.market_result(seq, created_at, record)
+                elif kind == "settlement":
+                    t = self.replay.settlement(seq, created_at, record)
+                    await self._compare_partition(t)
+                elif kind == "statement":
+                    self.replay.statement(seq, created_at, record)
+                elif kind == "operator":
+                    self.replay.operator(seq, created_at, record)
+                elif kind == "participant":
+                    self.replay.participant_entry(seq, record)
+                else:
+                    self.replay.not_replayed[kind] += 1
+        except ReplayError as exc:
+            self.problem(seq, "log_entries", f"seq {seq} ({kind} {ref})", str(exc))
+            self.state = False  # the replay cannot go on meaningfully
+            self.report.notes.append(f"state comparison stopped at entry {seq}")
+        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
+            self.problem(
+                seq, "log_entries", f"seq {seq} ({kind} {ref})", f"malformed body: {exc!r}"
+            )
+            self.state = False
+            self.report.notes.append(f"state comparison stopped at entry {seq}")
+
+    def _envelope(
+        self,
+        seq: int,
+        ref: str,
+        raw: bytes,
+        created_at: datetime,
+        expected_envelopes: dict[int, tuple[Any, ...]],
+    ) -> None:
+        self.report.envelopes += 1
+        self.signatures.add(seq, raw)
+        wire = orjson.loads(raw)
+        payload = wire["payload"]
+        sender, payload_seq = payload["sender"], payload["seq"]
+        if ref != f"{sender}/{payload_seq}":
+            self.stop(
+                seq, "log_entries", f"seq {seq}", f"ref {ref!r} is not the envelope's sender/seq"
+            )
+        expected_envelopes[seq] = (
+            base64.b64decode(wire["signature"]),
+            sender,
+            sender,
+            payload["type"],
+            payload_seq,
+            self.replay._t(payload["ts"]),
+            payload_hash(signed_bytes(payload)),
+            raw,
+            created_at,
+        )
+        if self.state:
+            self.replay.envelope(seq, created_at, wire)
+
+    def _root(self, seq: int, ref: str, body: bytes, digest: bytes) -> None:
+        self.report.roots += 1
+        record = orjson.loads(body)
+        first, last = record["first_seq"], record["last_seq"]
+        row = self.roots.pop(seq, None)
+        label = f"seq {seq} (root of {ref})"
+        if self.segment_start_known and first != self.segment_start:
+            self.stop(
+                seq, "log_entries", label, f"the range starts at {first}, not {self.segment_start}"
+            )
+        if not first - 1 <= last < seq:
+            self.stop(seq, "log_entries", label, f"range {first}–{last} is not before the root")
+        covered = first >= self.segment_start
+        if covered:
+            offset = first - self.segment_start
+            hashes = self.segment[offset : offset + (last - first + 1)]
+            chunks = chunk_roots(hashes)
+            root = tree_root(chunks)
+            if root.hex() != record["root"]:
+                self.stop(seq, "log_entries", label, "the Merkle root does not match the entries")
+            if row is not None and bytes(row.chunks) != pack(chunks):
+                self.problem(seq, "audit_roots", f"seq {seq}", "chunks do not match the entries")
+        self.segment = self.segment[last + 1 - self.segment_start :]
+        self.segment_start = last + 1
+        self.segment_start_known = True
+        root_bytes = bytes.fromhex(record["root"])
+        if row is None:
+            self.problem(seq, "audit_roots", f"seq {seq}", "is missing from the table")
+        else:
+            want = root_body(
+                row.interval_from,
+                row.interval_to,
+                int(row.first_seq),
+                int(row.last_seq),
+                bytes(row.root),
+            )
+            if want != body:
+                self.problem(seq, "audit_roots", f"seq {seq}", "differs from the root entry")
+            elif bytes(row.entry_hash) != digest:
+                self.problem(seq, "audit_roots", f"seq {seq}", "entry_hash differs from the log")
+        self.seen_roots.append(RootFields(seq, first, last, root_bytes, digest))
+
+    def _anchor(self, seq: int, body: bytes) -> None:
+        self.report.anchors += 1
+        record = orjson.loads(body)
+        members = [
+            r
+            for r in self.seen_roots
+            if record["first_root_seq"] <= r.seq <= record["last_root_seq"]
+        ]
+        label = f"seq {seq} (anchor of roots {record['first_root_seq']}–{record['last_root_seq']})"
+        if (
+            members
+            and members[0].seq == record["first_root_seq"]
+            and members[-1].seq == record["last_root_seq"]
+        ):
+            batch = make_batch(members)
+            if (
+                batch.batch_root.hex() != record["batch_root"]
+                or batch.payload.hex() != record["payload"]
+            ):
+                self.stop(seq, "log_entries", label, "the anchored batch does not match the roots")
+        elif self.report.first_seq == 1:
+            self.stop(seq, "log_entries", label, "names roots the log does not hold")
+        row = self.anchors.pop(seq, None)
+        if row is None:
+            self.problem(seq, "audit_anchors", label, "is missing from the table")
+            return
+        have = {
+            "first_root_seq": int(row.first_root_seq),
+            "last_root_seq": int(row.last_root_seq),
+            "batch_root": bytes(row.batch_root).hex(),
+            "payload": bytes(row.payload).hex(),
+            "ledger": row.ledger,
+            "network": row.network,
+            "package": row.package,
+            "object_id": row.object_id,
+            "digest": row.digest,
+            "object_version": int(row.object_version),
+            "state_version": int(row.state_version),
+        }
+        for key, value in have.items():
+            if record.get(key) != value:
+                self.problem(
+                    seq,
+                    "audit_anchors",
+                    label,
+                    f"{key} is {value!r} in the table, the log says {record.get(key)!r}",
+                )
+                return
+
+    # --- tables ---
+
+    async def _check_envelope_rows(
+        self, start: int, end: int, expected: dict[int, tuple[Any, ...]]
+    ) -> None:
+        rows = await self.conn.execute(
+            select(
+                envelopes.c.log_seq,
+                envelopes.c.signature,
+                envelopes.c.participant_id,
+                envelopes.c.sender,
+                envelopes.c.type,
+                envelopes.c.seq,
+                envelopes.c.ts,
+                envelopes.c.payload_hash,
+                envelopes.c.raw,
+                envelopes.c.received_at,
+            ).where(envelopes.c.log_seq.between(start, end))
+        )
+        actual = {
+            (int(r.log_seq),): (
+                bytes(r.signature),
+                self.pid_address.get(int(r.participant_id))
+                if r.participant_id is not None
+                else None,
+                r.sender,
+                r.type,
+                int(r.seq),
+                r.ts,
+                bytes(r.payload_hash),
+                bytes(r.raw),
+                r.received_at,
+            )
+            for r in rows
+        }
+        want = {(seq,): (values, seq) for seq, values in expected.items()}
+        self.problems.extend(compare_rows("envelopes", ENVELOPE_FIELDS, want, actual))
+
+    async def _compare_partition(self, t: datetime) -> None:
+        part = self.replay.partitions.pop(t, None)
+        self.partitions_done.add(t)
+        if part is None:
+            return
+        self.report.intervals_compared += 1
+        conn = self.conn
+        addr = self.pid_address.get
+        found: list[Inconsistency] = []
+        label = format_utc(t)
+        readings_rows = {
+            (addr(int(r.participant_id)), r.asset_id): (
+                int(r.energy_wh),
+                int(r.envelope),
+                r.recorded_at,
+                int(r.revision),
+            )
+            for r in await conn.execute(select(readings).where(readings.c.interval_start == t))
+        }
+        found += compare_rows(f"readings {label}", READING_FIELDS, part.readings, readings_rows)
+        history_rows = [
+            (
+                addr(int(r.participant_id)),
+                r.asset_id,
+                int(r.energy_wh),
+                int(r.envelope),
+                r.recorded_at,
+                int(r.revision),
+                r.replaced_at,
+                int(r.replaced_by),
+            )
+            for r in await conn.execute(
+                select(reading_history).where(reading_history.c.interval_start == t)
+            )
+        ]
+        found += compare_multiset(f"reading_history {label}", part.history, history_rows, str)
+        order_rows = {
+            (addr(int(r.participant_id)), r.order_id): (
+                r.side,
+                int(r.energy_wh),
+                r.price,
+                int(r.price_ticks),
+                r.zone,
+                int(r.envelope),
+                r.placed_at,
+            )
+            for r in await conn.execute(select(orders).where(orders.c.interval_start == t))
+        }
+        found += compare_rows(f"orders {label}", ORDER_FIELDS, Replay.order_rows(part), order_rows)
+        interval = (
+            await conn.execute(select(intervals).where(intervals.c.start == t))
+        ).one_or_none()
+        interval_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        if interval is not None and not (part.interval is None and interval.state == "open"):
+            interval_rows[()] = (
+                interval.state,
+                interval.cleared_at,
+                interval.settled_at,
+                interval.welfare,
+                interval.orders,
+            )
+        want_interval = {} if part.interval is None else {(): part.interval}
+        found += compare_rows(f"intervals {label}", INTERVAL_FIELDS, want_interval, interval_rows)
+        zone_rows = {
+            (r.zone,): (
+                int(r.price_ticks),
+                int(r.bought_wh),
+                int(r.sold_wh),
+                int(r.utility_buy_wh),
+                int(r.utility_sell_wh),
+                int(r.flow_to_parent_wh),
+            )
+            for r in await conn.execute(
+                select(zone_results).where(zone_results.c.interval_start == t)
+            )
+        }
+        found += compare_rows(f"zone_results {label}", ZONE_RESULT_FIELDS, part.zones, zone_rows)
+        fill_rows = {
+            (addr(int(r.participant_id)), r.order_id): (
+                r.side,
+                r.zone,
+                int(r.energy_wh),
+                int(r.filled_wh),
+                int(r.price_ticks),
+                int(r.limit_ticks),
+            )
+            for r in await conn.execute(select(fills).where(fills.c.interval_start == t))
+        }
+        found += compare_rows(f"fills {label}", FILL_FIELDS, part.fills, fill_rows)
+        line_rows = [
+            (
+                None if r.participant_id is None else addr(int(r.participant_id)),
+                r.kind,
+                int(r.energy_wh),
+                int(r.price_ticks),
+                int(r.amount_micro),
+            )
+            for r in await conn.execute(select(line_items).where(line_items.c.interval_start == t))
+        ]
+        found += compare_multiset(f"line_items {label}", part.lines, line_rows, str)
+        self.problems.extend(found)
+
+    async def _finish_state(self) -> None:
+        report = self.report
+        conn = self.conn
+        if report.state_checked:
+            chain = (
+                await conn.execute(select(chain_heads).where(chain_heads.c.grid == self.grid))
+            ).one_or_none()
+            if chain is None or int(chain.seq) != report.last_seq:
+                self.problem(
+                    report.last_seq, "chain_heads", self.grid, "does not name the last entry"
+                )
+        for seq, _row in sorted(self.roots.items()):
+            if report.first_seq <= seq <= report.last_seq:
+                self.problem(seq, "audit_roots", f"seq {seq}", "names no root entry of the log")
+        for seq, _row in sorted(self.anchors.items()):
+            if report.first_seq <= seq <= report.last_seq:
+                self.problem(
+                    seq, "audit_anchors", f"log seq {seq}", "names no anchor entry of the log"
+                )
+        if not self.state:
+            return
+        extra_envelopes = await conn.scalar(
+            select(func.count()).select_from(envelopes).where(envelopes.c.log_seq > report.last_seq)
+        )
+        if extra_envelopes:
+            self.problem(
+                NO_ENTRY,
+                "envelopes",
+                f"log_seq > {report.last_seq}",
+                f"{extra_envelopes} rows beyond the log",
+            )
+        for t in sorted(self.replay.partitions):
+            await self._compare_partition(t)
+        # Intervals that only the tables know.
+        for table, column in (
+            (readings, readings.c.interval_start),
+            (reading_history, reading_history.c.interval_start),
+            (orders, orders.c.interval_start),
+            (fills, fills.c.interval_start),
+            (zone_results, zone_results.c.interval_start),
+            (line_items, line_items.c.interval_start),
+        ):
+            for t in (await conn.execute(select(column).distinct())).scalars():
+                if t not in self.partitions_done:
+                    self.problem(
+                        NO_ENTRY,
+                        table.name,
+                        format_utc(t),
+                        "rows for an interval no log entry touched",
+                    )
+        for t in (
+            await conn.execute(select(intervals.c.start).where(intervals.c.state != "open"))
+        ).scalars():
+            if t not in self.partitions_done:
+                self.problem(
+                    NO_ENTRY, "intervals", format_utc(t), "is cleared, but the log never cleared it"
+                )
+        # Participants, assets, statements, zones, prices.
+        part_rows = {
+            (r.address,): (
+                bytes(r.public_key),
+                r.name,
+                r.zone,
+                r.role,
+                r.status,
+                int(r.last_seq),
+                r.joined_at,
+                r.status_changed_at,
+            )
+            for r in await conn.execute(select(participants))
+        }
+        self.problems.extend(
+            compare_rows(
+                "participants", PARTICIPANT_FIELDS, self.replay.participant_rows(), part_rows
+            )
+        )
+        asset_rows = [
+            (
+                self.pid_address.get(int(r.participant_id)),
+                r.asset_id,
+                r.category,
+                r.kind,
+                r.name,
+                r.rated_power_w,
+                r.valid_from,
+                r.valid_until,
+            )
+            for r in await conn.execute(select(assets))
+        ]
+        self.problems.extend(compare_multiset("assets", self.replay.asset_rows(), asset_rows, str))
+        statement_rows = {
+            (r.id,): (
+                self.pid_address.get(int(r.participant_id)),
+                r.period_start,
+                r.period_end,
+                r.currency,
+                int(r.amount_due_micro),
+                int(r.paid_micro),
+                r.status,
+                r.issued_at,
+                int(r.intervals),
+            )
+            for r in await conn.execute(select(statements))
+        }
+        self.problems.extend(self.replay.statements.compare(statement_rows))
+        zone_rows = {
+            (r.id,): (
+                r.name,
+                r.parent,
+                int(r.fee_ticks),
+                r.capacity_up_wh,
+                r.capacity_down_wh,
+                r.updated_at,
+            )
+            for r in await conn.execute(select(zones))
+        }
+        self.problems.extend(self.replay.zones.compare(zone_rows))
+        price_rows = {
+            (r.effective_from,): (int(r.retail_ticks), int(r.feed_in_ticks), r.created_at)
+            for r in await conn.execute(select(utility_prices))
+        }
+        self.problems.extend(self.replay.prices.compare(price_rows))
+
+
+__all__ = ["SignatureChecker", "VerifyReport", "verify_log"]
