@@ -393,7 +393,12 @@ class PaymentService:
         if row is None or row.participant_id != participant.id:
             raise _refused(ErrorCode.NOT_FOUND, "payload.statement", "no such statement of yours")
         terms = row.terms
-        if body.ledger != terms.kind or body.ledger is not self.kind:
+        # A statement is paid on the ledger it was issued for; local-ledger
+        # statements stay payable after a switch to IOTA (the local ledger
+        # lives in the database), IOTA ones need the grid's IOTA node.
+        if body.ledger != terms.kind or (
+            body.ledger is LedgerKind.IOTA and self.kind is not LedgerKind.IOTA
+        ):
             raise _refused(
                 ErrorCode.PAYMENT_INVALID,
                 "payload.ledger",

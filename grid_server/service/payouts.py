@@ -454,11 +454,22 @@ class PayoutWorker:
         if changed.rowcount != 1:
             return  # recorded already (by another pass): nothing more to do
         updated = []
+        settled = []
         for statement_id, amount in payout.items:
             row = await self.payments.statement_for_update(conn, statement_id)
             assert row is not None
-            await self.payments.settle(conn, row, -amount)
+            paid, micro, status = await self.payments.settle(conn, row, -amount)
             updated.append(statement_id)
+            # The statement after the payout, so the log alone tells its state.
+            settled.append(
+                {
+                    "id": statement_id,
+                    "amount": amount,
+                    "paid": paid,
+                    "paid_micro": micro,
+                    "status": status,
+                }
+            )
         record = {
             "payout": payout.id,
             "state": "done",
@@ -466,7 +477,7 @@ class PayoutWorker:
             "ledger": payout.ledger,
             "recipient": payout.recipient,
             "amount": payout.amount,
-            "statements": [{"id": sid, "amount": amount} for sid, amount in payout.items],
+            "statements": settled,
         }
         await audit_log.append(
             conn, db, self.grid.grid_id, [("payout", payout.tx_id, canonical_json(record))], now
