@@ -68,8 +68,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--speed",
         type=positive(float),
-        default=300.0,
-        help="simulated seconds per real second (default 300: an interval every 3 s)",
+        help="simulated seconds per real second (default 300: an interval every 3 s; "
+        "slower above 60 households, so the machine keeps up)",
     )
     parser.add_argument(
         "--days",
@@ -92,13 +92,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--step",
         type=positive(int),
-        help="simulation step in seconds (default 60; 300 above 1,000 households)",
+        default=60,
+        help="simulation step: how often meters update, in seconds (default 60)",
     )
     parser.add_argument(
         "--events",
         choices=("auto", "stream", "poll"),
         default="auto",
-        help="how households learn results: live stream, or polling (default: auto)",
+        help="how households learn results: live stream or polling "
+        "(default auto: stream up to 1,000 households)",
     )
     parser.add_argument(
         "--no-clouds", action="store_true", help="clear sky every day (clouds are on by default)"
@@ -323,5 +325,19 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"  run                             {result.real_seconds:.0f} s real, "
         f"{result.cpu_seconds:.0f} s CPU "
         f"({result.cpu_ms_per_household_interval:.0f} ms CPU per household and interval)",
+        *_overload_lines(result),
         f"Database: {result.database}",
+    ]
+
+
+def _overload_lines(result: DemoResult) -> list[str]:
+    """Say so when the machine did not keep up, and what to do about it."""
+    late = result.longest_routine_seconds > 600 or result.max_lag_seconds > 600
+    if not late and not result.readings_rejected:
+        return []
+    return [
+        f"  [yellow]the machine did not keep up[/]: {result.readings_rejected} readings "
+        f"arrived after their settlement window, the slowest household routine took "
+        f"{result.longest_routine_seconds / 60:.0f} simulated minutes; "
+        "try a lower --speed or fewer --households"
     ]

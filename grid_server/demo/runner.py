@@ -55,14 +55,18 @@ from .neighbourhood import HouseholdSpec, Neighbourhood, make_households
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_SPEED: Final = 300.0  # one 15-minute interval every 3 real seconds
+# How many households the default speed keeps up with on a 2-core machine
+# (measured, with margin: see README, Demo).
+HOUSEHOLDS_AT_DEFAULT_SPEED: Final = 60
 # A June Monday, 03:00 UTC (05:00 in Frankfurt, about sunrise): the first
 # simulated hours show the sun rising and the market waking up.
 DEFAULT_START: Final = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
 DEFAULT_PORT: Final = 8080
 # Above this many households, poll once per interval instead of holding one
 # WebSocket each (see README, Demo: measured).
-STREAM_LIMIT: Final = 500
+STREAM_LIMIT: Final = 1000
 JOIN_CONCURRENCY: Final = 16
+REQUEST_CONNECTIONS: Final = 128
 # Households do their routine spread over this part of each interval, after
 # the first simulation step of the interval has fed their meters, and with
 # time to spare before the next interval's gate closes (5 minutes before it).
@@ -77,14 +81,14 @@ _PREFERENCES: Final = 21
 @dataclass(slots=True)
 class DemoOptions:
     households: int = 30
-    speed: float = DEFAULT_SPEED
+    speed: float | None = None  # None: DEFAULT_SPEED, slower for big neighbourhoods
     days: float | None = None  # None: until stopped
     seed: int = 1
     start: datetime = DEFAULT_START
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT  # 0: any free port; a busy port falls back to a free one
     database: Path | None = None  # default: a new file in a temporary directory
-    step_seconds: int | None = None  # None: 60 s, or 300 s above 1,000 households
+    step_seconds: int = 60
     events: str = "auto"  # "stream", "poll" or "auto"
     settlement_period_seconds: int | None = None
     settlement_window_seconds: int | None = None
@@ -92,9 +96,16 @@ class DemoOptions:
     log_level: str = "WARNING"
 
     def step(self) -> int:
-        if self.step_seconds is not None:
-            return self.step_seconds
-        return 60 if self.households <= 1000 else 300
+        return self.step_seconds
+
+    def resolved_speed(self) -> float:
+        """``speed``, or the default: 300x, slowed down above ``HOUSEHOLDS_AT_DEFAULT_SPEED``
+        households so that a 2-core machine keeps up (the grid's work grows with them)."""
+        if self.speed is not None:
+            return self.speed
+        if self.households <= HOUSEHOLDS_AT_DEFAULT_SPEED:
+            return DEFAULT_SPEED
+        return round(DEFAULT_SPEED * HOUSEHOLDS_AT_DEFAULT_SPEED / self.households, 1)
 
     def use_stream(self) -> bool:
         if self.events == "auto":
@@ -236,7 +247,8 @@ class Demo:
             raise ValueError("the simulation step must divide the 15-minute interval")
         self.start = interval_start(start, self.config.interval_minutes)
         self.end = None if options.days is None else self.start + timedelta(days=options.days)
-        self.clock = DemoClock(self.start, options.speed)
+        self.speed = options.resolved_speed()
+        self.clock = DemoClock(self.start, self.speed)
         self.operator_token = secrets.token_urlsafe(24)
         self.households: list[DemoHousehold] = []
         self.neighbourhood = Neighbourhood(
@@ -498,7 +510,9 @@ class Demo:
         bound = server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://{options.host}:{bound}"
         interrupted = False
-        connector = aiohttp.TCPConnector(limit=256)
+        # Every live stream holds a connection for good; requests need their own.
+        streams = len(self.specs) if options.use_stream() else 0
+        connector = aiohttp.TCPConnector(limit=streams + REQUEST_CONNECTIONS)
         session = aiohttp.ClientSession(connector=connector)
         try:
             probe = GridClient(self.url, household_keys(options.seed, -1), session=session)
@@ -517,7 +531,7 @@ class Demo:
                         database,
                         self.operator_token,
                         len(self.households),
-                        options.speed,
+                        self.speed,
                         self.start,
                         nb.step_s,
                         options.use_stream(),
@@ -616,11 +630,6 @@ def dashboard_url(app: Any, base: str) -> str | None:
         if path in paths:
             return base + path
     return None
-
-
-def demo_speed_note(options: DemoOptions) -> str:
-    seconds = 900 / options.speed
-    return f"one 15-minute interval every {seconds:.1f} s"
 
 
 __all__ = [
