@@ -19,6 +19,13 @@ zone_results, fills    ``market_result``
 line_items             ``settlement``
 statements             ``statement`` entries
 zones, utility_prices  ``operator`` zone and price entries (the config's seeds too)
+statement_terms        ``statement`` entries (ledger terms), ``payment`` and
+                       ``payout`` entries (what is paid)
+payments               ``payment`` entries (and the ``payment`` envelope's seq)
+payouts, payout_items  ``payout`` entries (prepared, then done or failed)
+ledger_entries,        ``ledger`` entries of the local ledger, each re-checked
+ledger_accounts,       (record, transaction id, sender's signature, entry hash
+ledger_heads           chain); balances and counters summed from them
 =====================  ===========================================================
 
 Memory stays bounded: once an interval's ``settlement`` entry is replayed,
@@ -40,7 +47,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from grid_server.domain.ledger import paid_micro, parse_rate, statement_status
 from grid_server.domain.registry import AssetVersion, diff_assets
+from p2p_energy_client.api import LedgerEntry
+from p2p_energy_client.ledger.local import GENESIS_HASH as LEDGER_GENESIS
+from p2p_energy_client.ledger.local import SignedTransfer, check_entry
 from p2p_energy_client.protocol import Assets
 from p2p_energy_client.units import format_utc, parse_price, parse_utc
 
@@ -210,6 +221,42 @@ ZONE_FIELDS: Final = (
     "updated_at",
 )
 PRICE_FIELDS: Final = ("retail_ticks", "feed_in_ticks", "created_at")
+TERMS_FIELDS: Final = ("ledger", "unit", "rate", "amount_due", "paid", "due_at")
+PAYMENT_FIELDS: Final = (
+    "statement_id",
+    "participant",
+    "ledger",
+    "received",
+    "credited",
+    "envelope",
+    "recorded_at",
+)
+PAYOUT_FIELDS: Final = (
+    "tx_id",
+    "participant",
+    "ledger",
+    "amount",
+    "state",
+    "created_at",
+    "completed_at",
+    "error",
+)
+LEDGER_ENTRY_FIELDS: Final = (
+    "tx_id",
+    "kind",
+    "sender",
+    "recipient",
+    "amount",
+    "seq",
+    "memo",
+    "public_key",
+    "signature",
+    "prev_hash",
+    "hash",
+    "created_at",
+)
+ACCOUNT_FIELDS: Final = ("balance", "seq")
+LEDGER_HEAD_FIELDS: Final = ("entries", "hash", "minted", "mints")
 ENVELOPE_FIELDS: Final = (
     "signature",
     "participant",
@@ -264,6 +311,15 @@ class Replay:
         self.statements = Table("statements", STATEMENT_FIELDS)
         self.zones = Table("zones", ZONE_FIELDS)
         self.prices = Table("utility_prices", PRICE_FIELDS)
+        self.terms = Table("statement_terms", TERMS_FIELDS)
+        self.payments = Table("payments", PAYMENT_FIELDS)
+        self.payouts = Table("payouts", PAYOUT_FIELDS)
+        self.payout_items = Table("payout_items", ("amount",))
+        self.ledger_entries = Table("ledger_entries", LEDGER_ENTRY_FIELDS)
+        self.accounts = Table("ledger_accounts", ACCOUNT_FIELDS)
+        self.ledger_head: tuple[int, bytes, int, int] = (0, LEDGER_GENESIS, 0, 0)
+        self.ledger_head_seq = 0
+        self.payment_envelopes: dict[str, int] = {}  # tx id → the payment envelope's entry
         self.settled: list[datetime] = []
         self.not_replayed: Counter[str] = Counter()
         self._times: dict[str, datetime] = {}
@@ -335,7 +391,12 @@ class Replay:
             self._orders(seq, created_at, sender, participant, payload)
         elif kind == "assets":
             self._assets(seq, created_at, sender, payload)
-        elif kind != "session":
+        elif kind == "payment":
+            tx = payload.get("tx")
+            if payload.get("ledger") == "local":
+                tx = SignedTransfer.from_wire(payload["transfer"], "payload.transfer").tx_id
+            self.payment_envelopes[str(tx)] = seq
+        elif kind not in ("session", "transfer"):
             self.not_replayed[f"envelope:{kind}"] += 1
         return str(kind)
 
@@ -517,6 +578,133 @@ class Replay:
             ),
             seq,
         )
+        terms = body.get("ledger")
+        if terms is not None:
+            self.terms.put(
+                (body["id"],),
+                (
+                    terms["kind"],
+                    terms["unit"],
+                    terms["rate"],
+                    terms["amount_due"],
+                    terms.get("paid", 0),
+                    self._t(terms["due_at"]),
+                ),
+                seq,
+            )
+
+    def _settle(self, seq: int, statement: str, delta: int, record: Mapping[str, Any]) -> None:
+        """Add ``delta`` ledger units to a statement by the grid's rules (``settle``)."""
+        row = self.statements.rows.get((statement,))
+        terms = self.terms.rows.get((statement,))
+        if row is None or terms is None:
+            raise ReplayError(f"statement {statement} is paid before it was issued with terms")
+        values, t = list(row[0]), list(terms[0])
+        t[4] = t[4] + delta
+        status = statement_status(t[3], t[4])
+        micro = paid_micro(values[4], t[3], t[4], parse_rate(t[2]))
+        for name, value in (("paid", t[4]), ("paid_micro", micro), ("status", status)):
+            if name in record and record[name] != value:
+                raise ReplayError(
+                    f"statement {statement}: the entry says {name} {record[name]!r}, the rules "
+                    f"give {value!r}"
+                )
+        values[5], values[6] = micro, status
+        self.statements.put((statement,), tuple(values), seq)
+        self.terms.put((statement,), tuple(t), seq)
+
+    def payment(self, seq: int, at: datetime, body: dict[str, Any]) -> None:
+        tx_id = body["tx_id"]
+        envelope = self.payment_envelopes.pop(tx_id, None)
+        if envelope is None:
+            raise ReplayError(f"payment {tx_id} without a payment envelope before it")
+        self.payments.put(
+            (tx_id,),
+            (
+                body["statement"],
+                body["participant"],
+                body["ledger"],
+                body["received"],
+                body["credited"],
+                envelope,
+                at,
+            ),
+            seq,
+        )
+        self._settle(seq, body["statement"], body["credited"], body)
+
+    def payout(self, seq: int, at: datetime, body: dict[str, Any]) -> None:
+        key = (body["payout"],)
+        state = body["state"]
+        if state == "prepared":
+            self.payouts.put(
+                key,
+                (
+                    body["tx_id"],
+                    body["recipient"],
+                    body["ledger"],
+                    body["amount"],
+                    "prepared",
+                    at,
+                    None,
+                    None,
+                ),
+                seq,
+            )
+            for item in body["statements"]:
+                self.payout_items.put((body["payout"], item["id"]), (item["amount"],), seq)
+            return
+        row = self.payouts.rows.get(key)
+        if row is None or row[0][4] != "prepared" or row[0][0] != body["tx_id"]:
+            raise ReplayError(f"payout {body['payout']} is {state} but was never prepared")
+        values = list(row[0])
+        values[4], values[6] = state, at
+        if state == "failed":
+            values[7] = body.get("error")
+        else:
+            for item in body["statements"]:
+                self._settle(seq, item["id"], -item["amount"], item)
+        self.payouts.put(key, tuple(values), seq)
+
+    def ledger(self, seq: int, at: datetime, grid: str, body: dict[str, Any]) -> None:
+        entry = LedgerEntry.from_wire(body)
+        entries, prev, minted, mints = self.ledger_head
+        if entry.index != entries + 1:
+            raise ReplayError(f"ledger entry {entry.index} follows entry {entries}")
+        problem = check_entry(entry, grid, prev)
+        if problem is not None:
+            raise ReplayError(f"ledger entry {entry.index}: {problem}")
+        digest = bytes.fromhex(entry.hash)
+        self.ledger_entries.put(
+            (entry.index,),
+            (
+                entry.tx_id,
+                entry.kind,
+                entry.sender,
+                entry.recipient,
+                entry.amount,
+                entry.seq,
+                entry.memo,
+                None if entry.public_key is None else base64.b64decode(entry.public_key),
+                None if entry.signature is None else base64.b64decode(entry.signature),
+                prev,
+                digest,
+                at,
+            ),
+            seq,
+        )
+        if entry.kind == "mint":
+            minted, mints = minted + entry.amount, mints + 1
+        else:
+            assert entry.sender is not None
+            sender = self.accounts.rows.get((entry.sender,), ((0, 0), 0))[0]
+            if sender[0] < entry.amount:
+                raise ReplayError(f"ledger entry {entry.index} overdraws {entry.sender}")
+            self.accounts.put((entry.sender,), (sender[0] - entry.amount, entry.seq), seq)
+        recipient = self.accounts.rows.get((entry.recipient,), ((0, 0), 0))[0]
+        self.accounts.put((entry.recipient,), (recipient[0] + entry.amount, recipient[1]), seq)
+        self.ledger_head = (entry.index, digest, minted, mints)
+        self.ledger_head_seq = seq
 
     # --- expected rows in table form ---
 

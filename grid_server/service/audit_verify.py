@@ -54,12 +54,19 @@ from grid_server.storage.schema import (
     envelopes,
     fills,
     intervals,
+    ledger_accounts,
+    ledger_entries,
+    ledger_heads,
     line_items,
     log_entries,
     orders,
     participants,
+    payments,
+    payout_items,
+    payouts,
     reading_history,
     readings,
+    statement_terms,
     statements,
     utility_prices,
     zone_results,
@@ -71,6 +78,7 @@ from .audit_replay import (
     ENVELOPE_FIELDS,
     FILL_FIELDS,
     INTERVAL_FIELDS,
+    LEDGER_HEAD_FIELDS,
     NO_ENTRY,
     ORDER_FIELDS,
     PARTICIPANT_FIELDS,
@@ -461,6 +469,12 @@ class _Run:
                     self.replay.operator(seq, created_at, record)
                 elif kind == "participant":
                     self.replay.participant_entry(seq, record)
+                elif kind == "payment":
+                    self.replay.payment(seq, created_at, record)
+                elif kind == "payout":
+                    self.replay.payout(seq, created_at, record)
+                elif kind == "ledger":
+                    self.replay.ledger(seq, created_at, self.grid, record)
                 else:
                     self.replay.not_replayed[kind] += 1
         except ReplayError as exc:
@@ -858,6 +872,86 @@ class _Run:
             for r in await conn.execute(select(utility_prices))
         }
         self.problems.extend(self.replay.prices.compare(price_rows))
+        await self._compare_payments()
+
+    async def _compare_payments(self) -> None:
+        conn = self.conn
+        replay = self.replay
+        addr = self.pid_address.get
+        terms_rows = {
+            (r.statement_id,): (r.ledger, r.unit, r.rate, int(r.amount_due), int(r.paid), r.due_at)
+            for r in await conn.execute(select(statement_terms))
+        }
+        self.problems.extend(replay.terms.compare(terms_rows))
+        payment_rows = {
+            (r.tx_id,): (
+                r.statement_id,
+                addr(int(r.participant_id)),
+                r.ledger,
+                int(r.received),
+                int(r.credited),
+                int(r.envelope),
+                r.recorded_at,
+            )
+            for r in await conn.execute(select(payments))
+        }
+        self.problems.extend(replay.payments.compare(payment_rows))
+        payout_rows = {
+            (int(r.id),): (
+                r.tx_id,
+                addr(int(r.participant_id)),
+                r.ledger,
+                int(r.amount),
+                r.state,
+                r.created_at,
+                r.completed_at,
+                None if r.error is None else r.error[:500],
+            )
+            for r in await conn.execute(select(payouts))
+        }
+        self.problems.extend(replay.payouts.compare(payout_rows))
+        item_rows = {
+            (int(r.payout_id), r.statement_id): (int(r.amount),)
+            for r in await conn.execute(select(payout_items))
+        }
+        self.problems.extend(replay.payout_items.compare(item_rows))
+        entry_rows = {
+            (int(r._mapping["index"]),): (
+                r.tx_id,
+                r.kind,
+                r.sender,
+                r.recipient,
+                int(r.amount),
+                int(r.seq),
+                r.memo,
+                None if r.public_key is None else bytes(r.public_key),
+                None if r.signature is None else bytes(r.signature),
+                bytes(r.prev_hash),
+                bytes(r.hash),
+                r.created_at,
+            )
+            for r in await conn.execute(select(ledger_entries))
+        }
+        self.problems.extend(replay.ledger_entries.compare(entry_rows))
+        account_rows = {
+            (r.address,): (int(r.balance), int(r.seq))
+            for r in await conn.execute(select(ledger_accounts))
+            if r.balance or r.seq or (r.address,) in replay.accounts.rows
+        }
+        self.problems.extend(replay.accounts.compare(account_rows))
+        head = (
+            await conn.execute(select(ledger_heads).where(ledger_heads.c.grid == self.grid))
+        ).one_or_none()
+        if head is not None:
+            have = (int(head.entries), bytes(head.hash), int(head.minted), int(head.mints))
+            self.problems.extend(
+                compare_rows(
+                    "ledger_heads",
+                    LEDGER_HEAD_FIELDS,
+                    {(self.grid,): (replay.ledger_head, replay.ledger_head_seq or NO_ENTRY - 1)},
+                    {(self.grid,): have},
+                )
+            )
 
 
 __all__ = ["SignatureChecker", "VerifyReport", "verify_log"]

@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from grid_server.config import GridConfig, PriceConfig, ZoneConfig
+from grid_server.config import GridConfig, LedgerConfig, PriceConfig, ZoneConfig
 from grid_server.domain.audit_chain import entry_hash
 from grid_server.domain.audit_merkle import chunk_roots, pack, tree_root
 from grid_server.domain.audit_roots import root_body
 from grid_server.service import operator as ops
 from grid_server.storage.db import Database
+from p2p_energy_client.payments import LocalPayer
 from p2p_energy_client.protocol import (
     MeterDecl,
     OrderSpec,
@@ -36,8 +37,16 @@ CONFIG = GridConfig(
     settlement_period_seconds=3600,
     prices=(PriceConfig(retail="0.3000", feed_in="0.0800"),),
     zones=(ZoneConfig(id="root"), ZoneConfig(id="north", parent="root", fee="0.0100")),
+    ledger=LedgerConfig(payout_threshold_micro=1_000),
 )
-APPEND_ONLY = ("log_entries", "audit_roots", "audit_anchors", "audit_anchor_attempts")
+APPEND_ONLY = (
+    "log_entries",
+    "audit_roots",
+    "audit_anchors",
+    "audit_anchor_attempts",
+    "payments",
+    "ledger_entries",
+)
 
 
 async def populate(url: str, *, hours: int = 2) -> None:
@@ -85,6 +94,19 @@ async def populate(url: str, *, hours: int = 2) -> None:
                 await ops.set_participant_status(grid.grid, carol.address, "active")
             await grid.run_cycle()
         grid.clock.advance(hours=1)
+        await grid.run_cycle()
+        # Money moves on the local ledger: funds minted, statements paid, producers paid out.
+        payments = grid.grid.payments
+        for client in (alice, bob, carol):
+            await payments.mint(client.address, 5_000_000)
+        await payments.mint(payments.address, 1_000_000)
+        for client in (bob, carol):
+            payer = LocalPayer(client)
+            for statement in await client.statements():
+                if statement.amount_due_micro > 0:
+                    await payer.pay(await client.statement(statement.id))
+        await payments.payouts.run_once()
+        grid.clock.advance(minutes=15)
         await grid.run_cycle()
 
 

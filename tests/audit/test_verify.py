@@ -92,6 +92,9 @@ async def test_an_honest_history_verifies(surgeon: Surgeon) -> None:
         "settlement",
         "statement",
         "root",
+        "payment",
+        "payout",
+        "ledger",
     }
     assert not [n for n in report.notes if "not replayed" in n and "envelope" in n], report.notes
     # A range checks the chain, the roots and the signatures, not the tables.
@@ -267,21 +270,18 @@ async def test_a_consistent_rewrite_is_only_caught_by_what_households_kept(
 ) -> None:
     """The limit without anchoring: rewrite a grid decision and every hash after it."""
     (entry,) = await surgeon.rows(
-        "SELECT seq, ref, body FROM log_entries WHERE kind = 'statement' ORDER BY seq LIMIT 1"
+        "SELECT seq, ref, body FROM log_entries WHERE kind = 'operator' AND ref = 'south'"
     )
     roots_before = {
         r.seq: bytes(r.root) for r in await surgeon.rows("SELECT seq, root FROM audit_roots")
     }
     record = json.loads(bytes(entry.body))
-    record["amount_due_micro"] += 1000
+    record.update(fee="0.0300", fee_ticks=30_000)
     await surgeon.drop_triggers()
     await surgeon.run(
         "UPDATE log_entries SET body = :b WHERE seq = :s", b=canonical_json(record), s=entry.seq
     )
-    await surgeon.run(
-        "UPDATE statements SET amount_due_micro = amount_due_micro + 1000 WHERE id = :i",
-        i=entry.ref,
-    )
+    await surgeon.run("UPDATE zones SET fee = '0.0300', fee_ticks = 30000 WHERE id = 'south'")
     await surgeon.rewrite_chain(entry.seq)
     ok, problem = await verify(surgeon)
     assert ok, problem  # the database alone cannot tell
@@ -290,3 +290,30 @@ async def test_a_consistent_rewrite_is_only_caught_by_what_households_kept(
     }
     changed = [s for s in roots_before if roots_before[s] != roots_after[s]]
     assert changed  # but every root from there on moved: a household's kept copy disagrees
+
+
+async def test_edited_payments_and_ledger(surgeon: Surgeon) -> None:
+    await surgeon.drop_triggers("payments")
+    (payment,) = await surgeon.rows("SELECT tx_id FROM payments ORDER BY id LIMIT 1")
+    await surgeon.run(
+        "UPDATE payments SET credited = credited + 1 WHERE tx_id = :t", t=payment.tx_id
+    )
+    ok, problem = await verify(surgeon)
+    assert not ok and f"payments ({payment.tx_id}): credited is" in problem
+    await surgeon.run(
+        "UPDATE payments SET credited = credited - 1 WHERE tx_id = :t", t=payment.tx_id
+    )
+    (account,) = await surgeon.rows(
+        "SELECT address FROM ledger_accounts WHERE balance > 0 ORDER BY address LIMIT 1"
+    )
+    await surgeon.run(
+        "UPDATE ledger_accounts SET balance = balance + 100 WHERE address = :a", a=account.address
+    )
+    ok, problem = await verify(surgeon)
+    assert not ok and f"ledger_accounts ({account.address}): balance is" in problem
+    await surgeon.run(
+        "UPDATE ledger_accounts SET balance = balance - 100 WHERE address = :a", a=account.address
+    )
+    await surgeon.run("UPDATE payouts SET state = 'prepared'")
+    ok, problem = await verify(surgeon)
+    assert not ok and "payouts (" in problem and "state is 'prepared' in the table" in problem
