@@ -129,6 +129,9 @@ async def test_iota_statement_paid_and_producer_paid_out(
         assert (paid.status, paid.paid_micro) == ("paid", paid.amount_due_micro)
         assert [(p.tx_id, p.direction) for p in paid.payments] == [(digest, "in")]
         assert change_of(iota_node, digest, grid_address) == bill.ledger.amount_due
+        buyer_paid = -change_of(iota_node, digest, buyer.address)  # the amount and its gas
+        assert iota_node.balance_of(buyer.address) == 10 * IOTA - buyer_paid
+        assert 0 < buyer_paid - bill.ledger.amount_due < GAS_RESERVE
         # Paying again pays nothing: the grid says it is paid, with this digest.
         assert await payer.pay(bill) == digest
         assert len(received_by(iota_node, grid_address)) == 1  # one payment on chain
@@ -242,8 +245,23 @@ async def test_household_node_times_out_mid_payment(
         assert len(received_by(iota_node, grid_address)) == 1  # exactly one payment
         assert (await only_statement(buyer)).status == "paid"
         assert state == {"pending": {}}
-        # The node executed it but the answer was lost: found by digest, still once.
         await again.ledger.close()
+
+
+async def test_household_answer_lost_after_execution(
+    database_url: str, iota_node: StandInIotaNode
+) -> None:
+    """The node executes the payment but its answer is lost: found by digest, paid once."""
+    async with iota_grid(database_url, iota_node) as grid:
+        grid_address = grid.grid.payments.address
+        _, (buyer,), (bill,), _ = await _setup(grid, iota_node)
+        async with household_ledger(iota_node) as ledger:
+            payer = IotaPayer(buyer, ledger)
+            iota_node.inject("iota_executeTransactionBlock", Fault.HANG_AFTER_APPLY)
+            digest = await payer.pay(bill)
+            assert await payer.pay(bill) == digest
+        assert len(received_by(iota_node, grid_address)) == 1
+        assert (await only_statement(buyer)).status == "paid"
 
 
 async def test_payout_node_timeout_then_recovery(

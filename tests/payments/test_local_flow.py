@@ -145,6 +145,9 @@ async def test_consumers_pay_and_the_grid_pays_producers(database_url: str) -> N
         assert await _log_count(grid, "payout") == 2  # prepared, done
         summary = await _operator(grid, "GET", "/ledger")
         assert summary["grid_balance"] == balances[payments.address]
+        listed = await _operator(grid, "GET", "/payouts")
+        assert [(p["tx_id"], p["state"]) for p in listed["payouts"]] == [(payout.tx_id, "done")]  # type: ignore[index]
+        assert (await _operator(grid, "POST", "/payouts/run"))["paid"] == []  # type: ignore[index]
 
 
 async def test_payment_refusals(database_url: str) -> None:
