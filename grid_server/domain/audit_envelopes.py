@@ -3,8 +3,8 @@
 :func:`open_stored_envelope` is :func:`p2p_energy_client.protocol.open_envelope`
 with one shortcut: the canonical JSON that was signed is produced by orjson
 with sorted keys whenever that provably equals RFC 8785 (only ASCII, no
-escapes, no floats, integers within ±2^53; true of every payload households
-send), and by the RFC 8785 implementation otherwise. The shortcut only
+escapes, no fractions or exponents, integers of at most 15 digits; true of
+every payload households send), and by the RFC 8785 implementation otherwise. The shortcut only
 changes speed: a signature that verifies over bytes verifies over the same
 bytes, and anything outside the safe subset takes the reference path. A
 test checks both paths agree.
@@ -16,6 +16,7 @@ rules, and that it names this grid.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -38,26 +39,16 @@ from p2p_energy_client.protocol import (
     invalid,
 )
 
-_SAFE_INT: Final = 2**53
-
-
-def _plain(value: object) -> bool:
-    """True when orjson's sorted output of ``value`` is its RFC 8785 form."""
-    if isinstance(value, dict):
-        return all(_plain(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return True
-    if isinstance(value, int):
-        return -_SAFE_INT < value < _SAFE_INT
-    return False  # floats and anything else: the reference path
+# In compact JSON a number follows ":", "[" or ","; one with a fraction, an
+# exponent or 16+ digits (beyond 2^53 maybe) is not written alike by orjson
+# and RFC 8785. A string that merely looks like that only costs the slow path.
+_UNSAFE_NUMBER: Final = re.compile(rb"[:\[,]-?[0-9]+[.eE]|[:\[,]-?[0-9]{16}")
 
 
 def signed_bytes(payload: dict[str, Any]) -> bytes:
     """The RFC 8785 canonical JSON of ``payload`` (fast when it is plain ASCII)."""
     fast = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    if fast.isascii() and b"\\" not in fast and _plain(payload):
+    if fast.isascii() and b"\\" not in fast and _UNSAFE_NUMBER.search(fast) is None:
         return fast
     return canonical_json(payload)
 

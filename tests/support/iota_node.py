@@ -22,6 +22,9 @@ enforces them (``iotaledger/iota``: ``iota-types`` gas_v1.rs and error.rs,
 * gas charged deterministically: 1,000 units × price of computation plus
   ``STORAGE_COST_PER_OBJECT`` per written object, minus the rebate stored
   on mutated/deleted objects;
+* IOTA Notarization's Move calls (dynamic notarizations: create, update the
+  state), with notarization objects, events and past versions: see
+  :mod:`tests.support.iota_notarization`;
 * re-submitting executed bytes returns the recorded effects (idempotent),
   transactions get checkpoints (immediately, after a delay, or when
   released), reads answer in the node's camelCase shapes.
@@ -77,6 +80,8 @@ from p2p_energy_client.ledger.iota.bcs import (
     encode_transaction_data,
     normalize_address,
 )
+
+from .iota_notarization import MoveInputError, MoveRuntime, has_move_calls
 
 IOTA_COIN_TYPE = "0x2::iota::IOTA"
 BASE_TX_COST_FIXED_UNITS = 1_000
@@ -145,6 +150,7 @@ class RecordedTransaction:
     balance_changes: list[dict[str, Any]]
     checkpoint: int | None = None
     timestamp_ms: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -192,6 +198,10 @@ class StandInIotaNode:
         self._held = False
         self._pending_checkpoints: list[str] = []
         self._stopping = asyncio.Event()
+        # IOTA Notarization (Move calls); shares gas rules and coins with this node.
+        self.storage_per_coin = STORAGE_COST_PER_OBJECT
+        self.deleted_digest = OBJECT_DIGEST_DELETED
+        self.move = MoveRuntime(self)
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self.url = ""
@@ -365,6 +375,8 @@ class StandInIotaNode:
             "iota_executeTransactionBlock": self._execute,
             "iota_getTransactionBlock": self._get_transaction_block,
             "iota_multiGetObjects": self._multi_get_objects,
+            "iota_getObject": self._get_object,
+            "iota_tryGetPastObject": self._try_get_past_object,
         }
 
     # --- read methods ---
@@ -428,7 +440,10 @@ class StandInIotaNode:
         for raw_id in ids:
             object_id = self._owner_param(raw_id)
             coin = self.objects.get(object_id)
-            if coin is not None:
+            notarized = self.move.get_object(object_id, {"showPreviousTransaction": True})
+            if notarized is not None:
+                out.append(notarized)
+            elif coin is not None:
                 out.append(
                     {
                         "data": {
@@ -455,6 +470,29 @@ class StandInIotaNode:
                 out.append({"error": {"code": "notExists", "object_id": object_id}})
         return out
 
+    def _get_object(self, params: list[Any]) -> dict[str, Any]:
+        object_id = self._owner_param(self._param(params, 0))
+        options = self._param(params, 1) or {}
+        found = self.move.get_object(object_id, options)
+        if found is not None:
+            return found
+        coin = self.objects.get(object_id)
+        if coin is None:
+            return {"error": {"code": "notExists", "object_id": object_id}}
+        data: dict[str, Any] = coin.ref_json() | {"version": str(coin.version)}
+        if options.get("showType"):
+            data["type"] = f"0x2::coin::Coin<{IOTA_COIN_TYPE}>"
+        if options.get("showOwner"):
+            data["owner"] = {"AddressOwner": coin.owner}
+        return {"data": data}
+
+    def _try_get_past_object(self, params: list[Any]) -> dict[str, Any]:
+        object_id = self._owner_param(self._param(params, 0))
+        version = self._param(params, 1)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise RpcFailure(INVALID_PARAMS, "Invalid params: version must be an integer")
+        return self.move.past_object(object_id, version, self._param(params, 2) or {})
+
     def _get_transaction_block(self, params: list[Any]) -> dict[str, Any]:
         digest = self._param(params, 0)
         options = self._param(params, 1) or {}
@@ -477,6 +515,8 @@ class StandInIotaNode:
             out["effects"] = recorded.effects
         if options.get("showBalanceChanges"):
             out["balanceChanges"] = recorded.balance_changes
+        if options.get("showEvents"):
+            out["events"] = recorded.events
         if with_checkpoint and recorded.checkpoint is not None:
             out["checkpoint"] = str(recorded.checkpoint)
             out["timestampMs"] = str(recorded.timestamp_ms)
@@ -487,7 +527,7 @@ class StandInIotaNode:
     def _decode(self, tx_b64: object) -> tuple[bytes, TransactionData]:
         try:
             tx_bytes = base64.b64decode(tx_b64, validate=True)  # type: ignore[arg-type]
-            data = decode_transaction_data(tx_bytes)
+            data = decode_transaction_data(tx_bytes, move_calls=True)
         except (TypeError, binascii.Error, ValueError) as exc:
             raise RpcFailure(INVALID_PARAMS, f"Invalid params: {exc}") from exc
         if encode_transaction_data(data) != tx_bytes:
@@ -531,6 +571,17 @@ class StandInIotaNode:
             )
 
     def _check_inputs(self, data: TransactionData) -> None:
+        self.check_gas(data)
+        gas = data.gas_data
+        refs = list(gas.payment) + [
+            arg.ref for arg in data.kind.inputs if isinstance(arg, ImmOrOwnedObject)
+        ]
+        if any(not isinstance(arg, Pure | ImmOrOwnedObject) for arg in data.kind.inputs):
+            raise self._input_error("this stand-in holds only owned coins")
+        self._check_owned_coins(data, refs)
+
+    def check_gas(self, data: TransactionData) -> None:
+        """Gas price and budget rules (for coin transfers and Move calls alike)."""
         gas = data.gas_data
         rgp = self.reference_gas_price
         if gas.owner != data.sender:
@@ -551,11 +602,15 @@ class StandInIotaNode:
             raise self._input_error("Size limit exceeded: maximum gas payment objects")
         if data.expiration_epoch is not None and data.expiration_epoch < self.epoch:
             raise self._input_error("Transaction Expired")
-        refs = list(gas.payment) + [
-            arg.ref for arg in data.kind.inputs if isinstance(arg, ImmOrOwnedObject)
-        ]
-        if any(not isinstance(arg, Pure | ImmOrOwnedObject) for arg in data.kind.inputs):
-            raise self._input_error("this stand-in holds only owned coins")
+
+    def check_gas_coins(self, data: TransactionData) -> None:
+        """The payment coins exist, are current, are the sender's and cover the budget."""
+        if any(ref.object_id in self.move.objects for ref in data.gas_data.payment):
+            raise self._input_error("only coins pay for gas")
+        self._check_owned_coins(data, list(data.gas_data.payment))
+
+    def _check_owned_coins(self, data: TransactionData, refs: list[Any]) -> None:
+        gas = data.gas_data
         if len({ref.object_id for ref in refs}) != len(refs):
             raise self._input_error("The transaction inputs contain duplicated ObjectRef's")
         for ref in refs:
@@ -884,10 +939,26 @@ class StandInIotaNode:
     def _digest(tx_bytes: bytes) -> str:
         return _b58(_blake2b(b"TransactionData::" + tx_bytes))
 
+    def _check_move(self, data: TransactionData) -> None:
+        try:
+            self.move.check_inputs(data)
+        except MoveInputError as exc:
+            raise self._input_error(str(exc)) from exc
+
     def _dry_run(self, params: list[Any]) -> dict[str, Any]:
         tx_bytes, data = self._decode(self._param(params, 0))
         if self.before_dry_run is not None:
             self.before_dry_run(data)
+        if has_move_calls(data):
+            self._check_move(data)
+            moved = self.move.run(data, self._digest(tx_bytes))
+            return {
+                "effects": moved.effects,
+                "events": moved.events,
+                "objectChanges": [],
+                "balanceChanges": moved.balance_changes,
+                "input": self.move.input_json(data),
+            }
         self._check_inputs(data)
         digest = self._digest(tx_bytes)
         outcome = self._run(data, digest)
@@ -912,6 +983,23 @@ class StandInIotaNode:
         if recorded is None:
             if self.before_execute is not None:
                 self.before_execute(data)
+            if has_move_calls(data):
+                self._check_move(data)
+                moved = self.move.run(data, digest)
+                self.move.commit(moved)
+                recorded = RecordedTransaction(
+                    digest=digest,
+                    signatures=list(signatures),  # type: ignore[arg-type]
+                    input_json=self.move.input_json(data),
+                    effects=moved.effects,
+                    balance_changes=moved.balance_changes,
+                    events=moved.events,
+                )
+                self.transactions[digest] = recorded
+                self._schedule_checkpoint(digest)
+                response = self._response(recorded, options, with_checkpoint=False)
+                response["confirmedLocalExecution"] = True
+                return response
             self._check_inputs(data)
             outcome = self._run(data, digest)
             for object_id in outcome.deleted:

@@ -8,12 +8,16 @@ digests as length-prefixed byte strings. The layouts follow
 → ``TransactionDataV1`` → ``TransactionKind::ProgrammableTransaction`` …);
 enum tags are the variant positions there.
 
-Only what a coin transfer uses is modelled: pure and owned/shared/receiving
+What a coin transfer uses is modelled: pure and owned/shared/receiving
 object inputs, the ``TransferObjects``, ``SplitCoins`` and ``MergeCoins``
-commands, and the four argument kinds. Anything else (Move calls, publish,
-system transactions) is refused with :class:`BcsError` rather than skipped,
-because a decoder that skips what it does not understand could misreport
-what a signed transaction does.
+commands, and the four argument kinds. ``MoveCall`` commands (with their
+``TypeTag`` type arguments, ``move-core-types`` ``language_storage.rs``) are
+modelled for the audit trail's IOTA Notarization calls; decoding them is
+opt-in (``decode_transaction_data(..., move_calls=True)``), so code that
+judges payments never accepts a transaction that calls Move. Anything else
+(publish, upgrade, make-vector, system transactions) is refused with
+:class:`BcsError` rather than skipped, because a decoder that skips what it
+does not understand could misreport what a signed transaction does.
 
 Decoding is strict: non-minimal ULEB128, booleans other than 0/1 and
 trailing bytes are errors, so every accepted byte string has exactly one
@@ -189,7 +193,136 @@ class MergeCoins:
     sources: tuple[Argument, ...]
 
 
-type Command = TransferObjects | SplitCoins | MergeCoins
+# TypeTag variants (move-core-types language_storage.rs; u16/u32/u256 were appended).
+_PRIMITIVE_TAGS = {
+    "bool": 0,
+    "u8": 1,
+    "u64": 2,
+    "u128": 3,
+    "address": 4,
+    "signer": 5,
+    "u16": 8,
+    "u32": 9,
+    "u256": 10,
+}
+_TAG_VECTOR = 6
+_TAG_STRUCT = 7
+_PRIMITIVE_NAMES = {tag: name for name, tag in _PRIMITIVE_TAGS.items()}
+_IDENTIFIER_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9_]+)$")
+
+
+def check_identifier(name: str) -> str:
+    """A Move identifier (module, function, struct name)."""
+    if not isinstance(name, str) or _IDENTIFIER_RE.match(name) is None or len(name) > 128:
+        raise BcsError(f"{name!r} is not a Move identifier")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class PrimitiveType:
+    name: str  # bool, u8, u16, u32, u64, u128, u256, address, signer
+
+    def __post_init__(self) -> None:
+        if self.name not in _PRIMITIVE_TAGS:
+            raise BcsError(f"{self.name!r} is not a primitive Move type")
+
+
+@dataclass(frozen=True, slots=True)
+class VectorType:
+    element: TypeTag
+
+
+@dataclass(frozen=True, slots=True)
+class StructType:
+    address: str
+    module: str
+    name: str
+    type_params: tuple[TypeTag, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", normalize_address(self.address))
+        check_identifier(self.module)
+        check_identifier(self.name)
+
+
+type TypeTag = PrimitiveType | VectorType | StructType
+
+
+def format_type_tag(tag: TypeTag) -> str:
+    """The canonical text of a type (``vector<u8>``, ``0x…::module::Name<…>``)."""
+    match tag:
+        case PrimitiveType(name):
+            return name
+        case VectorType(element):
+            return f"vector<{format_type_tag(element)}>"
+        case StructType(address, module, name, params):
+            args = f"<{', '.join(format_type_tag(p) for p in params)}>" if params else ""
+            return f"{address}::{module}::{name}{args}"
+    raise BcsError(f"not a type tag: {tag!r}")
+
+
+def parse_type_tag(text: str) -> TypeTag:
+    """Parse ``u8``, ``vector<T>``, ``0xADDR::module::Name<T, …>``."""
+    tag, rest = _parse_type(text.replace(" ", ""))
+    if rest:
+        raise BcsError(f"unexpected {rest!r} after a type in {text!r}")
+    return tag
+
+
+def _parse_type(text: str) -> tuple[TypeTag, str]:
+    if text.startswith("vector<"):
+        element, rest = _parse_type(text[len("vector<") :])
+        if not rest.startswith(">"):
+            raise BcsError("vector<…> is not closed")
+        return VectorType(element), rest[1:]
+    end = len(text)
+    for stop in ("<", ">", ","):
+        index = text.find(stop)
+        if index != -1:
+            end = min(end, index)
+    head, rest = text[:end], text[end:]
+    if head in _PRIMITIVE_TAGS:
+        return PrimitiveType(head), rest
+    parts = head.split("::")
+    if len(parts) != 3:
+        raise BcsError(f"{head!r} is not a Move type")
+    params: list[TypeTag] = []
+    if rest.startswith("<"):
+        rest = rest[1:]
+        while True:
+            param, rest = _parse_type(rest)
+            params.append(param)
+            if rest.startswith(","):
+                rest = rest[1:]
+                continue
+            if not rest.startswith(">"):
+                raise BcsError("type arguments are not closed")
+            rest = rest[1:]
+            break
+    return StructType(parts[0], parts[1], parts[2], tuple(params)), rest
+
+
+@dataclass(frozen=True, slots=True)
+class MoveCall:
+    """``Command::MoveCall(ProgrammableMoveCall)``: call a public Move function."""
+
+    package: str
+    module: str
+    function: str
+    type_arguments: tuple[TypeTag, ...] = ()
+    arguments: tuple[Argument, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "package", normalize_address(self.package))
+        check_identifier(self.module)
+        check_identifier(self.function)
+
+    @property
+    def target(self) -> str:
+        return f"{self.package}::{self.module}::{self.function}"
+
+
+type Command = TransferObjects | SplitCoins | MergeCoins | MoveCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,8 +468,34 @@ def _encode_arguments(w: _Writer, args: Sequence[Argument]) -> None:
         _encode_argument(w, arg)
 
 
+def _encode_type_tag(w: _Writer, tag: TypeTag) -> None:
+    match tag:
+        case PrimitiveType(name):
+            w.uleb128(_PRIMITIVE_TAGS[name])
+        case VectorType(element):
+            w.uleb128(_TAG_VECTOR)
+            _encode_type_tag(w, element)
+        case StructType(address, module, name, params):
+            w.uleb128(_TAG_STRUCT)
+            w.address(address)
+            w.byte_string(module.encode())
+            w.byte_string(name.encode())
+            w.uleb128(len(params))
+            for param in params:
+                _encode_type_tag(w, param)
+
+
 def _encode_command(w: _Writer, command: Command) -> None:
     match command:
+        case MoveCall(package, module, function, type_arguments, arguments):
+            w.uleb128(_CMD_MOVE_CALL)
+            w.address(package)
+            w.byte_string(module.encode())
+            w.byte_string(function.encode())
+            w.uleb128(len(type_arguments))
+            for tag in type_arguments:
+                _encode_type_tag(w, tag)
+            _encode_arguments(w, arguments)
         case TransferObjects(objects, address):
             w.uleb128(_CMD_TRANSFER_OBJECTS)
             _encode_arguments(w, objects)
@@ -385,6 +544,47 @@ def pure_u64(value: int) -> Pure:
 
 def pure_address(address: str) -> Pure:
     return Pure(bytes.fromhex(normalize_address(address)[2:]))
+
+
+def pure_vector_u8(data: bytes) -> Pure:
+    """A pure ``vector<u8>``: ULEB128 length, then the bytes."""
+    w = _Writer()
+    w.byte_string(bytes(data))
+    return Pure(w.getvalue())
+
+
+def pure_option_string(text: str | None) -> Pure:
+    """A pure ``Option<String>`` (``std::string::String`` is UTF-8 bytes in BCS)."""
+    if text is None:
+        return Pure(b"\x00")
+    w = _Writer()
+    w.u8(1)
+    w.byte_string(text.encode())
+    return Pure(w.getvalue())
+
+
+def pure_as_vector_u8(arg: Pure) -> bytes:
+    """Read a pure input as ``vector<u8>`` (nothing may follow the bytes)."""
+    r = _Reader(arg.value)
+    data = r.byte_string()
+    r.finish()
+    return data
+
+
+def pure_as_option_string(arg: Pure) -> str | None:
+    r = _Reader(arg.value)
+    tag = r.u8()
+    if tag == 0:
+        r.finish()
+        return None
+    if tag != 1:
+        raise BcsError("an Option tag must be 0 or 1")
+    raw = r.byte_string()
+    r.finish()
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise BcsError("a String must be UTF-8") from exc
 
 
 def pure_as_u64(arg: Pure) -> int:
@@ -515,7 +715,40 @@ def _decode_seq[T](r: _Reader, item: Callable[[_Reader], T]) -> tuple[T, ...]:
     return tuple(item(r) for _ in range(r.length()))
 
 
-def _decode_command(r: _Reader) -> Command:
+def _decode_identifier(r: _Reader) -> str:
+    raw = r.byte_string()
+    try:
+        return check_identifier(raw.decode("ascii"))
+    except UnicodeDecodeError as exc:
+        raise BcsError("a Move identifier is ASCII") from exc
+
+
+def _decode_type_tag(r: _Reader, depth: int = 0) -> TypeTag:
+    if depth > 16:
+        raise BcsError("type arguments nest too deep")
+    tag = r.uleb128()
+    if tag in _PRIMITIVE_NAMES:
+        return PrimitiveType(_PRIMITIVE_NAMES[tag])
+    if tag == _TAG_VECTOR:
+        return VectorType(_decode_type_tag(r, depth + 1))
+    if tag == _TAG_STRUCT:
+        address = r.address()
+        module = _decode_identifier(r)
+        name = _decode_identifier(r)
+        params = tuple(_decode_type_tag(r, depth + 1) for _ in range(r.length()))
+        return StructType(address, module, name, params)
+    raise BcsError(f"unknown TypeTag variant {tag}")
+
+
+def _decode_move_call(r: _Reader) -> MoveCall:
+    package = r.address()
+    module = _decode_identifier(r)
+    function = _decode_identifier(r)
+    type_arguments = tuple(_decode_type_tag(r) for _ in range(r.length()))
+    return MoveCall(package, module, function, type_arguments, _decode_seq(r, _decode_argument))
+
+
+def _decode_command(r: _Reader, *, move_calls: bool = False) -> Command:
     tag = r.uleb128()
     if tag == _CMD_TRANSFER_OBJECTS:
         objects = _decode_seq(r, _decode_argument)
@@ -527,12 +760,17 @@ def _decode_command(r: _Reader) -> Command:
         destination = _decode_argument(r)
         return MergeCoins(destination, _decode_seq(r, _decode_argument))
     if tag == _CMD_MOVE_CALL:
-        raise BcsError("Move calls are not supported by this decoder")
+        if not move_calls:
+            raise BcsError("Move calls are not supported by this decoder (move_calls=False)")
+        return _decode_move_call(r)
     raise BcsError(f"unsupported Command variant {tag}")
 
 
-def decode_transaction_data(data: bytes) -> TransactionData:
-    """Parse BCS ``TransactionData`` bytes; the exact inverse of :func:`encode_transaction_data`."""
+def decode_transaction_data(data: bytes, *, move_calls: bool = False) -> TransactionData:
+    """Parse BCS ``TransactionData`` bytes; the exact inverse of :func:`encode_transaction_data`.
+
+    Move calls are refused unless ``move_calls`` is True (see the module doc).
+    """
     r = _Reader(bytes(data))
     version = r.uleb128()
     if version != _TX_DATA_V1:
@@ -541,7 +779,7 @@ def decode_transaction_data(data: bytes) -> TransactionData:
     if kind != _KIND_PROGRAMMABLE:
         raise BcsError(f"unsupported TransactionKind variant {kind}")
     inputs = _decode_seq(r, _decode_call_arg)
-    commands = _decode_seq(r, _decode_command)
+    commands = tuple(_decode_command(r, move_calls=move_calls) for _ in range(r.length()))
     sender = r.address()
     payment = _decode_seq(r, _decode_object_ref)
     owner = r.address()
