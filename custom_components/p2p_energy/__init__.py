@@ -17,6 +17,8 @@ from .api import client_from_entry
 from .assets import asset_of, declarations, meter_entities, subentry_items
 from .client.api import GridUnavailable
 from .client.household import Household, TradingOptions
+from .client.ledger.base import LedgerError
+from .client.payments import make_payer
 from .client.protocol import ErrorCode, ProtocolError
 from .client.strategy import StrategyKind
 from .const import (
@@ -32,6 +34,7 @@ from .const import (
     DEFAULT_DAILY_CAP,
     DEFAULT_TRADE_AHEAD,
     DOMAIN,
+    LOGGER,
 )
 from .coordinator import P2PCoordinator, create_store
 from .data import P2PConfigEntry, P2PData
@@ -108,6 +111,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
             },
         ) from exc
 
+    holder: dict[str, P2PCoordinator] = {}
+
+    async def save_payer(_state: dict[str, Any]) -> None:
+        # The IOTA payer keeps its signed transaction on disk before sending.
+        if "coordinator" in holder:
+            await holder["coordinator"].async_save()
+
+    try:
+        payer = make_payer(client, grid, state=(state or {}).get("payer"), save=save_payer)
+    except LedgerError as exc:
+        LOGGER.warning("Statements cannot be paid from here: %s", exc)
+        payer = None
     household = Household(
         client,
         grid,
@@ -115,6 +130,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
         assets=[asset_of(sub) for sub in entry.subentries.values()],
         options=trading_options(entry.options, grid.prices.feed_in, grid.prices.retail),
         state=state,
+        payer=payer,
     )
     household.note_contact(dt_util.utcnow())
     coordinator = P2PCoordinator(
@@ -126,6 +142,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
         meters=meter_entities(entry.subentries),
         forecast_entity=entry.options.get(CONF_FORECAST_ENTITY),
     )
+    holder["coordinator"] = coordinator
     entry.runtime_data = P2PData(client, grid, household, coordinator)
     await coordinator.async_config_entry_first_refresh()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

@@ -114,7 +114,11 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         )
 
     async def async_save(self) -> None:
-        await self._store.async_save(self.household.to_state())
+        state = self.household.to_state()
+        payer_state = getattr(self.household.payer, "to_state", None)
+        if payer_state is not None:
+            state["payer"] = payer_state()
+        await self._store.async_save(state)
 
     # -- meters -----------------------------------------------------------------------------
 
@@ -183,6 +187,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                 await household.refresh(now)
             if household.connected:
                 await household.pay_due(dt_util.now().date())
+                await household.refresh_wallet()
             await self.async_save()
             self._update_issues(now)
             self.async_set_updated_data(household.snapshot(now))

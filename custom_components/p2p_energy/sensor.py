@@ -111,6 +111,12 @@ SENSORS: tuple[P2PSensorDescription, ...] = (
         value_fn=lambda s: s.amount_due_micro * _MICRO,
     ),
     P2PSensorDescription(
+        key="wallet_balance",
+        translation_key="wallet_balance",
+        suggested_display_precision=2,
+        value_fn=lambda s: s.wallet.value if s.wallet else None,
+    ),
+    P2PSensorDescription(
         key="readings_pending",
         translation_key="readings_pending",
         entity_category=EntityCategory.DIAGNOSTIC,
@@ -141,9 +147,15 @@ class P2PSensor(P2PEntity, SensorEntity):
     def __init__(self, coordinator: P2PCoordinator, description: P2PSensorDescription) -> None:
         super().__init__(coordinator, description.key)
         self.entity_description = description
+        grid = coordinator.household.grid
         if description.unit_fn is not None:
-            currency = coordinator.household.grid.currency
-            self._attr_native_unit_of_measurement = description.unit_fn(currency)
+            self._attr_native_unit_of_measurement = description.unit_fn(grid.currency)
+        if description.key == "wallet_balance":
+            # The local ledger counts in the grid's currency; IOTA in IOTA,
+            # which is not an ISO 4217 currency, so not a monetary sensor.
+            local = grid.ledger_kind == "local"
+            self._attr_native_unit_of_measurement = grid.currency if local else "IOTA"
+            self._attr_device_class = SensorDeviceClass.MONETARY if local else None
 
     @property
     def native_value(self) -> Decimal | int | None:

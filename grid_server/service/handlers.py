@@ -157,6 +157,8 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
         ):
             states[row.start] = row.state
     ctx.cache["interval_state"] = states
+    # Payments and transfers: ledger accounts, statements (see payment_batch).
+    await ctx.grid.payments.prefetch(ctx, batch)
 
 
 async def apply(ctx: TxContext, sub: Submission, participant: ParticipantRow | None) -> Handled:
@@ -208,6 +210,7 @@ async def _join(
     zone = row.zone or grid_config.join_zone
     role = row.role or "prosumer"
     header = env.payload.header
+    pid: int | None
     if participant is not None:
         # A suspended or removed household comes back with a fresh invitation
         # from the operator under the same key (and keeps its history).

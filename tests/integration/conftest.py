@@ -40,7 +40,7 @@ from custom_components.p2p_energy.const import (
     CONF_SECRET_KEY,
     DOMAIN,
 )
-from grid_server.config import GridConfig, ZoneConfig
+from grid_server.config import GridConfig, LedgerConfig, ZoneConfig
 from grid_server.domain.clock import SystemClock
 from p2p_energy_client.api import GridClient
 from tests.support.grid_server import RunningGrid, run_grid_server, sqlite_url
@@ -70,6 +70,7 @@ def grid_config() -> GridConfig:
         name="Test grid",
         settlement_window_seconds=900,
         settlement_period_seconds=3600,
+        ledger=LedgerConfig(payout_threshold_micro=0),
         zones=[
             ZoneConfig(id="root"),
             ZoneConfig(

@@ -10,8 +10,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import async_mock_service
 
 BLUEPRINT = (
-    Path(__file__).parents[2]
-    / "blueprints/automation/p2p_energy/run_appliance_when_cheap.yaml"
+    Path(__file__).parents[2] / "blueprints/automation/p2p_energy/run_appliance_when_cheap.yaml"
 )
 
 

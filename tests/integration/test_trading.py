@@ -20,6 +20,7 @@ from custom_components.p2p_energy.const import (
     CONF_KIND,
     CONF_NAME,
     CONF_RATED_POWER,
+    EVENT_PAYMENT,
     EVENT_STATEMENT,
     EVENT_TRADE,
     SUBENTRY_METER,
@@ -107,8 +108,13 @@ async def test_producer_and_consumer_trade_settle_and_get_statements(
     )
     trades: list[Event] = []
     statements: list[Event] = []
+    payments: list[Event] = []
     hass.bus.async_listen(EVENT_TRADE, trades.append)
     hass.bus.async_listen(EVENT_STATEMENT, statements.append)
+    hass.bus.async_listen(EVENT_PAYMENT, payments.append)
+    # The community runs a prepaid scheme: the operator funds the consumer.
+    consumer_address = consumer.runtime_data.client.keys.address
+    await grid.grid.payments.mint(consumer_address, 20_000_000, "prepaid")
 
     # Through 10:16 the 10:00 interval is measured and reported; the strategy
     # has a first forecast and places orders for 10:30 onwards; at 10:26 the
@@ -166,3 +172,35 @@ async def test_producer_and_consumer_trade_settle_and_get_statements(
     wanted = by_entry[producer.entry_id]["statement_id"]
     (statement,) = [s for s in await me.statements() if s.id == wanted]
     assert statement.amount_due_micro == by_entry[producer.entry_id]["amount_due_micro"]
+
+    # The consumer's Home Assistant pays its statement on the local ledger
+    # (within the daily cap); the grid then pays the producer out.
+    due = by_entry[consumer.entry_id]["amount_due_micro"]
+    await walk(hass, grid, clock, meters, START.replace(hour=12, minute=30), step=5 * MINUTE)
+    await wait_for(
+        hass, lambda: any(e.data["config_entry_id"] == consumer.entry_id for e in payments)
+    )
+    paid = await grid.client(consumer.runtime_data.client.keys).statement(
+        by_entry[consumer.entry_id]["statement_id"]
+    )
+    assert (paid.status, paid.paid_micro) == ("paid", due)
+    # Every statement issued by now is paid, each once: the wallet shows it.
+    spent = [
+        e.data["amount_micro"] for e in payments if e.data["config_entry_id"] == consumer.entry_id
+    ]
+    assert due in spent
+    assert len(spent) == len({e.data["statement_id"] for e in payments})
+    wallet = Decimal(state(consumer, "sensor", "wallet_balance"))
+    assert wallet * 10**6 == 20_000_000 - sum(spent)
+    assert Decimal(state(consumer, "sensor", "amount_due")) == 0
+
+    report = await grid.grid.payments.payouts.run_once()
+    assert report.paid
+    await wait_for(
+        hass, lambda: any(e.data["config_entry_id"] == producer.entry_id for e in payments)
+    )
+    await walk(hass, grid, clock, meters, START.replace(hour=12, minute=32))
+    # The producer's wallet holds exactly what the grid says it paid out.
+    received = -sum(s.paid_micro for s in await me.statements())  # paid to it: negative
+    assert received >= -by_entry[producer.entry_id]["amount_due_micro"] > 0
+    assert Decimal(state(producer, "sensor", "wallet_balance")) * 10**6 == received

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final, Protocol
 
 from .api import Event, Fill, GridClient, GridInfo, GridUnavailable, MarketResult, Statement
@@ -101,6 +102,15 @@ class Snapshot:
     unpaid: tuple[Statement, ...]
     over_cap: tuple[Statement, ...]
     failed_payments: Mapping[str, str]
+    wallet: WalletView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WalletView:
+    """The household's balance on the grid's ledger, as a decimal in ``unit``."""
+
+    value: Decimal
+    unit: str
 
 
 class PaymentPort(Protocol):
@@ -158,6 +168,7 @@ class Household:
         self.unpaid: dict[str, Statement] = {}
         self.over_cap: dict[str, Statement] = {}
         self.failed_payments: dict[str, str] = {}
+        self.wallet: WalletView | None = None
 
     @staticmethod
     def stored_last_seq(state: Mapping[str, Any] | None) -> int:
@@ -487,6 +498,19 @@ class Household:
         )
         return True
 
+    async def refresh_wallet(self) -> WalletView | None:
+        """Ask the ledger for the wallet's balance (when the payer can tell it)."""
+        balance = getattr(self.payer, "wallet_balance", None)
+        if balance is None:
+            return None
+        try:
+            found = await balance()
+        except (GridUnavailable, ProtocolError, LedgerError, OSError) as exc:
+            _LOGGER.debug("wallet balance unavailable: %s", exc)
+            return self.wallet
+        self.wallet = WalletView(Decimal(found.value), str(found.display_unit))
+        return self.wallet
+
     # -- contact and state ------------------------------------------------------------------------
 
     def note_contact(self, now: datetime) -> None:
@@ -521,6 +545,7 @@ class Household:
             unpaid=tuple(self.unpaid.values()),
             over_cap=tuple(self.over_cap.values()),
             failed_payments=dict(self.failed_payments),
+            wallet=self.wallet,
         )
 
     def to_state(self) -> dict[str, Any]:
