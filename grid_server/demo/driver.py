@@ -45,7 +45,6 @@ _LOGGER = logging.getLogger(__name__)
 
 # Home Assistant's coordinator ticks every minute: unsent readings go again then.
 RETRY_AFTER = timedelta(minutes=1)
-REPORT_RETRIES = 5
 
 
 def household_keys(seed: int, index: int) -> KeyPair:
@@ -183,9 +182,9 @@ class DemoHousehold:
             if not self.stream_alive(now):
                 await household.refresh(now)
             await self.pay(now)
-            for _ in range(REPORT_RETRIES):
-                if not household.snapshot(clock()).readings_pending:
-                    break
+            # Until the next interval's routine, like the coordinator's minute tick.
+            until = began + household.interval - RETRY_AFTER
+            while household.snapshot(clock()).readings_pending and clock() < until:
                 await sleep_until(clock() + RETRY_AFTER)
                 await household.report(meters_at())
         except (GridUnavailable, ProtocolError) as exc:

@@ -6,6 +6,9 @@ average) in each direction. On a sunny day the PV-rich north feeder exports
 more than that around noon, so the link congests: the north price drops
 towards the feed-in price while the other feeders pay more. Trades inside a
 feeder are free; crossing to the substation costs ``LINK_FEE`` per kWh.
+
+Money moves on the grid's local ledger: consumers pay their statements, the
+grid pays producers from its balance (see :mod:`.runner` for who funds what).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ GATE_CLOSURE_SECONDS: Final = 300
 SETTLEMENT_WINDOW_SECONDS: Final = 900
 SETTLEMENT_PERIOD_SECONDS: Final = 3 * 3600
 ORDER_HORIZON_SECONDS: Final = 6 * 3600
+# Producers are paid from the grid's balance as soon as their statement is
+# issued ("float"), once 0.10 EUR is payable; the worker looks every real
+# second (the demo's clock is fast) and whenever a payment arrives.
+PAYOUT_THRESHOLD_MICRO: Final = 100_000
+PAYOUT_INTERVAL_SECONDS: Final = 1.0
 
 FEEDER_NAMES: Final = {
     "north": "North feeder (big roofs)",
@@ -70,5 +78,10 @@ def demo_grid(
         default_zone=ROOT_ZONE,
         prices=(PriceConfig(retail=RETAIL, feed_in=FEED_IN),),
         zones=tuple(zones),
-        ledger=LedgerConfig(kind=LedgerKind.LOCAL),
+        ledger=LedgerConfig(
+            kind=LedgerKind.LOCAL,
+            payout_policy="float",
+            payout_threshold_micro=PAYOUT_THRESHOLD_MICRO,
+            payout_interval_seconds=PAYOUT_INTERVAL_SECONDS,
+        ),
     )

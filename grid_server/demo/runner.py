@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import secrets
 import socket
 import tempfile
@@ -40,8 +42,10 @@ import uvicorn
 from grid_server.api import create_app
 from grid_server.config import GridConfig, Settings
 from grid_server.service.grid import GridService
+from grid_server.service.ledger_key import KEY_FILE
 from p2p_energy_client.api import GridClient, GridInfo
-from p2p_energy_client.household import PaymentPort
+from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.payments import make_payer
 from p2p_energy_client.strategy import StrategyKind
 from p2p_energy_client.units import format_price, interval_start, parse_price
 
@@ -67,6 +71,11 @@ DEFAULT_PORT: Final = 8080
 STREAM_LIMIT: Final = 1000
 JOIN_CONCURRENCY: Final = 16
 REQUEST_CONNECTIONS: Final = 128
+# The operator's money on the local ledger: every household's wallet, and the
+# grid's float per household, from which producers are paid before consumers
+# have paid (payout policy "float").
+WALLET_MICRO: Final = 50_000_000  # 50 EUR
+GRID_FLOAT_MICRO: Final = 500_000  # 0.50 EUR per household
 # Households do their routine spread over this part of each interval, after
 # the first simulation step of the interval has fed their meters, and with
 # time to spare before the next interval's gate closes (5 minutes before it).
@@ -149,6 +158,8 @@ class DemoResult:
     max_lag_seconds: float = 0.0
     longest_routine_seconds: float = 0.0
     readings_rejected: int = 0
+    over_cap: int = 0  # statements above a household's daily cap (wait for the owner)
+    utility_settled_micro: int = 0  # what the utility paid the grid (minted, see _settle_utility)
 
     @property
     def cpu_ms_per_household_interval(self) -> float:
@@ -226,14 +237,8 @@ def preferences(specs: list[HouseholdSpec], seed: int) -> list[Preferences]:
 class Demo:
     """One run of the demo; :meth:`run` does everything and returns the result."""
 
-    def __init__(
-        self,
-        options: DemoOptions,
-        *,
-        payer_factory: Callable[[DemoHousehold], PaymentPort | None] | None = None,
-    ) -> None:
+    def __init__(self, options: DemoOptions) -> None:
         self.options = options
-        self.payer_factory = payer_factory
         self.specs = make_households(options.households, options.seed)
         kwargs: dict[str, int] = {}
         if options.settlement_period_seconds is not None:
@@ -263,6 +268,8 @@ class Demo:
         self.grid: GridService | None = None
         self._stepped = asyncio.Event()
         self.max_lag_seconds = 0.0
+        self.minted_micro = 0
+        self.utility_paid_micro = 0
         self._run_began: tuple[float, float] | None = None
         self._run_ended: tuple[float, float, datetime] | None = None
 
@@ -314,6 +321,57 @@ class Demo:
                 codes[index] = str(invitation["code"])
         return [codes[spec.index] for spec in self.specs]
 
+    async def _operator(
+        self, session: aiohttp.ClientSession, method: str, path: str, body: object = None
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self.operator_token}"}
+        url = f"{self.url}/api/v1/operator{path}"
+        async with session.request(method, url, json=body, headers=headers) as resp:
+            data = await resp.json()
+            if resp.status >= 300:
+                raise RuntimeError(f"the operator API refused {method} {path}: {data}")
+            return data
+
+    async def _fund(self, session: aiohttp.ClientSession, grid_address: str) -> None:
+        """The operator mints each household's wallet and the grid's float (local ledger)."""
+        limit = asyncio.Semaphore(JOIN_CONCURRENCY)
+
+        async def mint(address: str, amount: int, memo: str) -> None:
+            body = {"address": address, "amount": amount, "memo": memo}
+            async with limit:
+                await self._operator(session, "POST", "/ledger/mint", body)
+
+        await asyncio.gather(
+            mint(grid_address, GRID_FLOAT_MICRO * len(self.specs), "demo: the grid's float"),
+            *(mint(h.address, WALLET_MICRO, "demo: household wallet") for h in self.households),
+        )
+        self.minted_micro += GRID_FLOAT_MICRO * len(self.specs) + WALLET_MICRO * len(self.specs)
+
+    async def _settle_utility(self, session: aiohttp.ClientSession, grid_address: str) -> None:
+        """Play the utility: pay the grid what it owes for each issued period.
+
+        The utility is not on the grid's ledger. What it owes the grid for a
+        settlement period (for the surplus it bought at the feed-in price,
+        less the shortfall it sold at retail) is settled outside the ledger,
+        which on the local ledger the operator books by minting it to the
+        grid's account (README, "Paying producers"). When the grid owes the
+        utility instead, that money stays in the grid's account.
+        """
+        assert self.grid is not None
+        done: set[datetime] = set()
+        while True:
+            for period, owed in await stats.utility_owed_by_period(self.grid):
+                if period in done:
+                    continue
+                done.add(period)
+                if owed > 0:
+                    memo = f"demo: the utility settles {period:%Y-%m-%d %H:%M} UTC"
+                    body = {"address": grid_address, "amount": owed, "memo": memo}
+                    await self._operator(session, "POST", "/ledger/mint", body)
+                    self.utility_paid_micro += owed
+                    self.minted_micro += owed
+            await asyncio.sleep(0.5)
+
     async def _join_all(self, session: aiohttp.ClientSession, grid_info: GridInfo) -> None:
         codes = await self._issue_invitations(session)
         limit = asyncio.Semaphore(JOIN_CONCURRENCY)
@@ -329,7 +387,8 @@ class Demo:
             self.households.append(DemoHousehold(spec, client, owners[spec.index]))
 
         async def join(household: DemoHousehold, code: str) -> None:
-            payer = self.payer_factory(household) if self.payer_factory else None
+            # The payer for the grid's ledger, as the integration picks it.
+            payer = make_payer(household.client, grid_info)
             async with limit:
                 await household.join(code, grid_info, payer)
 
@@ -434,22 +493,27 @@ class Demo:
             await asyncio.sleep(every)
 
     async def _done_with_span(self) -> bool:
-        """Everything before ``end`` settled, its statements issued and (when payable) paid."""
+        """Everything before ``end`` settled, its statements issued, paid and paid out."""
         assert self.grid is not None
         assert self.end is not None
+        # Periods first: statements are issued with their period row, so a
+        # summary read after it sees them (read the other way round, a period
+        # issued in between would look paid before its statements exist).
+        period = timedelta(seconds=self.config.settlement_period_seconds)
+        first_period = self.grid.schedule.period_start(self.start)
+        periods_done = int((self.end - first_period) / period) if self.end > first_period else 0
+        if await _periods_issued(self.grid, first_period, self.end) < periods_done:
+            return False
         summary = await stats.summary(self.grid, self.start, self.end)
         intervals = int((self.end - self.start) / timedelta(minutes=self.config.interval_minutes))
         if summary.intervals_settled < intervals:
             return False
-        period = timedelta(seconds=self.config.settlement_period_seconds)
-        first_period = self.grid.schedule.period_start(self.start)
-        periods_done = int((self.end - first_period) / period) if self.end > first_period else 0
-        issued = await _periods_issued(self.grid, first_period, self.end)
-        if issued < periods_done:
-            return False
-        if self.payer_factory is None:
-            return True
-        return summary.statements_paid == summary.statements
+        # Households paid what they owe (unless above their daily cap: that
+        # waits for the owner), and producers got what reached the threshold.
+        return summary.statements_unpaid_due == self._over_cap() and not summary.payouts_pending
+
+    def _over_cap(self) -> int:
+        return sum(len(h.household.over_cap) for h in self.households if h.household is not None)
 
     async def _wait_for_end(self) -> bool:
         """Run until ``end`` plus draining, or until stopped; True when interrupted."""
@@ -488,6 +552,7 @@ class Demo:
         options = self.options
         database = self.database_path()
         settings = self.settings(database)
+        write_grid_key(database.parent / KEY_FILE, self.options.seed)
         app = create_app(settings, self.clock)
         self.grid = app.state.grid
         port = _free_port(options.host, options.port)
@@ -519,6 +584,8 @@ class Demo:
             grid_info = await probe.grid_info()
             self.phase = "joining"
             await self._join_all(session, grid_info)
+            assert grid_info.ledger_address is not None
+            await self._fund(session, grid_info.ledger_address)
             nb = self.neighbourhood
             nb.prepare()
             for i, household in enumerate(self.households):
@@ -544,6 +611,9 @@ class Demo:
                 asyncio.create_task(self._simulate(), name="demo-simulate"),
                 asyncio.create_task(self._schedule_routines(), name="demo-routines"),
                 asyncio.create_task(self._status(on_status, began, status_every)),
+                asyncio.create_task(
+                    self._settle_utility(session, grid_info.ledger_address), name="demo-utility"
+                ),
             ]
             if options.use_stream():
                 self._tasks.append(asyncio.create_task(self._streams(), name="demo-streams"))
@@ -576,6 +646,8 @@ class Demo:
             interrupted,
         )
         result.max_lag_seconds = self.max_lag_seconds
+        result.over_cap = self._over_cap()
+        result.utility_settled_micro = self.utility_paid_micro
         result.longest_routine_seconds = max(
             (h.counters.longest_routine_s for h in self.households), default=0.0
         )
@@ -609,6 +681,20 @@ class Demo:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await session.close()
+
+
+def write_grid_key(path: Path, seed: int) -> None:
+    """The grid's ledger key, derived from the seed (same seed, same grid address).
+
+    Written where ``p2p-grid serve`` looks for it, next to the database, so the
+    demo's database can be served again afterwards. An existing key is kept.
+    """
+    if path.exists():
+        return
+    seed_bytes = hashlib.sha256(f"p2p-demo-grid|{seed}".encode()).digest()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(KeyPair(seed_bytes).seed_hex + "\n")
 
 
 async def _periods_issued(grid: GridService, since: datetime, until: datetime) -> int:

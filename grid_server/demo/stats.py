@@ -20,7 +20,11 @@ from grid_server.service.grid import GridService
 from grid_server.storage.schema import (
     fills,
     intervals,
+    ledger_entries,
     line_items,
+    payments,
+    payouts,
+    periods,
     readings,
     statements,
     utility_prices,
@@ -42,7 +46,10 @@ class LiveStats:
     readings: int
     statements: int
     statements_paid: int
-    paid_micro: int
+    paid_micro: int  # households' payments to the grid
+    payments: int
+    payouts: int  # the grid's payments to producers
+    payouts_micro: int
     last_interval: datetime | None
     last_prices: dict[str, int]  # zone → price ticks of the last cleared interval
 
@@ -75,7 +82,18 @@ async def live_stats(grid: GridService) -> LiveStats:
                 select(
                     func.count(),
                     func.count().filter(statements.c.status == "paid"),
-                    func.coalesce(func.sum(statements.c.paid_micro), 0),
+                )
+            )
+        ).one()
+        paid = (
+            await conn.execute(
+                select(func.count(), func.coalesce(func.sum(payments.c.credited), 0))
+            )
+        ).one()
+        out = (
+            await conn.execute(
+                select(func.count(), func.coalesce(func.sum(payouts.c.amount), 0)).where(
+                    payouts.c.state == "done"
                 )
             )
         ).one()
@@ -97,7 +115,10 @@ async def live_stats(grid: GridService) -> LiveStats:
         readings=int(n_readings or 0),
         statements=int(st[0]),
         statements_paid=int(st[1]),
-        paid_micro=int(st[2]),
+        paid_micro=int(paid[1]),
+        payments=int(paid[0]),
+        payouts=int(out[0]),
+        payouts_micro=int(out[1]),
         last_interval=last,
         last_prices=prices,
     )
@@ -131,8 +152,19 @@ class Summary:
     statements_paid: int = 0
     statements_due_micro: int = 0  # participants owe the grid (positive statements)
     statements_credit_micro: int = 0  # the grid owes participants (negative statements)
-    paid_micro: int = 0
+    paid_micro: int = 0  # paid on positive statements
+    credited_micro: int = 0  # paid out on negative statements
+    statements_unpaid_due: int = 0  # positive statements not (fully) paid yet
+    payouts_pending: bool = False  # a producer is owed at least the payout threshold
     statement_mismatches: list[str] = field(default_factory=list)
+    # The local ledger, over the whole run (not only the span).
+    payments: int = 0
+    payments_micro: int = 0
+    payouts: int = 0
+    payouts_micro: int = 0
+    minted_micro: int = 0
+    ledger_ok: bool = True
+    ledger_mismatches: list[str] = field(default_factory=list)
 
     @property
     def savings_micro(self) -> int:
@@ -141,7 +173,12 @@ class Summary:
 
     @property
     def reconciled(self) -> bool:
-        return not self.interval_imbalances and not self.statement_mismatches
+        return (
+            not self.interval_imbalances
+            and not self.statement_mismatches
+            and self.ledger_ok
+            and not self.ledger_mismatches
+        )
 
 
 async def summary(grid: GridService, start: datetime, end: datetime) -> Summary:
@@ -150,7 +187,8 @@ async def summary(grid: GridService, start: datetime, end: datetime) -> Summary:
         await _intervals(conn, out)
         await _market(conn, out)
         await _settlement(conn, out)
-        await _statements(conn, out)
+        await _statements(conn, out, grid.config.ledger.payout_threshold_micro)
+        await _ledger(grid, conn, out)
     return out
 
 
@@ -298,7 +336,7 @@ async def _settlement(conn: AsyncConnection, out: Summary) -> None:
             out.status_quo_micro -= (feed_in * net) // 1000  # receives, rounded down
 
 
-async def _statements(conn: AsyncConnection, out: Summary) -> None:
+async def _statements(conn: AsyncConnection, out: Summary, threshold: int) -> None:
     rows = (
         await conn.execute(
             select(statements).where(
@@ -307,14 +345,20 @@ async def _statements(conn: AsyncConnection, out: Summary) -> None:
         )
     ).all()
     out.statements = len(rows)
+    owed_to: dict[int, int] = {}
     for row in rows:
+        due, paid = int(row.amount_due_micro), int(row.paid_micro)
         if row.status == "paid":
             out.statements_paid += 1
-        if row.amount_due_micro > 0:
-            out.statements_due_micro += int(row.amount_due_micro)
+        if due > 0:
+            out.statements_due_micro += due
+            out.paid_micro += paid
+            if paid < due:
+                out.statements_unpaid_due += 1
         else:
-            out.statements_credit_micro += -int(row.amount_due_micro)
-        out.paid_micro += int(row.paid_micro)
+            out.statements_credit_micro += -due
+            out.credited_micro += -paid
+            owed_to[row.participant_id] = owed_to.get(row.participant_id, 0) + paid - due
         lines = await conn.scalar(
             select(func.coalesce(func.sum(line_items.c.amount_micro), 0)).where(
                 line_items.c.participant_id == row.participant_id,
@@ -322,7 +366,76 @@ async def _statements(conn: AsyncConnection, out: Summary) -> None:
                 line_items.c.interval_start < row.period_end,
             )
         )
-        if int(lines or 0) != int(row.amount_due_micro):
-            out.statement_mismatches.append(
-                f"{row.id}: due {row.amount_due_micro}, line items {int(lines or 0)}"
+        if int(lines or 0) != due:
+            out.statement_mismatches.append(f"{row.id}: due {due}, line items {int(lines or 0)}")
+    out.payouts_pending = any(owed >= max(threshold, 1) for owed in owed_to.values())
+
+
+async def _ledger(grid: GridService, conn: AsyncConnection, out: Summary) -> None:
+    """The local ledger: its own check, and the grid's account against payments and payouts."""
+    from grid_server.api.payments import verify_local_ledger  # noqa: PLC0415
+
+    check = await verify_local_ledger(grid, conn)
+    out.ledger_ok = bool(check["ok"])
+    out.minted_micro = int(check["minted"])
+    address = grid.payments.address
+    received = (
+        await conn.execute(select(func.count(), func.coalesce(func.sum(payments.c.received), 0)))
+    ).one()
+    out.payments, out.payments_micro = int(received[0]), int(received[1])
+    paid_out = (
+        await conn.execute(
+            select(func.count(), func.coalesce(func.sum(payouts.c.amount), 0)).where(
+                payouts.c.state == "done"
             )
+        )
+    ).one()
+    out.payouts, out.payouts_micro = int(paid_out[0]), int(paid_out[1])
+    into_grid = await conn.scalar(
+        select(func.coalesce(func.sum(ledger_entries.c.amount), 0)).where(
+            ledger_entries.c.kind == "transfer", ledger_entries.c.recipient == address
+        )
+    )
+    out_of_grid = await conn.scalar(
+        select(func.coalesce(func.sum(ledger_entries.c.amount), 0)).where(
+            ledger_entries.c.kind == "transfer", ledger_entries.c.sender == address
+        )
+    )
+    if int(into_grid or 0) != out.payments_micro:
+        out.ledger_mismatches.append(
+            f"transfers to the grid {int(into_grid or 0)} != payments recorded {out.payments_micro}"
+        )
+    if int(out_of_grid or 0) != out.payouts_micro:
+        out.ledger_mismatches.append(
+            f"transfers from the grid {int(out_of_grid or 0)} != payouts {out.payouts_micro}"
+        )
+    credited = await conn.scalar(select(func.coalesce(func.sum(payments.c.credited), 0)))
+    paid_on_statements = await conn.scalar(
+        select(func.coalesce(func.sum(statements.c.paid_micro), 0)).where(
+            statements.c.amount_due_micro > 0
+        )
+    )
+    if int(credited or 0) != int(paid_on_statements or 0):
+        out.ledger_mismatches.append(
+            f"payments credited {int(credited or 0)} != paid on statements "
+            f"{int(paid_on_statements or 0)}"
+        )
+
+
+async def utility_owed_by_period(grid: GridService) -> list[tuple[datetime, int]]:
+    """Per issued settlement period: what the utility owes the grid (negative: is owed)."""
+    schedule = grid.schedule
+    async with grid.db.read() as conn:
+        starts = list((await conn.scalars(select(periods.c.start).order_by(periods.c.start))).all())
+        out: list[tuple[datetime, int]] = []
+        for start in starts:
+            owed = await conn.scalar(
+                select(func.coalesce(func.sum(line_items.c.amount_micro), 0)).where(
+                    line_items.c.participant_id.is_(None),
+                    line_items.c.kind.like("utility:%"),
+                    line_items.c.interval_start >= start,
+                    line_items.c.interval_start < schedule.period_end(start),
+                )
+            )
+            out.append((start, int(owed or 0)))
+    return out
