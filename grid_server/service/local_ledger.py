@@ -196,6 +196,21 @@ class LocalLedgerStore:
 
     # --- writes ---------------------------------------------------------------------
 
+    async def lock_head(self, conn: AsyncConnection) -> Head:
+        """Lock and load the ledger head for a transaction that writes several entries.
+
+        Pass it to :meth:`apply_transfer` as ``head`` and store it with
+        :meth:`save_head` before the transaction commits.
+        """
+        return await self._locked_head(conn)
+
+    async def save_head(self, conn: AsyncConnection, head: Head) -> None:
+        await conn.execute(
+            update(ledger_heads)
+            .where(ledger_heads.c.grid == self.grid_id)
+            .values(entries=head.entries, hash=head.hash, minted=head.minted, mints=head.mints)
+        )
+
     async def apply_transfer(
         self,
         conn: AsyncConnection,
@@ -204,27 +219,30 @@ class LocalLedgerStore:
         signer: bytes | None,
         now: datetime,
         path: str = "transfer",
+        head: Head | None = None,
+        known_new: bool = False,
     ) -> LedgerEntry:
-        """Check and apply a signed transfer; raises :class:`TransferRefused`."""
-        head = await self._locked_head(conn)
+        """Check and apply a signed transfer; raises :class:`TransferRefused`.
+
+        The debit is one conditional ``UPDATE`` (enough balance, sequence
+        number above the last); only when it changes nothing is the account
+        read, to say why. ``head``: see :meth:`lock_head` (without it the head
+        is locked, loaded and saved here). ``known_new``: the caller checked
+        already that the transaction id was never applied.
+        """
         record = signed.record
         sender = signed.sender
-        query = select(ledger_accounts.c.balance, ledger_accounts.c.seq).where(
-            ledger_accounts.c.address == sender
-        )
-        if self.db.is_postgres:
-            query = query.with_for_update()
-        row = (await conn.execute(query)).one_or_none()
-        balance, last_seq = (0, 0) if row is None else (int(row.balance), int(row.seq))
         check_transfer(
             signed,
             grid=self.grid_id,
             signer=signer,
-            balance=balance,
-            last_seq=last_seq,
-            already_applied=await self.has_tx(conn, record.tx_id),
+            balance=None,
+            last_seq=None,
+            already_applied=False if known_new else await self.has_tx(conn, record.tx_id),
             path=path,
         )
+        own_head = head is None
+        locked = await self._locked_head(conn) if head is None else head
         debited = await conn.execute(
             update(ledger_accounts)
             .where(
@@ -239,15 +257,28 @@ class LocalLedgerStore:
             )
         )
         if debited.rowcount != 1:
+            balance, last_seq = await self.account(conn, sender)
+            check_transfer(
+                signed,
+                grid=self.grid_id,
+                signer=signer,
+                balance=balance,
+                last_seq=last_seq,
+                already_applied=False,
+                path=path,
+            )
             raise TransferRefused(
                 ErrorCode.INSUFFICIENT_FUNDS,
                 f"{path}.record.amount",
-                "the balance changed while the transfer was checked; it does not cover it",
+                "the balance does not cover the transfer",
             )
         await self._credit(conn, record.recipient, record.amount, now)
-        return await self._append(
-            conn, head, record, public_key=signed.public_key, signature=signed.signature, now=now
+        entry = await self._append(
+            conn, locked, record, public_key=signed.public_key, signature=signed.signature, now=now
         )
+        if own_head:
+            await self.save_head(conn, locked)
+        return entry
 
     async def mint(
         self, conn: AsyncConnection, recipient: str, amount: int, memo: str | None, now: datetime
@@ -256,7 +287,9 @@ class LocalLedgerStore:
         head = await self._locked_head(conn)
         record = mint_record(self.grid_id, recipient, amount, head.mints + 1, memo)
         await self._credit(conn, recipient, amount, now)
-        return await self._append(conn, head, record, public_key=None, signature=None, now=now)
+        entry = await self._append(conn, head, record, public_key=None, signature=None, now=now)
+        await self.save_head(conn, head)
+        return entry
 
     async def _credit(
         self, conn: AsyncConnection, address: str, amount: int, now: datetime
@@ -284,40 +317,47 @@ class LocalLedgerStore:
         signature: bytes | None,
         now: datetime,
     ) -> LedgerEntry:
-        when = entry_time(now)
-        index = head.entries + 1
-        digest = entry_hash(head.hash, index, record.tx_digest, signature or b"", time_ms(when))
-        row = {
-            "index": index,
-            "tx_id": record.tx_id,
-            "kind": record.kind,
-            "sender": record.sender,
-            "recipient": record.recipient,
-            "amount": record.amount,
-            "seq": record.seq,
-            "memo": record.memo,
-            "public_key": public_key,
-            "signature": signature,
-            "prev_hash": head.hash,
-            "hash": digest,
-            "created_at": when,
-        }
+        row = next_entry(head, record, public_key=public_key, signature=signature, now=now)
         await conn.execute(insert(ledger_entries).values(**row))
-        minted = record.amount if record.kind == "mint" else 0
-        await conn.execute(
-            update(ledger_heads)
-            .where(ledger_heads.c.grid == self.grid_id)
-            .values(
-                entries=index,
-                hash=digest,
-                minted=ledger_heads.c.minted + minted,
-                mints=ledger_heads.c.mints + (1 if minted else 0),
-            )
-        )
-        head.entries, head.hash = index, digest
-        head.minted += minted
-        head.mints += 1 if minted else 0
         return entry_view(_Row(row))
+
+
+def next_entry(
+    head: Head,
+    record: LedgerRecord,
+    *,
+    public_key: bytes | None,
+    signature: bytes | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The ``ledger_entries`` row that follows ``head``, and ``head`` moved past it."""
+    when = entry_time(now)
+    index = head.entries + 1
+    digest = entry_hash(head.hash, index, record.tx_digest, signature or b"", time_ms(when))
+    row = {
+        "index": index,
+        "tx_id": record.tx_id,
+        "kind": record.kind,
+        "sender": record.sender,
+        "recipient": record.recipient,
+        "amount": record.amount,
+        "seq": record.seq,
+        "memo": record.memo,
+        "public_key": public_key,
+        "signature": signature,
+        "prev_hash": head.hash,
+        "hash": digest,
+        "created_at": when,
+    }
+    minted = record.amount if record.kind == "mint" else 0
+    head.entries, head.hash = index, digest
+    head.minted += minted
+    head.mints += 1 if minted else 0
+    return row
+
+
+def row_view(row: dict[str, Any]) -> LedgerEntry:
+    return entry_view(_Row(row))
 
 
 class _Row:

@@ -45,7 +45,6 @@ from grid_server.config import LedgerConfig
 from grid_server.domain.ledger import (
     FixedRate,
     RateSource,
-    TransferRefused,
     format_rate,
     ledger_amount,
     paid_micro,
@@ -68,13 +67,11 @@ from p2p_energy_client.api import (
     LedgerEntry,
     LedgerTerms,
     PaymentRecord,
-    PaymentResult,
     Statement,
 )
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.ledger.base import TransferRecord
 from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger, PaymentNotVerified
-from p2p_energy_client.ledger.local import SignedTransfer
 from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
@@ -86,7 +83,7 @@ from p2p_energy_client.protocol import (
 )
 from p2p_energy_client.units import format_utc
 
-from .events import add_events
+from . import payment_batch
 from .ledger_key import load_grid_key
 from .local_ledger import LocalLedgerStore
 
@@ -384,173 +381,21 @@ class PaymentService:
             raise _refused(ErrorCode.PAYMENT_INVALID, "payload.tx", f"{exc.code}: {exc}") from exc
         self.verified[envelope.signature] = record
 
+    async def prefetch(self, ctx: TxContext, batch: list[Submission]) -> None:
+        """Load (and lock) what a writer batch's payments and transfers look at."""
+        await payment_batch.prefetch(self, ctx, batch)
+
     async def apply_payment(
         self, ctx: TxContext, sub: Submission, body: Payment, participant: ParticipantRow
     ) -> dict[str, Any]:
-        conn = ctx.conn
-        env = sub.envelope
-        row = await self.statement_for_update(conn, body.statement)
-        if row is None or row.participant_id != participant.id:
-            raise _refused(ErrorCode.NOT_FOUND, "payload.statement", "no such statement of yours")
-        terms = row.terms
-        # A statement is paid on the ledger it was issued for; local-ledger
-        # statements stay payable after a switch to IOTA (the local ledger
-        # lives in the database), IOTA ones need the grid's IOTA node.
-        if body.ledger != terms.kind or (
-            body.ledger is LedgerKind.IOTA and self.kind is not LedgerKind.IOTA
-        ):
-            raise _refused(
-                ErrorCode.PAYMENT_INVALID,
-                "payload.ledger",
-                f"this statement is paid on the {terms.kind} ledger",
-            )
-        if terms.amount_due <= 0:
-            raise _refused(
-                ErrorCode.PAYMENT_INVALID,
-                "payload.statement",
-                "the grid owes this statement to you; there is nothing to pay",
-            )
-        outstanding = terms.amount_due - terms.paid
-        ledger_entry: LedgerEntry | None = None
-        if body.ledger is LedgerKind.LOCAL:
-            assert body.transfer is not None
-            signed = SignedTransfer.from_wire(body.transfer, "payload.transfer")
-            record = signed.record
-            path = "payload.transfer.record"
-            if record.recipient != self.address:
-                raise _refused(
-                    ErrorCode.PAYMENT_INVALID,
-                    f"{path}.recipient",
-                    f"statements are paid to the grid's address {self.address}",
-                )
-            if record.memo is not None and record.memo != row.id:
-                raise _refused(
-                    ErrorCode.PAYMENT_INVALID, f"{path}.memo", "the memo names another statement"
-                )
-            if await self.store.has_tx(conn, record.tx_id):
-                raise _refused(
-                    ErrorCode.PAYMENT_REUSED, path, f"transaction {record.tx_id} was applied before"
-                )
-            if outstanding <= 0:
-                raise _refused(
-                    ErrorCode.PAYMENT_INVALID, "payload.statement", "the statement is already paid"
-                )
-            if record.amount > outstanding:
-                raise _refused(
-                    ErrorCode.PAYMENT_INVALID,
-                    f"{path}.amount",
-                    f"{record.amount} is more than the {outstanding} {terms.unit} outstanding",
-                )
-            try:
-                ledger_entry = await self.store.apply_transfer(
-                    conn, signed, signer=env.public_key, now=ctx.now, path="payload.transfer"
-                )
-            except TransferRefused as exc:
-                raise _refused(exc.code, exc.field, exc.message) from exc
-            tx_id, received = record.tx_id, record.amount
-        else:
-            assert body.tx is not None
-            tx_id = body.tx
-            if await self._tx_used(conn, tx_id):
-                raise _refused(
-                    ErrorCode.PAYMENT_REUSED, "payload.tx", f"{tx_id} already settled a statement"
-                )
-            if outstanding <= 0:
-                raise _refused(
-                    ErrorCode.PAYMENT_INVALID,
-                    "payload.statement",
-                    "the statement is already paid; this transaction was not recorded",
-                )
-            verified = self.verified.get(env.signature)
-            if verified is None or verified.tx_id != tx_id:
-                raise _refused(
-                    ErrorCode.PAYMENT_PENDING, "payload.tx", "not verified yet; send it again"
-                )
-            received = verified.amount
-        credited = min(received, outstanding)
-        # Everything is checked (and a local transfer applied): record it.
-        new_paid, micro, status = await self.settle(conn, row, credited)
-        await conn.execute(
-            insert(payments).values(
-                tx_id=tx_id,
-                statement_id=row.id,
-                participant_id=participant.id,
-                ledger=str(body.ledger),
-                received=received,
-                credited=credited,
-                envelope=ctx.next_log_seq(),
-                recorded_at=ctx.now,
-            )
-        )
-        log: list[tuple[str, str, bytes]] = ctx.cache.setdefault("payment_log", [])
-        if ledger_entry is not None:
-            log.append(("ledger", ledger_entry.tx_id, canonical_json(ledger_entry.to_wire())))
-        record_body = {
-            "statement": row.id,
-            "participant": row.address,
-            "ledger": str(body.ledger),
-            "unit": terms.unit,
-            "tx_id": tx_id,
-            "received": received,
-            "credited": credited,
-            "paid": new_paid,
-            "paid_micro": micro,
-            "status": status,
-        }
-        log.append(("payment", tx_id, canonical_json(record_body)))
-        if _flush_payment_log not in ctx.flushers:
-            ctx.flushers.append(_flush_payment_log)
-        view = await self.statement_view(conn, row.id)
-        assert view is not None
-        await add_events(
-            conn,
-            [(participant.id, "statement", view.to_wire())],
-            ctx.now,
-            postgres=self.grid.db.is_postgres,
-        )
-        self._after_commit(ctx, env.signature)
-        payment = PaymentRecord(tx_id, "in", credited, received, ctx.now)
-        return PaymentResult(view, payment).to_wire()
+        """A ``payment`` envelope, inside the writer's transaction (see :mod:`.payment_batch`)."""
+        return await payment_batch.apply_payment(self, ctx, sub, body, participant)
 
     async def apply_transfer(
         self, ctx: TxContext, sub: Submission, body: Transfer, participant: ParticipantRow
     ) -> dict[str, Any]:
         """A plain local-ledger transfer (not paying a statement)."""
-        if self.kind is not LedgerKind.LOCAL:
-            raise _refused(
-                ErrorCode.PAYMENT_INVALID,
-                "payload.transfer",
-                "this grid's ledger is IOTA: transfer on chain",
-            )
-        signed = SignedTransfer.from_wire(body.transfer, "payload.transfer")
-        try:
-            entry = await self.store.apply_transfer(
-                ctx.conn,
-                signed,
-                signer=sub.envelope.public_key,
-                now=ctx.now,
-                path="payload.transfer",
-            )
-        except TransferRefused as exc:
-            raise _refused(exc.code, exc.field, exc.message) from exc
-        log: list[tuple[str, str, bytes]] = ctx.cache.setdefault("payment_log", [])
-        log.append(("ledger", entry.tx_id, canonical_json(entry.to_wire())))
-        if _flush_payment_log not in ctx.flushers:
-            ctx.flushers.append(_flush_payment_log)
-        return entry.to_wire()
-
-    def _after_commit(self, ctx: TxContext, signature: bytes) -> None:
-        def done() -> None:
-            self.verified.pop(signature, None)
-            self.grid.hub.notify()
-            self.wake_payouts()
-
-        ctx.after_commit.append(done)
-
-    async def _tx_used(self, conn: AsyncConnection, tx_id: str) -> bool:
-        if await conn.scalar(select(payments.c.id).where(payments.c.tx_id == tx_id)):
-            return True
-        return bool(await conn.scalar(select(payouts.c.id).where(payouts.c.tx_id == tx_id)))
+        return await payment_batch.apply_transfer(self, ctx, sub, body, participant)
 
     # --- views --------------------------------------------------------------------
 
@@ -701,11 +546,6 @@ class PaymentService:
         else:
             summary["grid_balance"] = balance
         return summary
-
-
-async def _flush_payment_log(ctx: TxContext) -> None:
-    """Payment and ledger audit entries go after the batch's envelope entries."""
-    ctx.log_items.extend(ctx.cache.pop("payment_log", []))
 
 
 async def statement_extras(

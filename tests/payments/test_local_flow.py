@@ -198,6 +198,7 @@ async def test_payment_refusals(database_url: str) -> None:
         result = await buyer.pay(statement.id, transfer=part.to_wire())
         assert result.statement.status == "partially_paid"
         assert result.statement.paid_micro == due // 3
+        ledger.applied(part)  # (paid with the low-level call: tell the ledger client)
         # The same transfer again in a new envelope: reused.
         assert (await pay(part)).code is ErrorCode.PAYMENT_REUSED
         # The same envelope again: the original answer (idempotent retry).
@@ -259,6 +260,19 @@ async def test_transfers_between_households_and_reads(database_url: str) -> None
             400,
             "thanks",
         )
+        # Another copy of the key moves the sequence on: the next transfer resyncs once.
+        other_device = LocalLedger(alice)
+        await other_device.transfer(alice.keys, bob.address, 10)
+        await ledger.transfer(alice.keys, bob.address, 20)
+        assert await ledger.balance() == 570
+        # The very same record again (its answer was lost) is that payment, not a new one.
+        other_device.forget_seq()
+        again = await other_device.sign_transfer(alice.keys, bob.address, 5)
+        await alice.ledger_transfer(again.to_wire())
+        stale = LocalLedger(alice)
+        stale._last_seq = again.record.seq - 1  # it did not see the answer
+        assert await stale.transfer(alice.keys, bob.address, 5) == again.tx_id
+        assert await ledger.balance() == 565
         # An outsider cannot read the entry or another's account.
         carol = await grid.member("Carol")
         assert await LocalLedger(carol).lookup(tx) is None

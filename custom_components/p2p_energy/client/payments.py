@@ -40,7 +40,7 @@ from .ledger.iota import (
     TransactionRejected,
     TransferFailed,
 )
-from .ledger.local import LocalLedger, SignedTransfer
+from .ledger.local import LocalLedger, SignedTransfer, is_stale_seq
 from .protocol import ErrorCode, LedgerKind, ProtocolError
 from .units import MICRO_PER_UNIT
 
@@ -124,14 +124,20 @@ class LocalPayer:
             if info.ledger_address is None:
                 raise LedgerError("no_grid_address", "the grid publishes no ledger address")
             amount = _outstanding(fresh)
-            transfer = await self.ledger.sign_transfer(
-                self.client.keys, info.ledger_address, amount, memo=statement.id
-            )
-            try:
-                result = await self.client.pay(statement.id, transfer=transfer.to_wire())
-            except ProtocolError as exc:
-                return await self._after_refusal(exc, statement.id, transfer)
-            return result.payment.tx_id
+            for attempt in (1, 2):
+                transfer = await self.ledger.sign_transfer(
+                    self.client.keys, info.ledger_address, amount, memo=statement.id
+                )
+                try:
+                    result = await self.client.pay(statement.id, transfer=transfer.to_wire())
+                except ProtocolError as exc:
+                    if is_stale_seq(exc) and attempt == 1:
+                        self.ledger.forget_seq()  # another copy of the key moved on
+                        continue
+                    return await self._after_refusal(exc, statement.id, transfer)
+                self.ledger.applied(transfer)
+                return result.payment.tx_id
+            raise AssertionError("unreachable")  # pragma: no cover
 
     async def _after_refusal(
         self, exc: ProtocolError, statement_id: str, transfer: SignedTransfer

@@ -35,15 +35,16 @@ def check_transfer(
     *,
     grid: str,
     signer: bytes | None,
-    balance: int,
-    last_seq: int,
+    balance: int | None,
+    last_seq: int | None,
     already_applied: bool,
     path: str = "transfer",
 ) -> None:
     """Raise :class:`TransferRefused` unless ``signed`` may be applied now.
 
     ``signer`` is the public key that must have signed (the envelope's), or
-    None to accept any key whose address is the sender.
+    None to accept any key whose address is the sender. ``balance`` and
+    ``last_seq`` None: check everything but the sender's account.
     """
     record = signed.record
     if signer is not None and signed.public_key != signer:
@@ -72,13 +73,13 @@ def check_transfer(
             f"{path}.record",
             f"transaction {record.tx_id} was already applied",
         )
-    if record.seq <= last_seq:
+    if last_seq is not None and record.seq <= last_seq:
         raise TransferRefused(
             ErrorCode.PAYMENT_INVALID,
             f"{path}.record.seq",
             f"the ledger sequence number must be above {last_seq}, the sender's last",
         )
-    if balance < record.amount:
+    if balance is not None and balance < record.amount:
         raise TransferRefused(
             ErrorCode.INSUFFICIENT_FUNDS,
             f"{path}.record.amount",

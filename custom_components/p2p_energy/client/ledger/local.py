@@ -362,6 +362,11 @@ class TransferInDoubt(LedgerError):
         self.tx_id = tx_id
 
 
+def is_stale_seq(exc: ProtocolError) -> bool:
+    """A refusal because the transfer's ledger sequence number was already used."""
+    return exc.code is ErrorCode.PAYMENT_INVALID and (exc.field or "").endswith("record.seq")
+
+
 def ledger_error(exc: ProtocolError) -> LedgerError:
     """A grid refusal as a ledger error (``InsufficientFunds`` for insufficient_funds)."""
     if exc.code is ErrorCode.INSUFFICIENT_FUNDS:
@@ -383,6 +388,9 @@ class LocalLedger:
         self.client = client
         self.currency = currency
         self._grid: str | None = None
+        # The last ledger sequence number the grid applied for this key, as far
+        # as this object knows (None: ask the grid).
+        self._last_seq: int | None = None
 
     @property
     def unit(self) -> str:
@@ -407,11 +415,22 @@ class LocalLedger:
         return account.balance
 
     async def next_seq(self) -> int:
-        try:
-            account = await self.client.ledger_account()
-        except ProtocolError as exc:
-            raise ledger_error(exc) from exc
-        return account.seq + 1
+        """The sequence number for the next transfer: one above the last applied."""
+        if self._last_seq is None:
+            try:
+                account = await self.client.ledger_account()
+            except ProtocolError as exc:
+                raise ledger_error(exc) from exc
+            self._last_seq = account.seq
+        return self._last_seq + 1
+
+    def applied(self, transfer: SignedTransfer) -> None:
+        """The grid applied ``transfer``: the next one signs the following number."""
+        self._last_seq = max(self._last_seq or 0, transfer.record.seq)
+
+    def forget_seq(self) -> None:
+        """Ask the grid again (another copy of the key moved the sequence on)."""
+        self._last_seq = None
 
     async def sign_transfer(
         self, keys: KeyPair, recipient: str, amount: int, *, memo: str | None = None
@@ -439,14 +458,26 @@ class LocalLedger:
     ) -> str:
         from ..api import GridUnavailable  # noqa: PLC0415 - api imports nothing from here
 
-        signed = await self.sign_transfer(keys, recipient, amount, memo=memo)
-        try:
-            entry = await self.client.ledger_transfer(signed.to_wire())
-        except ProtocolError as exc:
-            raise ledger_error(exc) from exc
-        except GridUnavailable as exc:
-            raise TransferInDoubt(signed.tx_id, f"the grid did not answer: {exc}") from exc
-        return entry.tx_id
+        for attempt in (1, 2):
+            signed = await self.sign_transfer(keys, recipient, amount, memo=memo)
+            try:
+                entry = await self.client.ledger_transfer(signed.to_wire())
+            except ProtocolError as exc:
+                if is_stale_seq(exc) and attempt == 1:
+                    self.forget_seq()
+                    continue
+                if exc.code is ErrorCode.PAYMENT_REUSED:
+                    # This very record is on the ledger already (an earlier attempt
+                    # whose answer was lost): that is the payment.
+                    self.applied(signed)
+                    return signed.tx_id
+                raise ledger_error(exc) from exc
+            except GridUnavailable as exc:
+                # Not applied, or applied unseen: the next call signs the same number.
+                raise TransferInDoubt(signed.tx_id, f"the grid did not answer: {exc}") from exc
+            self.applied(signed)
+            return entry.tx_id
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def lookup(self, tx_id: str) -> TransferRecord | None:
         if not is_tx_id(tx_id):
