@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from grid_server.config import LedgerConfig
 from grid_server.domain.ledger import (
+    FixedRate,
     StatementPosition,
     coverage_by_period,
     format_rate,
@@ -21,6 +22,7 @@ from grid_server.domain.ledger import (
     statement_status,
 )
 from grid_server.domain.ledger.payouts import is_overdue
+from grid_server.service.payments import TermsFactory, make_rate_source
 
 P1 = datetime(2026, 11, 27, tzinfo=UTC)
 P2 = datetime(2026, 11, 28, tzinfo=UTC)
@@ -104,3 +106,20 @@ def test_ledger_config_validation() -> None:
         LedgerConfig(unknown_setting=1)
     config = LedgerConfig(kind="iota", iota_price="0.25", iota={"network": "devnet"})
     assert config.iota.network == "devnet"
+
+
+def three_per_micro(config: LedgerConfig) -> FixedRate:
+    """A rate source factory, as ``rate_source = "module:factory"`` names it."""
+    return FixedRate(Fraction(3))
+
+
+async def test_pluggable_rate_source_sets_the_terms() -> None:
+    config = LedgerConfig(rate_source="tests.payments.test_rules:three_per_micro")
+    source = make_rate_source(config)
+    assert await source.rate("EUR", P1) == 3
+    factory = TermsFactory("local", "micro-EUR", await source.rate("EUR", P1), 3600)
+    terms = factory.for_amount(-7, P1)
+    assert (terms.amount_due, terms.rate, terms.paid) == (-21, "3", 0)
+    assert (terms.due_at - P1).total_seconds() == 3600
+    assert await make_rate_source(LedgerConfig()).rate("EUR", P1) == 1
+    assert await make_rate_source(LedgerConfig(iota_price="0.5")).rate("EUR", P1) == 2000
