@@ -163,6 +163,29 @@ class LedgerConfig(BaseModel):
         return self
 
 
+class AuditConfig(BaseModel):
+    """The audit trail (``[grid.audit]``): anchoring interval roots on IOTA.
+
+    With the IOTA ledger, roots are anchored through IOTA Notarization once
+    ``anchor_every`` roots are waiting (all waiting roots go in one batch).
+    ``notarization_package`` defaults to the package published on the
+    ledger's network (mainnet, testnet, devnet); give it for a local network.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    anchor: bool = True
+    anchor_every: int = Field(default=1, ge=1, le=1000)
+    notarization_package: str | None = None
+
+    @field_validator("notarization_package")
+    @classmethod
+    def _package(cls, value: str | None) -> str | None:
+        if value is not None and not is_address(value):
+            raise ValueError("notarization_package must be 0x and 64 lowercase hex digits")
+        return value
+
+
 class GridConfig(BaseModel):
     """The grid's parameters (the ``[grid]`` part of the config file)."""
 
@@ -187,6 +210,7 @@ class GridConfig(BaseModel):
     prices: tuple[PriceConfig, ...] = (PriceConfig(retail="0.3000", feed_in="0.0800"),)
     zones: tuple[ZoneConfig, ...] = (ZoneConfig(id="root"),)
     ledger: LedgerConfig = LedgerConfig()
+    audit: AuditConfig = AuditConfig()
 
     @field_validator("id")
     @classmethod

@@ -13,9 +13,12 @@ import json
 import sys
 from typing import Any
 
+from grid_server.config import Settings
 from grid_server.service.audit_verify import VerifyReport, verify_log
 from grid_server.storage import audit_store
 from grid_server.storage.db import Database
+from p2p_energy_client.ledger.iota.ledger import NETWORK_URLS, IotaNetwork
+from p2p_energy_client.protocol import LedgerKind
 from p2p_energy_client.units import UnitError, parse_utc
 
 from .serve import add_common, settings_from
@@ -48,6 +51,15 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--to-seq", type=int, help="last log entry")
     verify.add_argument("--workers", type=int, help="signature worker processes (default: cores)")
     verify.add_argument("--no-state", action="store_true", help="skip the table comparison")
+    verify.add_argument(
+        "--node", help="IOTA node to check anchors on (default: the grid's, with the IOTA ledger)"
+    )
+    verify.add_argument(
+        "--anchors",
+        choices=("latest", "all", "none"),
+        default="latest",
+        help="anchors checked on chain: the latest (it covers the whole log), all, none",
+    )
     verify.add_argument("--json", action="store_true", help="print the summary as JSON")
     verify.set_defaults(func=run_verify)
 
@@ -87,6 +99,8 @@ def run_verify(args: argparse.Namespace) -> int:
                 until=_time(args.until, "until"),
                 workers=args.workers,
                 check_state=not args.no_state,
+                node=args.node or _grid_node(settings),
+                anchors=args.anchors,
             )
         )
     except ValueError as exc:
@@ -97,6 +111,17 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         print(describe(report))
     return 0 if report.ok else EXIT_INCONSISTENT
+
+
+def _grid_node(settings: Settings) -> str | None:
+    ledger = settings.grid.ledger
+    if LedgerKind(ledger.kind) is not LedgerKind.IOTA:
+        return None
+    if ledger.iota.url is not None:
+        return ledger.iota.url
+    if ledger.iota.network is None:
+        return None
+    return NETWORK_URLS[IotaNetwork(ledger.iota.network)]
 
 
 def describe(report: VerifyReport) -> str:
@@ -110,7 +135,8 @@ def describe(report: VerifyReport) -> str:
         lines.append(
             f"OK: grid {report.grid}, entries {report.first_seq}–{report.last_seq} "
             f"({report.entries} entries, {report.envelopes} signed envelopes, {report.roots} "
-            f"roots, {report.anchors} anchors) in {report.seconds:.1f} s "
+            f"roots, {report.anchors} anchors, {report.anchors_checked_on_chain} of them "
+            f"confirmed on IOTA) in {report.seconds:.1f} s "
             f"({report.entries_per_second:,.0f} entries/s){tables}"
         )
     else:

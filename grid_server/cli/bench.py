@@ -21,7 +21,10 @@ from grid_server.domain.market.synthetic import random_book
 from p2p_energy_client.units import format_nano
 
 # Modules (full dotted names) that add further ``bench`` sub-commands.
-BENCH_MODULES: tuple[str, ...] = ("grid_server.cli.bench_ingest",)
+BENCH_MODULES: tuple[str, ...] = (
+    "grid_server.cli.bench_ingest",
+    "grid_server.cli.bench_audit",
+)
 
 WELFARE_REL_TOL = 1e-9
 

@@ -3,7 +3,8 @@
 * :func:`close_due` is called by the interval cycle on every pass: once an
   interval has ended it appends the root of every entry logged since the
   previous root (see :mod:`grid_server.domain.audit_roots`), and, with the
-  IOTA ledger configured, starts anchoring (:mod:`.audit_anchor`).
+  IOTA ledger configured, starts anchoring in the background
+  (:mod:`.audit_anchor`); :func:`stop` ends that when the grid stops.
 * :func:`receipt` answers ``GET /api/v1/receipts/…``: a participant may have
   receipts for its own envelopes and statements and for public entries
   (market results, roots, anchors); never for another participant's.
@@ -23,6 +24,8 @@ from grid_server.storage import audit_store
 from grid_server.storage.schema import envelopes, grid_state, log_entries
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 from p2p_energy_client.receipts import AuditRoot, Receipt
+
+from . import audit_anchor
 
 if TYPE_CHECKING:
     from .grid import GridService
@@ -51,6 +54,7 @@ async def close_due(grid: GridService) -> int:
         grace=timedelta(0),
     )
     if closed is None:
+        audit_anchor.anchoring(grid).kick()  # a batch may still wait (after a restart)
         return 0
     _LOGGER.info(
         "closed %s–%s: root %s over entries %d–%d",
@@ -60,7 +64,13 @@ async def close_due(grid: GridService) -> int:
         closed.first_seq,
         closed.last_seq,
     )
+    audit_anchor.anchoring(grid).kick()
     return 1
+
+
+async def stop(grid: GridService) -> None:
+    """Stop background anchoring (the grid is shutting down)."""
+    await audit_anchor.anchoring(grid).stop()
 
 
 def _not_found(what: str) -> ProtocolError:
@@ -145,4 +155,4 @@ async def roots(
         )
 
 
-__all__ = ["PUBLIC_KINDS", "close_due", "receipt", "roots"]
+__all__ = ["PUBLIC_KINDS", "close_due", "receipt", "roots", "stop"]

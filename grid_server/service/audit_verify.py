@@ -18,6 +18,13 @@ In one pass over the log, in sequence order, inside one read snapshot:
    settlement entry is replayed, the rest at the end; and ``chain_heads``
    names the last entry.
 
+5. **Anchors on IOTA** (with ``node``): the grid's notarization object,
+   owned by the grid's address, holds the latest anchored bytes (or held
+   them at the recorded version); with ``anchors="all"`` every anchoring
+   transaction is looked up too. Since the anchored bytes name the chain
+   hash of the batch's last root, this ties the whole log up to that root
+   to what IOTA holds.
+
 The *first* inconsistency in log order is reported (a row that no entry
 made comes after every attributed one). A broken chain or a bad signature
 stops the pass: what follows cannot be trusted to say anything.
@@ -72,6 +79,14 @@ from grid_server.storage.schema import (
     zone_results,
     zones,
 )
+from p2p_energy_client.ledger.base import LedgerError
+from p2p_energy_client.ledger.iota.notarization import (
+    NotarizationError,
+    read_anchored_payload,
+    read_past_state,
+    read_state,
+)
+from p2p_energy_client.ledger.iota.rpc import IotaRpcClient
 from p2p_energy_client.units import format_utc
 
 from .audit_replay import (
@@ -114,9 +129,14 @@ class VerifyReport:
     problem: Inconsistency | None = None
     notes: list[str] = field(default_factory=list)
 
+    anchors_checked_on_chain: int = 0
+
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    def ok_so_far(self, run: _Run) -> bool:
+        return not run.problems
 
     @property
     def entries_per_second(self) -> float:
@@ -132,6 +152,7 @@ class VerifyReport:
             "envelopes": self.envelopes,
             "roots": self.roots,
             "anchors": self.anchors,
+            "anchors_checked_on_chain": self.anchors_checked_on_chain,
             "kinds": dict(sorted(self.kinds.items())),
             "state_checked": self.state_checked,
             "intervals_compared": self.intervals_compared,
@@ -202,6 +223,8 @@ async def verify_log(
     until: datetime | None = None,
     workers: int | None = None,
     check_state: bool = True,
+    node: str | None = None,
+    anchors: str = "latest",
 ) -> VerifyReport:
     """Verify the log of ``url`` (or a range of it); see the module doc."""
     started = time.perf_counter()
@@ -223,6 +246,8 @@ async def verify_log(
                     until=until,
                     workers=workers,
                     check_state=check_state,
+                    node=node,
+                    anchors=anchors,
                 )
     finally:
         await db.dispose()
@@ -241,6 +266,8 @@ async def _verify(
     until: datetime | None,
     workers: int,
     check_state: bool,
+    node: str | None,
+    anchors: str,
 ) -> VerifyReport:
     if grid is None:
         grids = (await conn.execute(select(chain_heads.c.grid))).scalars().all()
@@ -267,6 +294,9 @@ async def _verify(
     run = _Run(db, conn, grid, report, workers)
     try:
         await run.go()
+        if node is not None and anchors != "none" and run.anchor_records and report.ok_so_far(run):
+            await run.check_chain(node, every=anchors == "all")
+            run.conclude()
     finally:
         run.signatures.close()
     return report
@@ -301,6 +331,7 @@ class _Run:
         self.pid_address: dict[int, str] = {}
         self.roots: dict[int, Any] = {}
         self.anchors: dict[int, Any] = {}
+        self.anchor_records: list[tuple[int, dict[str, Any]]] = []
         self.seen_roots: list[RootFields] = []
         self.segment_start = 1
         self.segment: list[bytes] = []
@@ -425,15 +456,18 @@ class _Run:
             raise _Stop
 
     def _finish(self) -> None:
-        if self.problems:
-            # In log order; at one entry, the log's own problem before the tables'.
-            self.report.problem = min(
-                self.problems, key=lambda p: (p.seq, p.table != "log_entries", p.table, p.row)
-            )
+        self.conclude()
         if self.replay.not_replayed:
             self.report.notes.append(
                 "not replayed: "
                 + ", ".join(f"{k} ×{n}" for k, n in sorted(self.replay.not_replayed.items()))
+            )
+
+    def conclude(self) -> None:
+        if self.problems:
+            # In log order; at one entry, the log's own problem before the tables'.
+            self.report.problem = min(
+                self.problems, key=lambda p: (p.seq, p.table != "log_entries", p.table, p.row)
             )
 
     # --- one entry ---
@@ -583,6 +617,21 @@ class _Run:
                 self.stop(seq, "log_entries", label, "the anchored batch does not match the roots")
         elif self.report.first_seq == 1:
             self.stop(seq, "log_entries", label, "names roots the log does not hold")
+        if self.anchor_records:
+            before = self.anchor_records[-1][1]
+            if record["object_id"] != before["object_id"]:
+                self.problem(seq, "log_entries", label, "anchors in another notarization object")
+            elif record["state_version"] != before["state_version"] + 1:
+                self.problem(
+                    seq,
+                    "log_entries",
+                    label,
+                    f"state version {record['state_version']} does not follow "
+                    f"{before['state_version']}: an anchor is missing from the log",
+                )
+        elif self.report.first_seq == 1 and record["state_version"] != 0:
+            self.problem(seq, "log_entries", label, "the first anchor must create the object")
+        self.anchor_records.append((seq, record))
         row = self.anchors.pop(seq, None)
         if row is None:
             self.problem(seq, "audit_anchors", label, "is missing from the table")
@@ -609,6 +658,64 @@ class _Run:
                     f"{key} is {value!r} in the table, the log says {record.get(key)!r}",
                 )
                 return
+
+    async def check_chain(self, node: str, *, every: bool) -> None:
+        """Compare the anchors in the log with what the IOTA node shows."""
+        async with IotaRpcClient(node) as rpc:
+            owner = await self.conn.scalar(
+                select(ledger_heads.c.address).where(ledger_heads.c.grid == self.grid)
+            )
+            seq, latest = self.anchor_records[-1]
+            label = f"seq {seq} (anchor {latest['digest']})"
+            payload = bytes.fromhex(latest["payload"])
+            try:
+                state = await read_state(rpc, latest["object_id"])
+                if owner is not None and state.owner != owner:
+                    self.problem(
+                        seq,
+                        "iota",
+                        label,
+                        f"the object is owned by {state.owner}, not the grid ({owner})",
+                    )
+                    return
+                if state.state_version < latest["state_version"]:
+                    self.problem(
+                        seq,
+                        "iota",
+                        label,
+                        f"the chain shows state version {state.state_version}, the log "
+                        f"{latest['state_version']}",
+                    )
+                    return
+                if state.state_version > latest["state_version"]:
+                    state = await read_past_state(
+                        rpc, latest["object_id"], latest["object_version"]
+                    )
+                if state.data != payload:
+                    self.problem(
+                        seq,
+                        "iota",
+                        label,
+                        "the notarized bytes on chain differ from the log's anchor",
+                    )
+                    return
+                self.report.anchors_checked_on_chain += 1
+                if every:
+                    for seq, record in self.anchor_records[:-1]:
+                        on_chain = await read_anchored_payload(
+                            rpc, record["digest"], record["object_id"], record["object_version"]
+                        )
+                        if on_chain != bytes.fromhex(record["payload"]):
+                            self.problem(
+                                seq,
+                                "iota",
+                                f"seq {seq} (anchor {record['digest']})",
+                                "the notarized bytes on chain differ from the log's anchor",
+                            )
+                            return
+                        self.report.anchors_checked_on_chain += 1
+            except (NotarizationError, LedgerError) as exc:
+                self.problem(seq, "iota", label, f"cannot be confirmed on chain: {exc}")
 
     # --- tables ---
 

@@ -88,6 +88,7 @@ class IntervalCycle:
 
     async def stop(self) -> None:
         self._stopping = True
+        await audit.stop(self.grid)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

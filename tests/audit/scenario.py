@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy import text
 from grid_server.config import GridConfig, LedgerConfig, PriceConfig, ZoneConfig
 from grid_server.domain.audit_chain import entry_hash
 from grid_server.domain.audit_merkle import chunk_roots, pack, tree_root
-from grid_server.domain.audit_roots import root_body
+from grid_server.domain.audit_roots import RootFields, make_batch, root_body
 from grid_server.service import operator as ops
 from grid_server.storage.db import Database
 from p2p_energy_client.payments import LocalPayer
@@ -24,6 +25,7 @@ from p2p_energy_client.protocol import (
     Side,
     SourceDecl,
     SourceKind,
+    canonical_json,
 )
 from tests.support.grid_server import run_grid_server
 
@@ -158,6 +160,7 @@ class Surgeon:
                 )
             ).all()
             hashes: list[bytes] = []
+            roots: list[RootFields] = []
             prev = bytes(32)
             for seq, kind, ref, stored_body, stored_hash, _prev in entries:
                 body = bytes(stored_body)
@@ -178,6 +181,27 @@ class Surgeon:
                         root = tree_root(chunks)
                         frm, to = _aware(root_row.interval_from), _aware(root_row.interval_to)
                         body = root_body(frm, to, a, b, root)
+                    if kind == "anchor":
+                        # Even the anchored batch is recomputed (what the chain holds is not).
+                        record = json.loads(body)
+                        batch = make_batch(
+                            [
+                                r
+                                for r in roots
+                                if record["first_root_seq"] <= r.seq <= record["last_root_seq"]
+                            ]
+                        )
+                        record.update(
+                            batch_root=batch.batch_root.hex(), payload=batch.payload.hex()
+                        )
+                        body = canonical_json(record)
+                        await conn.execute(
+                            text(
+                                "UPDATE audit_anchors SET batch_root = :r, payload = :p "
+                                "WHERE log_seq = :s"
+                            ),
+                            {"r": batch.batch_root, "p": batch.payload, "s": seq},
+                        )
                     new = entry_hash(prev, seq, kind, ref, body)
                     await conn.execute(
                         text(
@@ -195,6 +219,17 @@ class Surgeon:
                             {"r": root, "c": pack(chunks), "p": prev, "h": new, "s": seq},
                         )
                     digest = new
+                if kind == "root":
+                    record = json.loads(body)
+                    roots.append(
+                        RootFields(
+                            seq,
+                            record["first_seq"],
+                            record["last_seq"],
+                            bytes.fromhex(record["root"]),
+                            bytes(digest),
+                        )
+                    )
                 hashes.append(bytes(digest))
                 prev = bytes(digest)
             await conn.execute(text("UPDATE chain_heads SET hash = :h"), {"h": prev})
