@@ -113,6 +113,43 @@ BATCH: Final = 5_000  # log entries per query
 SIGNATURE_CHUNK: Final = 1_000  # envelopes per worker task
 
 
+class _RawMark(str):
+    """How a stored envelope's raw bytes compare with its log entry's body (in SQL)."""
+
+
+RAW_SAME: Final = _RawMark("equal to the log entry's body")
+RAW_DIFFERENT: Final = _RawMark("different from the log entry's body")
+
+
+def _log_query(grid: str, start: int, end: int) -> Any:
+    """Log entries ``start``–``end`` with their ``envelopes`` row (raw compared by the database)."""
+    e = envelopes.c
+    return (
+        select(
+            log_entries.c.seq,
+            log_entries.c.kind,
+            log_entries.c.ref,
+            log_entries.c.body,
+            log_entries.c.hash,
+            log_entries.c.prev_hash,
+            log_entries.c.created_at,
+            e.log_seq.label("e_log_seq"),
+            e.signature.label("e_signature"),
+            e.participant_id.label("e_participant_id"),
+            e.sender.label("e_sender"),
+            e.type.label("e_type"),
+            e.seq.label("e_seq"),
+            e.ts.label("e_ts"),
+            e.payload_hash.label("e_payload_hash"),
+            (e.raw == log_entries.c.body).label("e_same_raw"),
+            e.received_at.label("e_received_at"),
+        )
+        .select_from(log_entries.outerjoin(envelopes, e.log_seq == log_entries.c.seq))
+        .where(log_entries.c.grid == grid, log_entries.c.seq.between(start, end))
+        .order_by(log_entries.c.seq)
+    )
+
+
 @dataclass
 class VerifyReport:
     grid: str
@@ -381,24 +418,9 @@ class _Run:
             expected = report.first_seq
             for start in range(report.first_seq, report.last_seq + 1, BATCH):
                 end = min(start + BATCH - 1, report.last_seq)
-                rows = (
-                    await conn.execute(
-                        select(
-                            log_entries.c.seq,
-                            log_entries.c.kind,
-                            log_entries.c.ref,
-                            log_entries.c.body,
-                            log_entries.c.hash,
-                            log_entries.c.prev_hash,
-                            log_entries.c.created_at,
-                        )
-                        .where(
-                            log_entries.c.grid == self.grid, log_entries.c.seq.between(start, end)
-                        )
-                        .order_by(log_entries.c.seq)
-                    )
-                ).all()
+                rows = (await conn.execute(_log_query(self.grid, start, end))).all()
                 expected_envelopes: dict[int, tuple[Any, ...]] = {}
+                actual_envelopes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
                 for row in rows:
                     seq = int(row.seq)
                     if seq != expected:
@@ -420,6 +442,8 @@ class _Run:
                             "hash does not match the entry's fields and body (changed)",
                         )
                     prev_hash = digest
+                    if row.e_log_seq is not None:
+                        actual_envelopes[(seq,)] = self._stored_envelope(row)
                     expected += 1
                     report.entries += 1
                     report.kinds[row.kind] += 1
@@ -435,7 +459,10 @@ class _Run:
                     )
                 if expected != end + 1:
                     self.stop(expected, "log_entries", f"seq {expected}", "is missing")
-                await self._check_envelope_rows(start, end, expected_envelopes)
+                want = {(seq,): (v, seq) for seq, v in expected_envelopes.items()}
+                self.problems.extend(
+                    compare_rows("envelopes", ENVELOPE_FIELDS, want, actual_envelopes)
+                )
                 await self.signatures.settle()
                 self._signature_problems()
             await self.signatures.settle(all_of_them=True)
@@ -547,7 +574,7 @@ class _Run:
             payload_seq,
             self.replay._t(payload["ts"]),
             payload_hash(signed_bytes(payload)),
-            raw,
+            RAW_SAME,
             created_at,
         )
         if self.state:
@@ -719,41 +746,20 @@ class _Run:
 
     # --- tables ---
 
-    async def _check_envelope_rows(
-        self, start: int, end: int, expected: dict[int, tuple[Any, ...]]
-    ) -> None:
-        rows = await self.conn.execute(
-            select(
-                envelopes.c.log_seq,
-                envelopes.c.signature,
-                envelopes.c.participant_id,
-                envelopes.c.sender,
-                envelopes.c.type,
-                envelopes.c.seq,
-                envelopes.c.ts,
-                envelopes.c.payload_hash,
-                envelopes.c.raw,
-                envelopes.c.received_at,
-            ).where(envelopes.c.log_seq.between(start, end))
+    def _stored_envelope(self, row: Any) -> tuple[Any, ...]:
+        return (
+            bytes(row.e_signature),
+            None
+            if row.e_participant_id is None
+            else self.pid_address.get(int(row.e_participant_id)),
+            row.e_sender,
+            row.e_type,
+            int(row.e_seq),
+            row.e_ts,
+            bytes(row.e_payload_hash),
+            RAW_SAME if row.e_same_raw else RAW_DIFFERENT,
+            row.e_received_at,
         )
-        actual = {
-            (int(r.log_seq),): (
-                bytes(r.signature),
-                self.pid_address.get(int(r.participant_id))
-                if r.participant_id is not None
-                else None,
-                r.sender,
-                r.type,
-                int(r.seq),
-                r.ts,
-                bytes(r.payload_hash),
-                bytes(r.raw),
-                r.received_at,
-            )
-            for r in rows
-        }
-        want = {(seq,): (values, seq) for seq, values in expected.items()}
-        self.problems.extend(compare_rows("envelopes", ENVELOPE_FIELDS, want, actual))
 
     async def _compare_partition(self, t: datetime) -> None:
         part = self.replay.partitions.pop(t, None)
@@ -878,15 +884,23 @@ class _Run:
                 )
         if not self.state:
             return
-        extra_envelopes = await conn.scalar(
-            select(func.count()).select_from(envelopes).where(envelopes.c.log_seq > report.last_seq)
+        orphans = (
+            select(func.count())
+            .select_from(
+                envelopes.outerjoin(
+                    log_entries,
+                    (log_entries.c.seq == envelopes.c.log_seq) & (log_entries.c.grid == self.grid),
+                )
+            )
+            .where(log_entries.c.seq.is_(None))
         )
+        extra_envelopes = await conn.scalar(orphans)
         if extra_envelopes:
             self.problem(
                 NO_ENTRY,
                 "envelopes",
-                f"log_seq > {report.last_seq}",
-                f"{extra_envelopes} rows beyond the log",
+                "(no log entry)",
+                f"{extra_envelopes} rows name log entries that do not exist",
             )
         for t in sorted(self.replay.partitions):
             await self._compare_partition(t)
