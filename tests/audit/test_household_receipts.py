@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from sqlalchemy import text
 
 from p2p_energy_client.household import Asset, Household, TradingOptions

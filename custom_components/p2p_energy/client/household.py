@@ -29,6 +29,7 @@ from .ledger.base import LedgerError
 from .metering import MeterTracker
 from .outbox import Outbox
 from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
+from .receipts import ReceiptKeeper, VerifiedReceipt
 from .strategy import Forecaster, Limits, StrategyKind, plan_orders
 from .units import interval_start, parse_price
 
@@ -103,6 +104,10 @@ class Snapshot:
     over_cap: tuple[Statement, ...]
     failed_payments: Mapping[str, str]
     wallet: WalletView | None = None
+    # The audit trail: the last receipt verified against the bytes sent.
+    last_receipt: VerifiedReceipt | None = None
+    receipts_pending: int = 0
+    receipt_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,8 @@ class Household:
         self.over_cap: dict[str, Statement] = {}
         self.failed_payments: dict[str, str] = {}
         self.wallet: WalletView | None = None
+        # Receipts of own readings and orders, verified offline (see .receipts).
+        self.receipts = ReceiptKeeper.from_state((state or {}).get("receipts"))
 
     @staticmethod
     def stored_last_seq(state: Mapping[str, Any] | None) -> int:
@@ -254,6 +261,7 @@ class Household:
             self._contact(now)
             sent += len(batch)
         self._s.last_seq = self.client.last_seq
+        self.track_sent()
         return sent
 
     def _handle_refusal(self, exc: ProtocolError, batch: list[Reading]) -> bool:
@@ -324,6 +332,7 @@ class Household:
             changed += 1
         self._forget_old(now)
         self._s.last_seq = self.client.last_seq
+        self.track_sent()
         return changed
 
     def _forget_old(self, now: datetime) -> None:
@@ -530,6 +539,25 @@ class Household:
             _LOGGER.warning("grid %s unreachable: %s", self.grid.grid, exc)
         self.connected = False
 
+    # -- receipts ---------------------------------------------------------------------------
+
+    def track_sent(self) -> None:
+        """Keep the bytes of the readings and orders just sent, for their receipts."""
+        self.receipts.track(self.client.sent_since(self.receipts.last_tracked_seq))
+
+    async def check_receipts(self) -> list[VerifiedReceipt]:
+        """Fetch receipts of own readings and orders and verify them offline.
+
+        A receipt becomes available once the grid has closed the envelope's
+        interval; until then it waits. A receipt that does not prove the
+        bytes this household sent is a failure (``receipts.failures``).
+        """
+        try:
+            return await self.receipts.check(self.client)
+        except GridUnavailable as exc:
+            self._lost_contact(exc)
+            return []
+
     def snapshot(self, now: datetime) -> Snapshot:
         current = self.current_interval(now)
         return Snapshot(
@@ -546,6 +574,9 @@ class Household:
             over_cap=tuple(self.over_cap.values()),
             failed_payments=dict(self.failed_payments),
             wallet=self.wallet,
+            last_receipt=self.receipts.last_verified,
+            receipts_pending=len(self.receipts.pending),
+            receipt_failures=len(self.receipts.failures),
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -563,6 +594,7 @@ class Household:
             "last_readings": dict(s.last_readings),
             "paid": dict(s.paid),
             "spent_by_day": dict(list(sorted(s.spent_by_day.items()))[-7:]),
+            "receipts": self.receipts.to_state(),
         }
 
 
