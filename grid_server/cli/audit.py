@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from grid_server.config import Settings
@@ -60,6 +61,12 @@ def register(subparsers: Any) -> None:
         default="latest",
         help="anchors checked on chain: the latest (it covers the whole log), all, none",
     )
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="file of the last fully verified entry: signatures before it are not checked "
+        "again (if its chain hash still matches); rewritten after a successful run",
+    )
     verify.add_argument("--json", action="store_true", help="print the summary as JSON")
     verify.set_defaults(func=run_verify)
 
@@ -101,6 +108,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 check_state=not args.no_state,
                 node=args.node or _grid_node(settings),
                 anchors=args.anchors,
+                checkpoint=args.checkpoint,
             )
         )
     except ValueError as exc:
@@ -134,7 +142,8 @@ def describe(report: VerifyReport) -> str:
         )
         lines.append(
             f"OK: grid {report.grid}, entries {report.first_seq}–{report.last_seq} "
-            f"({report.entries} entries, {report.envelopes} signed envelopes, {report.roots} "
+            f"({report.entries} entries, {report.envelopes} signed envelopes "
+            f"({report.signatures_checked} signatures checked), {report.roots} "
             f"roots, {report.anchors} anchors, {report.anchors_checked_on_chain} of them "
             f"confirmed on IOTA) in {report.seconds:.1f} s "
             f"({report.entries_per_second:,.0f} entries/s){tables}"

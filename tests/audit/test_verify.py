@@ -317,3 +317,27 @@ async def test_edited_payments_and_ledger(surgeon: Surgeon) -> None:
     await surgeon.run("UPDATE payouts SET state = 'prepared'")
     ok, problem = await verify(surgeon)
     assert not ok and "payouts (" in problem and "state is 'prepared' in the table" in problem
+
+
+async def test_a_checkpoint_skips_signatures_verified_before(
+    surgeon: Surgeon, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint.json"
+    first = await verify_log(surgeon.url, workers=0, checkpoint=checkpoint)  # type: ignore[attr-defined]
+    assert first.ok and first.signatures_checked == first.envelopes
+    again = await verify_log(surgeon.url, workers=0, checkpoint=checkpoint)  # type: ignore[attr-defined]
+    assert again.ok and again.signatures_checked == 0 and again.state_checked
+    # A forgery before the checkpoint, even with every hash recomputed, is caught there.
+    envelopes = await surgeon.rows(
+        "SELECT seq, body FROM log_entries WHERE kind = 'envelope' ORDER BY seq LIMIT 12"
+    )
+    victim, donor = envelopes[10], envelopes[11]
+    forged = json.loads(bytes(victim.body))
+    forged["signature"] = json.loads(bytes(donor.body))["signature"]
+    body = json.dumps(forged, separators=(",", ":")).encode()
+    await surgeon.drop_triggers("log_entries")
+    await surgeon.run("UPDATE log_entries SET body = :b WHERE seq = :s", b=body, s=victim.seq)
+    await surgeon.run("UPDATE envelopes SET raw = :b WHERE log_seq = :s", b=body, s=victim.seq)
+    await surgeon.rewrite_chain(victim.seq)
+    ok, problem = await verify(surgeon, checkpoint=checkpoint)
+    assert not ok and "differs from the checkpoint's" in problem
