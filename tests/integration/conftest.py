@@ -109,13 +109,15 @@ class Member:
     keys: KeyPair
     name: str
 
-    def entry(self, grid: RunningGrid, **options: Any) -> MockConfigEntry:
+    def entry(
+        self, grid: RunningGrid, *, url: str | None = None, **options: Any
+    ) -> MockConfigEntry:
         return MockConfigEntry(
             domain=DOMAIN,
             title=f"Test grid: {self.name}",
             unique_id=unique_id_for(GRID_ID, self.keys.address),
             data={
-                CONF_GRID_URL: grid.url,
+                CONF_GRID_URL: url or grid.url,
                 CONF_GRID_ID: GRID_ID,
                 CONF_ADDRESS: self.keys.address,
                 CONF_NAME: self.name,
