@@ -25,7 +25,7 @@ from grid_server.domain.clock import Clock
 from grid_server.service.grid import GridService
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
-from . import audit, envelopes, operator, reads, stream
+from . import audit, dashboard, envelopes, operator, reads, stream
 from . import payments as payment_routes
 from .common import error_response
 
@@ -67,6 +67,7 @@ def create_app(
     app.include_router(payment_routes.router)
     app.include_router(payment_routes.operator_router)
     app.include_router(audit.router)
+    dashboard.install(app)
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> Response:

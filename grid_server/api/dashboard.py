@@ -1,0 +1,463 @@
+"""The operator's dashboard: the page, the JSON it reads, its live stream, and its login.
+
+Routes (``install`` mounts them; the page is static, every byte of data
+needs the operator):
+
+* ``GET /`` and ``GET /dashboard`` redirect to ``/dashboard/`` (the page);
+  ``/dashboard/static/…`` are its script, style and icon (no CDN, no fonts).
+* ``GET /dashboard/api/overview?hours=24``, ``/market?interval=…``,
+  ``/participants?limit&offset&zone``, ``/participants/{address}``,
+  ``/payments``, ``/audit``: the JSON of each view
+  (:mod:`grid_server.service.dashboard`).
+* ``WS /dashboard/api/stream?since=<event id>``: the grid's clock every
+  second and, as soon as they happen, what the events table gained after
+  ``since`` (kinds and counts, the intervals cleared): the page reloads the
+  view it shows. Reconnecting with the last id misses nothing.
+
+**Authentication.** The operator token never travels in a URL. The page
+asks for it once (``POST /dashboard/api/session``) and gets an HttpOnly,
+``SameSite=Strict`` session cookie (``Secure`` over HTTPS) valid for
+``SESSION_SECONDS``; the cookie is an HMAC of its expiry under a key derived
+from the operator token, so every worker accepts it, and changing the
+operator token ends every session. Scripts may send ``Authorization: Bearer
+<operator token>`` instead. A one-time login link (``/dashboard/login?ticket=…``)
+can be issued by the operator (``POST /dashboard/api/tickets`` or
+:func:`login_link` in process, which the demo uses); the ticket is signed
+the same way, expires after ``TICKET_SECONDS`` and is accepted once per
+server process. Wrong tokens are limited per client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from grid_server.service import dashboard as views
+from grid_server.service.grid import GridService
+from grid_server.service.ratelimit import TokenBuckets
+from p2p_energy_client.protocol import ErrorCode, ProtocolError
+
+from .common import client_address, error_responses, grid_of, json_response, path_time
+
+STATIC: Final = Path(__file__).parent / "static" / "dashboard"
+COOKIE: Final = "p2p_dashboard"
+COOKIE_PATH: Final = "/dashboard"
+SESSION_SECONDS: Final = 12 * 3600
+TICKET_SECONDS: Final = 3600
+LOGIN_FAILURES_PER_HOUR: Final = 20
+CLOCK_SECONDS: Final = 1.0  # the stream sends the grid's clock this often (real time)
+# The page's own rules: only this server's scripts, styles, images and sockets.
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass
+class _State:
+    """Per process: tickets already used, and failed logins per address."""
+
+    used_tickets: dict[str, float] = field(default_factory=dict)
+    failures: TokenBuckets = field(
+        default_factory=lambda: TokenBuckets(
+            LOGIN_FAILURES_PER_HOUR / 3600, LOGIN_FAILURES_PER_HOUR
+        )
+    )
+
+
+def _state(app: Any) -> _State:
+    state: _State | None = getattr(app.state, "dashboard", None)
+    if state is None:
+        state = app.state.dashboard = _State()
+    return state
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+
+def _key(grid: GridService) -> bytes | None:
+    token = grid.settings.operator_token
+    if not token:
+        return None
+    return hmac.new(token.encode(), b"p2p-dashboard-v1", hashlib.sha256).digest()
+
+
+def _mac(key: bytes, purpose: str, payload: str) -> str:
+    return hmac.new(key, f"{purpose}|{payload}".encode(), hashlib.sha256).hexdigest()
+
+
+def _session_value(key: bytes, now: float) -> str:
+    expires = int(now) + SESSION_SECONDS
+    return f"{expires}.{_mac(key, 'session', str(expires))}"
+
+
+def _valid_session(key: bytes | None, value: str | None, now: float) -> bool:
+    if key is None or not value:
+        return False
+    expires, _, mac = value.partition(".")
+    if not expires.isdigit() or int(expires) <= now:
+        return False
+    return hmac.compare_digest(mac, _mac(key, "session", expires))
+
+
+def issue_ticket(grid: GridService, now: float | None = None) -> str:
+    """A one-time login ticket (for a link), valid for ``TICKET_SECONDS``."""
+    key = _key(grid)
+    if key is None:
+        raise ProtocolError(ErrorCode.UNAUTHENTICATED, "the grid has no operator token")
+    expires = int(time.time() if now is None else now) + TICKET_SECONDS
+    payload = f"{expires}.{secrets.token_urlsafe(12)}"
+    return f"{payload}.{_mac(key, 'ticket', payload)}"
+
+
+def _redeem_ticket(app: Any, grid: GridService, ticket: str, now: float) -> bool:
+    key = _key(grid)
+    payload, _, mac = ticket.rpartition(".")
+    expires = payload.partition(".")[0]
+    if key is None or not expires.isdigit() or int(expires) <= now:
+        return False
+    if not hmac.compare_digest(mac, _mac(key, "ticket", payload)):
+        return False
+    used = _state(app).used_tickets
+    for old in [t for t, until in used.items() if until <= now]:
+        del used[old]
+    if payload in used:
+        return False
+    used[payload] = int(expires)
+    return True
+
+
+def login_link(app: FastAPI, base: str) -> str:
+    """A one-time link that logs the operator into the dashboard (the demo prints it)."""
+    return f"{base.rstrip('/')}/dashboard/login?ticket={issue_ticket(app.state.grid)}"
+
+
+def _operator_bearer(request: Request | WebSocket, grid: GridService) -> bool | None:
+    """True/False for a bearer token that is/is not the operator's; None without one."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    expected = grid.settings.operator_token
+    return bool(
+        scheme.lower() == "bearer"
+        and expected
+        and token
+        and secrets.compare_digest(token.strip().encode(), expected.encode())
+    )
+
+
+def _authenticated(request: Request | WebSocket, grid: GridService) -> bool:
+    bearer = _operator_bearer(request, grid)
+    if bearer is not None:
+        return bearer
+    return _valid_session(_key(grid), request.cookies.get(COOKIE), time.time())
+
+
+def operator_or_session(request: Request) -> None:
+    if not _authenticated(request, grid_of(request)):
+        raise ProtocolError(
+            ErrorCode.UNAUTHENTICATED,
+            "the dashboard needs the operator: log in on the page or send the operator token",
+            "authorization",
+        )
+
+
+def _set_session(request: Request, response: Response, key: bytes) -> None:
+    response.set_cookie(
+        COOKIE,
+        _session_value(key, time.time()),
+        max_age=SESSION_SECONDS,
+        path=COOKIE_PATH,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+
+
+# --- pages -----------------------------------------------------------------------------
+
+pages = APIRouter(include_in_schema=False)
+
+
+def _page() -> Response:
+    response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@pages.get("/")
+async def root() -> Response:
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+@pages.get("/dashboard")
+async def dashboard_redirect() -> Response:
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+@pages.get("/dashboard/")
+async def dashboard_page() -> Response:
+    return _page()
+
+
+@pages.get("/dashboard/login")
+async def login_with_ticket(request: Request) -> Response:
+    """Redeem a one-time ticket: set the session cookie and drop the ticket from the URL."""
+    grid = grid_of(request)
+    ticket = request.query_params.get("ticket", "")
+    key = _key(grid)
+    if key is None or not _redeem_ticket(request.app, grid, ticket, time.time()):
+        return RedirectResponse("/dashboard/?login=expired", status_code=303)
+    response = RedirectResponse("/dashboard/", status_code=303)
+    _set_session(request, response, key)
+    return response
+
+
+# --- session ---------------------------------------------------------------------------
+
+session_router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=1000)
+
+
+@session_router.get("/session", summary="Whether this browser is logged in (never 401)")
+async def session_state(request: Request) -> Response:
+    grid = grid_of(request)
+    return json_response(
+        {
+            "authenticated": _authenticated(request, grid),
+            "operator_token_configured": bool(grid.settings.operator_token),
+        }
+    )
+
+
+@session_router.post(
+    "/session",
+    summary="Log in with the operator token: sets an HttpOnly session cookie",
+    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.RATE_LIMITED),
+)
+async def log_in(request: Request, body: LoginRequest) -> Response:
+    grid = grid_of(request)
+    failures = _state(request.app).failures
+    address = client_address(request)
+    if not failures.peek(address):
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED, "too many wrong operator tokens; retry later", "token"
+        )
+    key = _key(grid)
+    expected = grid.settings.operator_token
+    if (
+        key is None
+        or not expected
+        or not secrets.compare_digest(body.token.encode(), expected.encode())
+    ):
+        failures.take(address)
+        raise ProtocolError(ErrorCode.UNAUTHENTICATED, "that is not the operator token", "token")
+    response = json_response({"authenticated": True})
+    _set_session(request, response, key)
+    return response
+
+
+@session_router.delete("/session", summary="Log out (forget the session cookie)")
+async def log_out() -> Response:
+    response = json_response({"authenticated": False})
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    return response
+
+
+# --- data ------------------------------------------------------------------------------
+
+router = APIRouter(
+    prefix="/dashboard/api",
+    tags=["dashboard"],
+    dependencies=[Depends(operator_or_session)],
+    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD),
+)
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{name}: a whole number from {low} to {high}", name
+        )
+    return int(value)
+
+
+@router.post("/tickets", summary="A one-time login link for the dashboard")
+async def create_ticket(request: Request) -> Response:
+    grid = grid_of(request)
+    ticket = issue_ticket(grid)
+    return json_response(
+        {
+            "ticket": ticket,
+            "path": f"/dashboard/login?ticket={ticket}",
+            "expires_in": TICKET_SECONDS,
+        },
+        201,
+    )
+
+
+@router.get("/overview", summary="Now, gate closure, participants, prices, energy, savings")
+async def overview(request: Request) -> Response:
+    hours = _int(request, "hours", views.DEFAULT_HOURS, 1, views.MAX_HOURS)
+    return json_response(await views.overview(grid_of(request), hours))
+
+
+@router.get("/market", summary="One interval: curves, clearing points, fills, link flows")
+async def market(request: Request) -> Response:
+    grid = grid_of(request)
+    value = request.query_params.get("interval")
+    interval = None
+    if value:
+        interval = path_time(value, "interval")
+        grid.schedule.check_interval(interval, "interval")
+    return json_response(await views.market(grid, interval))
+
+
+@router.get("/participants", summary="Households: energy, money, savings, statements")
+async def participant_list(request: Request) -> Response:
+    return json_response(
+        await views.participants_view(
+            grid_of(request),
+            limit=_int(request, "limit", views.PAGE_LIMIT, 1, views.PAGE_LIMIT),
+            offset=_int(request, "offset", 0, 0, 2**31),
+            zone=request.query_params.get("zone") or None,
+        )
+    )
+
+
+@router.get(
+    "/participants/{address}",
+    summary="One household: statements, their payments, balance",
+    responses=error_responses(ErrorCode.NOT_FOUND),
+)
+async def participant(request: Request, address: str) -> Response:
+    found = await views.participant_detail(grid_of(request), address)
+    if found is None:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such participant", "address")
+    return json_response(found)
+
+
+@router.get("/payments", summary="Ledger, recent transfers, payments, payouts, overdue")
+async def payment_view(request: Request) -> Response:
+    return json_response(await views.payments_view(grid_of(request)))
+
+
+@router.get("/audit", summary="Chain head, recent entries, roots and anchoring")
+async def audit_view(request: Request) -> Response:
+    return json_response(await views.audit_view(grid_of(request)))
+
+
+# --- live ------------------------------------------------------------------------------
+
+stream_router = APIRouter(prefix="/dashboard/api")
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    """Browsers send Origin on WebSockets; refuse other sites (no cookies cross-site anyway)."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (scripts authenticate with the bearer token)
+    host = ws.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+@stream_router.websocket("/stream")
+async def stream(ws: WebSocket) -> None:
+    """The grid's clock every second and a summary of each batch of new events."""
+    grid: GridService = ws.app.state.grid
+    await ws.accept()
+    since_text = ws.query_params.get("since")
+    if not _same_origin(ws) or not _authenticated(ws, grid):
+        error = ProtocolError(ErrorCode.UNAUTHENTICATED, "log in first", "authorization")
+        await ws.send_text(orjson.dumps(error.to_wire()).decode())
+        await ws.close(code=4401)
+        return
+    if since_text is not None and not since_text.isdigit():
+        error = ProtocolError(ErrorCode.INVALID_FIELD, "since: an event id", "since")
+        await ws.send_text(orjson.dumps(error.to_wire()).decode())
+        await ws.close(code=4400)
+        return
+    closed = asyncio.Event()
+
+    async def watch() -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                if (await ws.receive())["type"] == "websocket.disconnect":
+                    break
+        closed.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with grid.db.read() as conn:
+            last = int(since_text) if since_text is not None else await views.last_event_id(conn)
+        await _send(ws, {"type": "hello", "last": last, "clock": views.clock_view(grid)})
+        while not closed.is_set():
+            async with grid.db.read() as conn:
+                news = await views.events_after(conn, last)
+            if news is not None:
+                last = news["last"]
+                await _send(ws, {"type": "events", **news, "clock": views.clock_view(grid)})
+            else:
+                await _send(ws, {"type": "clock", "clock": views.clock_view(grid)})
+            woken = asyncio.create_task(grid.hub.wait(CLOCK_SECONDS))
+            gone = asyncio.create_task(closed.wait())
+            await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (woken, gone):
+                task.cancel()
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+        pass
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
+    await ws.send_text(orjson.dumps(message).decode())
+
+
+# --- mounting --------------------------------------------------------------------------
+
+
+def install(app: FastAPI) -> None:
+    """Add the dashboard to the grid server's app (called by ``create_app``)."""
+    _state(app)
+    # The pages are added to the app itself, so that they are listed in
+    # ``app.routes`` (the demo looks for ``/dashboard`` there to print its URL).
+    for route in pages.routes:
+        assert isinstance(route, APIRoute)
+        app.add_api_route(
+            route.path, route.endpoint, methods=list(route.methods), include_in_schema=False
+        )
+    app.include_router(session_router)
+    app.include_router(router)
+    app.include_router(stream_router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+
+__all__ = ["COOKIE", "install", "issue_ticket", "login_link", "operator_or_session"]
