@@ -147,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
     if options.database is not None and options.database.exists():
         console.print(f"[red]{options.database} exists[/]; the demo creates a new grid database.")
         return 1
-    demo = Demo(options)
+    try:
+        demo = Demo(options)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
     view = _View(console, demo.specs)
     result = asyncio.run(_run(demo, view))
     view.summary(result)
@@ -233,8 +237,12 @@ class _View:
         )
         if info.dashboard:
             c.print(f"  dashboard      [bold link={info.dashboard}]{info.dashboard}[/]")
+            c.print(
+                f"                 (a one-time login link; later log in at {info.url}/dashboard/ "
+                "with the operator token)"
+            )
         else:
-            c.print("  dashboard      (not in this build yet)")
+            c.print("  dashboard      (not in this build)")
         c.print(f"  grid server    {info.url}  (API {info.url}/docs)")
         c.print(f"  database       {info.database}")
         c.print(f"  operator token {info.operator_token}")

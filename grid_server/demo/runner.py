@@ -251,7 +251,13 @@ class Demo:
         if 900 % step:
             raise ValueError("the simulation step must divide the 15-minute interval")
         self.start = interval_start(start, self.config.interval_minutes)
-        self.end = None if options.days is None else self.start + timedelta(days=options.days)
+        self.end: datetime | None = None
+        if options.days is not None:
+            # Whole intervals only, so the span's last interval is complete.
+            span = timedelta(days=options.days)
+            self.end = interval_start(self.start + span, self.config.interval_minutes)
+            if self.end <= self.start:
+                raise ValueError("the demo needs at least one 15-minute interval (--days)")
         self.speed = options.resolved_speed()
         self.clock = DemoClock(self.start, self.speed)
         self.operator_token = secrets.token_urlsafe(24)
@@ -710,12 +716,13 @@ async def _periods_issued(grid: GridService, since: datetime, until: datetime) -
 
 
 def dashboard_url(app: Any, base: str) -> str | None:
-    """The dashboard's address when the server has one (``/dashboard`` or ``/``)."""
+    """A one-time login link to the dashboard (it logs the operator in), when there is one."""
     paths = {getattr(route, "path", None) for route in app.routes}
-    for path in ("/dashboard", "/"):
-        if path in paths:
-            return base + path
-    return None
+    if "/dashboard/login" not in paths:
+        return None
+    from grid_server.api.dashboard import login_link  # noqa: PLC0415
+
+    return login_link(app, base)
 
 
 __all__ = [

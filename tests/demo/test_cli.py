@@ -47,6 +47,10 @@ def test_refuses_an_existing_database(tmp_path: Path, capsys: pytest.CaptureFixt
     existing.write_text("")
     assert main(["demo", "--database", str(existing)]) == 1
     assert "exists" in capsys.readouterr().out
+    # Less than one interval to simulate, or a step that does not divide it.
+    assert main(["demo", "--days", "0.005"]) == 2
+    assert main(["demo", "--step", "7"]) == 2
+    assert "interval" in capsys.readouterr().out
 
 
 def test_ctrl_c_stops_cleanly_and_says_where_the_database_is(
@@ -80,6 +84,7 @@ def test_ctrl_c_stops_cleanly_and_says_where_the_database_is(
     assert status == 0  # stopping an open-ended demo is how it ends
     assert "4 households" in out
     assert "grid server    http://127.0.0.1:" in out
+    assert "/dashboard/login?ticket=" in out  # the dashboard's one-time login link
     assert "stopping" in out
     assert "Summary 2026-06-15 10:00" in out
     assert "interrupted" in out
