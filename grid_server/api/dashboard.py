@@ -448,11 +448,11 @@ def install(app: FastAPI) -> None:
     """Add the dashboard to the grid server's app (called by ``create_app``)."""
     _state(app)
     # The pages are added to the app itself, so that they are listed in
-    # ``app.routes`` (the demo looks for ``/dashboard`` there to print its URL).
+    # ``app.routes`` (the demo looks for ``/dashboard/login`` there to print its link).
     for route in pages.routes:
         assert isinstance(route, APIRoute)
         app.add_api_route(
-            route.path, route.endpoint, methods=list(route.methods), include_in_schema=False
+            route.path, route.endpoint, methods=sorted(route.methods or ()), include_in_schema=False
         )
     app.include_router(session_router)
     app.include_router(router)

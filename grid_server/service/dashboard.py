@@ -195,7 +195,8 @@ async def overview(grid: GridService, hours: int = DEFAULT_HOURS) -> dict[str, A
     # The next interval still taking orders, and when its gate closes.
     next_open = schedule.last_gate_closed(now) + schedule.length
     gate = schedule.gate_closure(next_open)
-    until = current + schedule.length
+    # Up to the last interval whose gate has closed (it may start after now).
+    until = next_open
     since = until - timedelta(hours=hours)
     async with grid.db.read() as conn:
         steps = await price_steps(conn)

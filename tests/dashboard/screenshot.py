@@ -76,9 +76,8 @@ async def shoot(info: Started, out: Path) -> None:
         box = await panels.nth(1).bounding_box()
         assert box is not None
         out.parent.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(
-            path=str(out), clip={"x": 0, "y": 0, "width": 1280, "height": box["y"] + box["height"]}
-        )
+        clip = {"x": 0, "y": 0, "width": 1280, "height": box["y"] + box["height"] + 16}
+        await page.screenshot(path=str(out), full_page=True, clip=clip)
         problems = watched.problems()
         if problems:
             raise RuntimeError(f"the page reported problems: {problems}")
@@ -89,7 +88,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
     parser.add_argument("--households", type=int, default=30)
     parser.add_argument("--hours", type=float, default=9.0, help="simulated hours from dawn")
-    parser.add_argument("--speed", type=float, default=600.0)
+    parser.add_argument("--speed", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     asyncio.run(

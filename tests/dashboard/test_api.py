@@ -317,7 +317,10 @@ async def test_login_cookie_tickets_and_pages(tmp_path: Path) -> None:
             for target in ("/", "/dashboard"):
                 moved = await http.get(target)
                 assert (moved.status_code, moved.headers["location"]) == (307, "/dashboard/")
-            assert dashboard_url(grid.app, grid.url) == f"{grid.url}/dashboard"
+            # What the demo prints: a one-time login link (tested below).
+            demo_link = dashboard_url(grid.app, grid.url)
+            assert demo_link is not None
+            assert demo_link.startswith(f"{grid.url}/dashboard/login?ticket=")
             script = await http.get("/dashboard/static/app.js")
             assert script.status_code == 200 and "javascript" in script.headers["content-type"]
             for path in ("overview", "market", "participants", "payments", "audit"):
@@ -355,7 +358,7 @@ async def test_login_cookie_tickets_and_pages(tmp_path: Path) -> None:
             issued = await http.post("/dashboard/api/tickets", headers=AUTH)
             assert issued.status_code == 201
             link = issued.json()["path"]
-            assert OPERATOR_TOKEN not in link
+            assert OPERATOR_TOKEN not in link and OPERATOR_TOKEN not in demo_link
             first = await http.get(link)
             assert (first.status_code, first.headers["location"]) == (303, "/dashboard/")
             assert COOKIE in http.cookies
@@ -369,6 +372,8 @@ async def test_login_cookie_tickets_and_pages(tmp_path: Path) -> None:
             assert COOKIE not in http.cookies
             forged = await http.get(link[:-4] + "0000")
             assert forged.headers["location"] == "/dashboard/?login=expired"
+            demo = await http.get(demo_link.removeprefix(grid.url))
+            assert (demo.status_code, demo.headers["location"]) == (303, "/dashboard/")
 
             # Guessing the token is limited per address.
             # (the first client's wrong guess above counts too: same address)

@@ -111,9 +111,11 @@ async def check_overview(page: Page, hood: Neighbourhood) -> None:
     await page.get_by_text("Data table").first.click()
     rows = page.locator("details[data-key=prices][open] tbody tr")
     assert await rows.count() == len(series)
-    assert grid.clock.now().strftime("%d %b %H:%M").lstrip("0") in await page.inner_text(
-        "#grid-clock"
-    )
+    # The grid's clock, the current interval and the countdown to the next gate closure.
+    assert grid.clock.now().strftime("%H:%M") == "11:11"
+    assert await page.inner_text("#grid-clock") == "27 Nov 11:11 UTC"
+    assert await card(page, "current-interval") == "11:00–11:15"
+    assert await card(page, "gate-closure") == "14 min 00 s"  # 11:30's gate closes at 11:25
 
 
 async def check_live_update(page: Page, hood: Neighbourhood) -> None:

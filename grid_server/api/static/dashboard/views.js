@@ -61,24 +61,33 @@ export function overview(data, ctx) {
   const totals = data.totals;
   const series = data.series;
   const traded = totals.local_wh + totals.from_utility_wh + totals.to_utility_wh;
-  const intervalEnd = parseTime(current.interval) + data.grid.interval_minutes * 60_000;
-  const gate = parseTime(current.gate_closure);
-  const countdown = h("span", { class: "countdown", "data-gate": String(gate) }, duration((gate - ctx.gridNow()) / 1000));
-  ctx.onTick(() => {
-    const left = (gate - ctx.gridNow()) / 1000;
-    countdown.textContent = left > 0 ? duration(left) : "closed, clearing";
-  });
+  // The current interval and the next gate closure follow the grid's clock between
+  // updates (they are pure functions of the time and the grid's parameters).
+  const lengthMs = data.grid.interval_minutes * 60_000;
+  const gateMs = data.grid.gate_closure_seconds * 1000;
+  const intervalValue = h("span", {}, "");
+  const intervalDetail = h("span", {}, "");
+  const countdown = h("span", { class: "countdown" }, "");
+  const gateDetail = h("span", {}, "");
+  const update = () => {
+    const now = ctx.gridNow();
+    const start = Math.floor(now / lengthMs) * lengthMs;
+    intervalValue.textContent = `${hhmm(start)}–${hhmm(start + lengthMs)}`;
+    const known = start === parseTime(current.interval) ? `, ${current.state}` : "";
+    intervalDetail.textContent = `UTC${known}`;
+    // The next interval still taking orders: after the last whose gate has closed.
+    const next = Math.floor((now + gateMs) / lengthMs) * lengthMs + lengthMs;
+    countdown.textContent = duration((next - gateMs - now) / 1000);
+    gateDetail.textContent = `until orders for ${hhmm(next)} UTC close at ${hhmm(next - gateMs)} UTC`;
+  };
+  update();
+  ctx.onTick(update);
 
   const cards = h(
     "div",
     { class: "cards" },
-    card(
-      "Current interval",
-      `${hhmm(parseTime(current.interval))}–${hhmm(intervalEnd)}`,
-      `UTC; ${current.state}`,
-      { id: "current-interval" },
-    ),
-    card("Gate closure", countdown, `orders for ${hhmm(parseTime(current.next_interval))} UTC close at ${hhmm(gate)} UTC`),
+    card("Current interval", intervalValue, intervalDetail, { id: "current-interval" }),
+    card("Gate closure", countdown, gateDetail, { id: "gate-closure" }),
     card(
       "Participants",
       String(data.participants.active),
@@ -111,12 +120,13 @@ export function overview(data, ctx) {
   } else {
     charts.append(h("p", { class: "empty" }, `No interval cleared in the last ${data.window.hours} hours yet. Charts appear with the first market result.`));
   }
-  out.push(panel(`The last ${data.window.hours} hours`, charts));
-  out.push(
-    panel(
-      "Participants by zone",
+  charts.append(
+    h(
+      "div",
+      { class: "chart-figure" },
+      h("h3", { class: "figure-title" }, "Participants by zone"),
       table(
-        "Active participants per zone and role",
+        "Registered participants per zone and role",
         [
           { label: "Zone", value: (r) => zoneName(zones, r.zone) },
           { label: "Consumers", value: (r) => r.consumer, num: true },
@@ -129,6 +139,7 @@ export function overview(data, ctx) {
       ),
     ),
   );
+  out.push(panel(`The last ${data.window.hours} hours`, charts));
   out.push(
     h(
       "p",
