@@ -4,7 +4,8 @@ Routes (``install`` mounts them; the page is static, every byte of data
 needs the operator):
 
 * ``GET /`` and ``GET /dashboard`` redirect to ``/dashboard/`` (the page);
-  ``/dashboard/static/…`` are its script, style and icon (no CDN, no fonts).
+  ``/dashboard/static/…`` are its scripts, style and icon (no CDN, no fonts),
+  served from memory with an ETag.
 * ``GET /dashboard/api/overview?hours=24``, ``/market?interval=…``,
   ``/participants?limit&offset&zone``, ``/participants/{address}``,
   ``/payments``, ``/audit``: the JSON of each view
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import secrets
@@ -42,9 +44,8 @@ from typing import Any, Final
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from grid_server.service import dashboard as views
 from grid_server.service.grid import GridService
@@ -194,13 +195,49 @@ def _set_session(request: Request, response: Response, key: bytes) -> None:
 pages = APIRouter(include_in_schema=False)
 
 
-def _page() -> Response:
-    response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+@functools.cache
+def _files() -> dict[str, tuple[bytes, str, str]]:
+    """The page's files, read once: ``name -> (bytes, media type, ETag)``.
+
+    A few dozen kilobytes, served from memory: no file system access (and no
+    worker thread) per request.
+    """
+    out: dict[str, tuple[bytes, str, str]] = {}
+    for path in sorted(STATIC.iterdir()):
+        if path.suffix in _TYPES and path.is_file():
+            body = path.read_bytes()
+            out[path.name] = (
+                body,
+                _TYPES[path.suffix],
+                f'"{hashlib.sha256(body).hexdigest()[:20]}"',
+            )
+    return out
+
+
+def _file(request: Request, name: str) -> Response:
+    found = _files().get(name)
+    if found is None:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such file", "path")
+    body, media_type, etag = found
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "no-cache",  # revalidate: an upgraded server serves new files
+        "X-Content-Type-Options": "nosniff",
+    }
+    if name == "index.html":
+        headers["Content-Security-Policy"] = CSP
+        headers["Referrer-Policy"] = "no-referrer"
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 @pages.get("/")
@@ -214,8 +251,13 @@ async def dashboard_redirect() -> Response:
 
 
 @pages.get("/dashboard/")
-async def dashboard_page() -> Response:
-    return _page()
+async def dashboard_page(request: Request) -> Response:
+    return _file(request, "index.html")
+
+
+@pages.get("/dashboard/static/{name}")
+async def dashboard_file(request: Request, name: str) -> Response:
+    return _file(request, name)
 
 
 @pages.get("/dashboard/login")
@@ -457,7 +499,6 @@ def install(app: FastAPI) -> None:
     app.include_router(session_router)
     app.include_router(router)
     app.include_router(stream_router)
-    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
 
 __all__ = ["COOKIE", "install", "issue_ticket", "login_link", "operator_or_session"]

@@ -323,6 +323,12 @@ async def test_login_cookie_tickets_and_pages(tmp_path: Path) -> None:
             assert demo_link.startswith(f"{grid.url}/dashboard/login?ticket=")
             script = await http.get("/dashboard/static/app.js")
             assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+            assert script.content == (STATIC / "app.js").read_bytes()
+            etag = script.headers["etag"]
+            cached = await http.get("/dashboard/static/app.js", headers={"If-None-Match": etag})
+            assert cached.status_code == 304 and not cached.content
+            for missing in ("nothing.js", "..%2Fdashboard.py", "%2E%2E%2F%2E%2E%2Fapp.py"):
+                assert (await http.get(f"/dashboard/static/{missing}")).status_code == 404
             for path in ("overview", "market", "participants", "payments", "audit"):
                 refused = await http.get(f"/dashboard/api/{path}")
                 assert refused.status_code == 401

@@ -8,13 +8,16 @@ works, and the layout fits a phone. Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, WebSocketRoute
+from sqlalchemy import func, select
 
 from grid_server.api.dashboard import login_link
+from grid_server.storage.schema import events
 from tests.dashboard.browser import ARTIFACTS, browser, chromium_path, watched_page
 from tests.dashboard.populate import (
     Neighbourhood,
@@ -59,6 +62,13 @@ async def test_every_view_charts_and_a_live_update(tmp_path: Path) -> None:
         hood = await populate(grid)
         async with browser() as chromium, watched_page(chromium) as watched:
             page = watched.page
+            # The page's live stream passes through here, so the test can cut it.
+            streams: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+            def through(ws: WebSocketRoute) -> None:
+                streams.append((ws, ws.connect_to_server()))
+
+            await page.route_web_socket(re.compile(r".*/dashboard/api/stream.*"), through)
             # Logged out: the form asks for the operator token, the nav is hidden.
             await page.goto(f"{grid.url}/")
             await page.wait_for_selector("#login:not([hidden])", timeout=TIMEOUT_MS)
@@ -76,6 +86,7 @@ async def test_every_view_charts_and_a_live_update(tmp_path: Path) -> None:
             await page.screenshot(
                 path=str(ARTIFACTS / "dashboard-overview-live.png"), full_page=True
             )
+            await check_reconnect(page, hood, streams)
             await check_other_views(page, hood)
             assert watched.problems() == []
 
@@ -143,6 +154,33 @@ async def check_live_update(page: Page, hood: Neighbourhood) -> None:
     assert t.strftime("%Y-%m-%dT%H:%M:%SZ") in [p["interval"] for p in data["series"]]
     assert len(await values(page, "#savings-chart circle.point")) == len(data["series"])
     assert "cleared" in await page.inner_text("#live")
+
+
+async def check_reconnect(
+    page: Page, hood: Neighbourhood, streams: list[tuple[WebSocketRoute, WebSocketRoute]]
+) -> None:
+    """The stream drops; what the grid did meanwhile arrives after the page reconnects."""
+    grid = hood.grid
+    async with grid.grid.db.read() as conn:
+        seen = int(await conn.scalar(select(func.max(events.c.id))) or 0)
+    assert len(streams) == 1
+    # The first connection began before the live update's events.
+    assert int(streams[0][0].url.rpartition("since=")[2]) < seen
+    cleared_before = int(await card(page, "intervals-cleared"))
+    page_side, server_side = streams[0]
+    await server_side.close()
+    await page_side.close(code=1012, reason="test: the grid restarts")
+    await page.wait_for_selector("#live.warn", timeout=TIMEOUT_MS)  # "Reconnecting in 1 s"
+    await trade_interval(hood, 0, meter=False)  # while the page is not connected
+    await page.wait_for_function(
+        f"() => Number(document.querySelector('#intervals-cleared .value').textContent) > "
+        f"{cleared_before}",
+        timeout=TIMEOUT_MS,
+    )
+    await page.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+    # It resumed from the last event it had seen, with no reload.
+    assert len(streams) == 2 and streams[1][0].url.endswith(f"?since={seen}")
+    assert await page.evaluate("window.__notReloaded") is True
 
 
 async def check_other_views(page: Page, hood: Neighbourhood) -> None:
