@@ -167,6 +167,15 @@ async def test_savings_and_energy_reconcile_with_fills(hood: Neighbourhood) -> N
         }
     people = (await get(grid, "participants"))["participants"]
     assert {p["name"] for p in people} == set(hood.members)
+    # Pages, by zone and name.
+    assert [(p["zone"], p["name"]) for p in people] == sorted(
+        (p["zone"], p["name"]) for p in people
+    )
+    page = await get(grid, "participants", params={"limit": 2, "offset": 2})
+    assert (page["total"], page["limit"], page["offset"]) == (5, 2, 2)
+    assert [p["name"] for p in page["participants"]] == [p["name"] for p in people[2:4]]
+    south = await get(grid, "participants", params={"zone": "south"})
+    assert sorted(p["name"] for p in south["participants"]) == ["Cy", "Di"]
     total_nano = 0
     for p in people:
         own = [r for r in rows if r.address == p["address"]]

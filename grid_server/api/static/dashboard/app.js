@@ -13,6 +13,7 @@ const TITLES = {
   audit: "Audit",
 };
 const REFRESH_DELAY_MS = 250;
+const PAGE = 200; // households per page
 const MIN_REFRESH_GAP_MS = 1000;
 
 const state = {
@@ -121,8 +122,15 @@ async function load(view, arg) {
       return [await api("overview")];
     case "market":
       return [await api(arg ? `market?interval=${encodeURIComponent(arg)}` : "market")];
-    case "participants":
-      return Promise.all([api("participants"), arg ? api(`participants/${encodeURIComponent(arg)}`) : null]);
+    case "participants": {
+      // #participants/page/<n> pages through the households; #participants/<address> adds one.
+      const page = arg && arg.startsWith("page/") ? Math.max(1, Number(arg.slice(5)) || 1) : 1;
+      const address = arg && !arg.startsWith("page/") ? arg : null;
+      return Promise.all([
+        api(`participants?limit=${PAGE}&offset=${(page - 1) * PAGE}`),
+        address ? api(`participants/${encodeURIComponent(address)}`) : null,
+      ]);
+    }
     case "payments":
       return [await api("payments")];
     case "audit":

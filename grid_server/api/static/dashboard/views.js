@@ -418,8 +418,9 @@ export function participants(data, ctx, detail) {
       h(
         "p",
         { class: "detail" },
-        `${data.total} households${data.total > data.participants.length ? `, showing ${data.participants.length}` : ""}. Energy traded in the market; net money settled (positive: paid, negative: earned); savings against the utility's prices.`,
+        `${data.total} households${data.total > data.participants.length ? `, showing ${data.offset + 1}–${data.offset + data.participants.length}` : ""}. Energy traded in the market; net money settled (positive: paid, negative: earned); savings against the utility's prices.`,
       ),
+      data.total > data.limit ? pager(data, ctx) : null,
       table(
         "Households: energy, money, savings and statements",
         [
@@ -441,6 +442,18 @@ export function participants(data, ctx, detail) {
     ),
   );
   return out;
+}
+
+function pager(data, ctx) {
+  const page = Math.floor(data.offset / data.limit) + 1;
+  const pages = Math.ceil(data.total / data.limit);
+  return h(
+    "nav",
+    { class: "interval-nav", "aria-label": "Pages of households" },
+    h("button", { type: "button", class: "secondary", disabled: page <= 1, onclick: () => ctx.go(`participants/page/${page - 1}`) }, "← Previous"),
+    h("span", {}, `page ${page} of ${pages}`),
+    h("button", { type: "button", class: "secondary", disabled: page >= pages, onclick: () => ctx.go(`participants/page/${page + 1}`) }, "Next →"),
+  );
 }
 
 function statementsCell(st) {
