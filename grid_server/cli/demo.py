@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
         "--speed",
         type=positive(float),
         help="simulated seconds per real second (default 300: an interval every 3 s; "
-        "slower above 60 households, so the machine keeps up)",
+        "above 60 households 300 x (60/N)^1.2, so a 2-core machine keeps up)",
     )
     parser.add_argument(
         "--days",
@@ -100,7 +100,7 @@ def register(subparsers: Any) -> None:
         choices=("auto", "stream", "poll"),
         default="auto",
         help="how households learn results: live stream or polling "
-        "(default auto: stream up to 1,000 households)",
+        "(default auto: stream up to 200 households)",
     )
     parser.add_argument(
         "--no-clouds", action="store_true", help="clear sky every day (clouds are on by default)"
