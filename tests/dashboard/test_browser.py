@@ -230,10 +230,9 @@ async def check_other_views(page: Page, hood: Neighbourhood) -> None:
     assert "not recorded" in await page.inner_text("section[data-view=audit]")
 
 
-async def test_login_link_phone_layout_and_logout(tmp_path: Path) -> None:
+async def test_new_grid_login_link_phone_layout_and_logout(tmp_path: Path) -> None:
     async with run_grid_server(f"sqlite:///{tmp_path / 'grid.db'}", grid=grid_config()) as grid:
-        hood = await join_all(grid)
-        await trade_interval(hood, 0)
+        hood = await join_all(grid)  # nothing traded yet
         async with (
             browser() as chromium,
             watched_page(chromium, width=390, height=844, scale=2) as watched,
@@ -242,13 +241,28 @@ async def test_login_link_phone_layout_and_logout(tmp_path: Path) -> None:
             # The demo's one-time link logs in and leaves no ticket in the address bar.
             link = login_link(grid.app, grid.url)
             await page.goto(link)
-            await page.wait_for_selector("#energy-chart", timeout=TIMEOUT_MS)
+            await page.wait_for_selector("text=No interval cleared", timeout=TIMEOUT_MS)
             assert page.url == f"{grid.url}/dashboard/"
+            await page.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+            # A new grid: every view says what is not there yet.
+            for view, ready in (
+                ("market", ".zone-curve"),
+                ("participants", "section[data-view=participants] tbody tr"),
+                ("payments", "text=No payment yet."),
+                ("audit", "text=No interval has been closed yet."),
+            ):
+                await open_view(page, grid.url, view, ready)
+            await open_view(page, grid.url, "overview", "text=No interval cleared")
+            # The first cleared interval draws the charts, live.
+            await trade_interval(hood, 0)
+            await page.wait_for_selector("#energy-chart", timeout=TIMEOUT_MS)
+            await page.wait_for_function(
+                "() => !document.querySelector('[aria-busy=true]')", timeout=TIMEOUT_MS
+            )
             # Nothing wider than a phone's screen: the page does not scroll sideways.
-            width = await page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 390
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390
             await page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-            await open_view(page, grid.url, "market", ".zone-curve")
+            await open_view(page, grid.url, "market", ".zone-curve .clearing")
             assert await page.evaluate("document.documentElement.scrollWidth") <= 390
             await page.get_by_role("button", name="Log out").click()
             await page.wait_for_selector("#login:not([hidden])", timeout=TIMEOUT_MS)

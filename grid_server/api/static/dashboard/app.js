@@ -29,6 +29,8 @@ const state = {
   lastRefresh: 0,
   loggedIn: false,
   renders: 0,
+  seq: 0,
+  inflight: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -146,14 +148,25 @@ async function render() {
   state.view = view;
   state.arg = arg;
   show(view);
-  const section = document.querySelector(`[data-view="${view}"]`);
-  const content = section.querySelector(".content");
-  section.setAttribute("aria-busy", "true");
+  // The newest render wins; the page is busy while any is loading.
+  const seq = ++state.seq;
+  state.inflight += 1;
+  document.querySelector(`[data-view="${view}"]`).setAttribute("aria-busy", "true");
+  try {
+    await renderView(view, arg, changed, seq);
+  } finally {
+    state.inflight -= 1;
+    if (state.inflight === 0) {
+      for (const section of document.querySelectorAll("[aria-busy]")) section.removeAttribute("aria-busy");
+    }
+  }
+}
+
+async function renderView(view, arg, changed, seq) {
   let data;
   try {
     data = await load(view, arg);
   } catch (err) {
-    section.removeAttribute("aria-busy");
     if (err instanceof Unauthenticated) {
       showLogin("Please log in again.");
       return;
@@ -161,13 +174,14 @@ async function render() {
     setStatus(`Could not load: ${err.message || err}`, "error");
     return;
   }
-  if (view !== state.view || arg !== state.arg) return; // navigated away meanwhile
+  if (seq !== state.seq) return; // a newer render (or another view) took over
   if (view === "overview") {
     setCurrency(data[0].grid.currency);
     $("grid-name").textContent = data[0].grid.name;
     if (state.lastEvent === null) state.lastEvent = data[0].last_event;
     setClock(data[0].clock);
   }
+  const content = document.querySelector(`[data-view="${view}"] .content`);
   // Keep open data tables open across live refreshes.
   const open = new Set([...content.querySelectorAll("details[open]")].map((d) => d.dataset.key));
   const scrollY = window.scrollY;
@@ -181,7 +195,6 @@ async function render() {
   if (!changed) window.scrollTo(0, scrollY);
   state.renders += 1;
   document.body.dataset.renders = String(state.renders);
-  section.removeAttribute("aria-busy");
   state.lastRefresh = performance.now();
 }
 
