@@ -188,6 +188,8 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             if household.connected:
                 await household.pay_due(dt_util.now().date())
                 await household.refresh_wallet()
+                if household.receipts.pending:
+                    await household.check_receipts()
             await self.async_save()
             self._update_issues(now)
             self.async_set_updated_data(household.snapshot(now))

@@ -41,4 +41,10 @@ async def async_get_config_entry_diagnostics(
         "unpaid_statements": [s.id for s in snapshot.unpaid],
         "failed_payments": dict(snapshot.failed_payments),
         "meters": state["trackers"],
+        "receipts": {
+            "last_verified": state["receipts"]["last_verified"],
+            "verified": state["receipts"]["verified_count"],
+            "waiting": len(state["receipts"]["pending"]),
+            "failures": state["receipts"]["failures"],
+        },
     }

@@ -26,6 +26,7 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
+from custom_components.p2p_energy.diagnostics import async_get_config_entry_diagnostics
 from tests.support.grid_server import RunningGrid
 
 from .conftest import (
@@ -150,6 +151,15 @@ async def test_producer_and_consumer_trade_settle_and_get_statements(
         Decimal("0.22") * buy["energy_wh"] / 1000
     )
     assert consumer.runtime_data.household.snapshot(START).readings_pending == 0
+
+    # Its readings and orders are in the grid's log: the receipts verify
+    # offline against the bytes Home Assistant itself sent.
+    await walk(hass, grid, clock, meters, START.replace(minute=47))
+    keeper = consumer.runtime_data.household.receipts
+    assert keeper.verified_count > 0
+    assert keeper.failures == {}
+    diagnostics = await async_get_config_entry_diagnostics(hass, consumer)
+    assert diagnostics["receipts"]["last_verified"]["envelope_type"] in ("readings", "orders")
 
     # Two hours on: intervals are delivered, settled and grouped into the
     # 10:00-11:00 statement, which both households receive.
