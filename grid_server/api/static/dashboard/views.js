@@ -326,6 +326,8 @@ export function market(data, ctx) {
           { name: "supply (sell orders)", cls: "supply" },
           { name: "demand (buy orders)", cls: "demand" },
           { name: "clearing price", cls: "clearing" },
+          { name: "sold", cls: "clearing", kind: "ring" },
+          { name: "bought", cls: "clearing", kind: "dot" },
           { name: "retail / feed-in", cls: "ref", dash: true },
         ]), summary),
         dataTable(
