@@ -52,7 +52,6 @@ from .const import (
     DOMAIN,
     KEY_GENERATE,
     KEY_IMPORT,
-    LOGGER,
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
@@ -116,7 +115,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._user_input = {**user_input, CONF_NAME: user_input[CONF_NAME].strip()}
                 if user_input[CONF_KEY_SOURCE] == KEY_IMPORT:
                     return await self.async_step_import_key()
-                return await self._async_join(KeyPair.generate(), "user")
+                return await self._async_join(KeyPair.generate())
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, user_input),
@@ -133,7 +132,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             except CryptoError:
                 errors[CONF_SECRET_KEY] = "invalid_key"
             else:
-                return await self._async_join(keys, "import_key")
+                return await self._async_join(keys)
         return self.async_show_form(
             step_id="import_key",
             data_schema=vol.Schema(
@@ -146,7 +145,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
-    async def _async_join(self, keys: KeyPair, step_id: str) -> ConfigFlowResult:
+    async def _async_join(self, keys: KeyPair) -> ConfigFlowResult:
         url = self._user_input[CONF_GRID_URL].rstrip("/")
         client = create_client(self.hass, url, keys)
         errors: dict[str, str] = {}
@@ -188,9 +187,8 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                     CONF_AUTO_PAY: True,
                 },
             )
-        if step_id == "import_key":
-            # Errors about the grid or invitation belong on the first form.
-            step_id = "user"
+        # Errors about the grid or the invitation belong on the first form,
+        # also when the key was imported.
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, self._user_input),
@@ -238,6 +236,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
+        placeholders = {"reason": ""}
         if user_input is not None:
             url = user_input[CONF_GRID_URL].rstrip("/")
             client = create_client(self.hass, url, keys_from_entry(entry.data))
@@ -250,8 +249,8 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             except GridUnavailable:
                 errors["base"] = "cannot_connect"
             except ProtocolError as exc:
-                errors["base"] = "grid_refused"
-                LOGGER.debug("reconfigure refused: %s", exc)
+                errors["base"] = "key_refused"
+                placeholders["reason"] = exc.message
             if not errors:
                 return self.async_update_reload_and_abort(entry, data_updates={CONF_GRID_URL: url})
         return self.async_show_form(
@@ -261,7 +260,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                 user_input or {CONF_GRID_URL: entry.data[CONF_GRID_URL]},
             ),
             errors=errors,
-            description_placeholders={"reason": ""},
+            description_placeholders=placeholders,
         )
 
 
