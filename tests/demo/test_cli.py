@@ -60,28 +60,43 @@ def test_ctrl_c_stops_cleanly_and_says_where_the_database_is(
 ) -> None:
     database = tmp_path / "demo.db"
     started = demo_cli._View.started
+    running = threading.Event()
+    timers: list[threading.Timer] = []
+
+    def ctrl_c() -> None:
+        # Only while the demo runs (and its handler is installed): a stray
+        # SIGINT would stop the test run itself.
+        if running.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
 
     def started_then_interrupt(self: Any, info: Any) -> None:
         started(self, info)
+        running.set()
         # Ctrl-C a few simulated intervals later.
-        threading.Timer(2.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        timers.append(threading.Timer(2.5, ctrl_c))
+        timers[-1].start()
 
     monkeypatch.setattr(demo_cli._View, "started", started_then_interrupt)
-    status = main(
-        [
-            "demo",
-            "--households",
-            "4",
-            "--speed",
-            "900",
-            "--port",
-            "0",
-            "--database",
-            str(database),
-            "--start",
-            "2026-06-15T10:00:00Z",
-        ]
-    )
+    try:
+        status = main(
+            [
+                "demo",
+                "--households",
+                "4",
+                "--speed",
+                "900",
+                "--port",
+                "0",
+                "--database",
+                str(database),
+                "--start",
+                "2026-06-15T10:00:00Z",
+            ]
+        )
+    finally:
+        running.clear()
+        for timer in timers:
+            timer.cancel()
     out = capsys.readouterr().out
     assert status == 0  # stopping an open-ended demo is how it ends
     assert "4 households" in out
