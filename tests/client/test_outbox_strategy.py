@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from p2p_energy_client.household import _close_enough
 from p2p_energy_client.outbox import Outbox
-from p2p_energy_client.protocol import Reading, Side
+from p2p_energy_client.protocol import OrderSpec, Reading, Side
 from p2p_energy_client.strategy import (
     Expectation,
     Forecaster,
@@ -74,3 +75,15 @@ def test_forecaster_learns_profile_and_persistence() -> None:
     assert with_forecast is not None and with_forecast.production_wh == 50
     restored = Forecaster.from_state(forecaster.to_state())
     assert restored.expect(T0 + Q) == forecaster.expect(T0 + Q)
+
+
+def test_small_forecast_changes_do_not_replace_orders() -> None:
+    placed = (OrderSpec("auto-sell-1", Side.SELL, 1000, "0.1000"),)
+    assert _close_enough((OrderSpec("auto-sell-1", Side.SELL, 1040, "0.1000"),), placed)
+    assert not _close_enough((OrderSpec("auto-sell-1", Side.SELL, 1060, "0.1000"),), placed)
+    assert not _close_enough((OrderSpec("auto-sell-1", Side.SELL, 1000, "0.1100"),), placed)
+    assert not _close_enough((OrderSpec("auto-buy-1", Side.BUY, 1000, "0.3000"),), placed)
+    assert not _close_enough((), placed)
+    assert _close_enough((), ())
+    small = (OrderSpec("auto-sell-1", Side.SELL, 100, "0.1000"),)
+    assert _close_enough((OrderSpec("auto-sell-1", Side.SELL, 120, "0.1000"),), small)

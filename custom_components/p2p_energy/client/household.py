@@ -307,13 +307,16 @@ class Household:
         limits = self.limits()
         for k in range(self.options.trade_ahead):
             interval = first + k * self.interval
-            expectation = self._forecaster().expect(interval, solar_forecast_wh)
+            # An external forecast covers the next hour only.
+            within_hour = interval - now < timedelta(hours=1)
+            forecast = solar_forecast_wh if within_hour else None
+            expectation = self._forecaster().expect(interval, forecast)
             if expectation is None:
                 return changed
             plan = plan_orders(self.options.strategy, expectation, limits)
             key = interval.isoformat()
             previous = self._s.placed.get(key, ())
-            if plan == previous:
+            if _close_enough(plan, previous):
                 continue
             stale = tuple(o.id for o in previous if o.id not in {p.id for p in plan})
             try:
@@ -622,6 +625,23 @@ def _load_state(state: Mapping[str, Any] | None, interval_minutes: int) -> _Stat
         if tracker.interval_minutes != interval_minutes:
             raise ValueError("stored meter state is for another interval length")
     return s
+
+
+# A forecast that moved by less than this is not worth a new order: every
+# re-placement costs the household a signed request and the grid a write.
+REPLAN_MIN_WH: Final = 25
+REPLAN_MIN_FRACTION: Final = 0.05
+
+
+def _close_enough(plan: tuple[OrderSpec, ...], placed: tuple[OrderSpec, ...]) -> bool:
+    """True when ``plan`` differs from what is placed only by a small energy change."""
+    if [(o.id, o.side, o.price) for o in plan] != [(o.id, o.side, o.price) for o in placed]:
+        return False
+    return all(
+        abs(new.energy_wh - old.energy_wh)
+        <= max(REPLAN_MIN_WH, REPLAN_MIN_FRACTION * old.energy_wh)
+        for new, old in zip(plan, placed, strict=True)
+    )
 
 
 def _reading_index(field_path: str | None) -> int | None:
