@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from grid_server.config import Settings
 from grid_server.domain.clock import Clock
@@ -39,9 +40,32 @@ _STATUS_CODES = {
 }
 
 
+class GridApp(FastAPI):
+    """FastAPI, with the signed-write routes served straight from ASGI (the hot path).
+
+    ``POST`` to one of :data:`~grid_server.api.envelopes.ENVELOPE_ROUTES` goes
+    to :func:`~grid_server.api.envelopes.asgi_intake` without FastAPI's
+    middleware, routing and request objects; it answers exactly what the
+    FastAPI route would (the route stays, for the OpenAPI document and for
+    other methods). Everything else is FastAPI's.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            expected = envelopes.ENVELOPE_ROUTES.get(path)
+            if expected is not None:
+                await envelopes.asgi_intake(self.state.grid, expected, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings, clock: Clock | None = None, grid: GridService | None = None
-) -> FastAPI:
+) -> GridApp:
     grid = grid or GridService(settings, clock)
 
     @asynccontextmanager
@@ -52,7 +76,7 @@ def create_app(
         finally:
             await grid.stop()
 
-    app = FastAPI(
+    app = GridApp(
         title="p2p_energy grid server",
         version="1",
         summary="Peer-to-peer neighbourhood energy market: signed writes, reads, live events.",

@@ -1,13 +1,27 @@
-"""Signed writes: every route takes one envelope and hands it to the writer."""
+"""Signed writes: every route takes one envelope and hands it to the writer.
+
+The routes below describe the API (OpenAPI) and serve it through FastAPI.
+Their requests are the grid's hot path, so :func:`asgi_intake` also serves
+them as a plain ASGI handler that :class:`grid_server.api.app.GridApp` calls
+before FastAPI's middleware and routing: the same :func:`accept` runs either
+way and answers the same bytes, statuses and errors.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from grid_server.domain.audit_envelopes import signed_bytes
+from grid_server.service.grid import GridService
 from p2p_energy_client import api as shapes
 from p2p_energy_client.protocol import (
+    ERRORS,
     MAX_BODY_BYTES,
     ErrorCode,
     ProtocolError,
@@ -16,7 +30,18 @@ from p2p_energy_client.protocol import (
 
 from .common import ENVELOPE_ERRORS, JSON, client_address, error_responses, grid_of
 
+_LOGGER = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api/v1", tags=["signed writes"])
+
+# Path → the payload type its route takes (the routes are declared below).
+ENVELOPE_ROUTES: dict[str, str] = {
+    "/api/v1/participants": "join",
+    "/api/v1/sessions": "session",
+    "/api/v1/assets": "assets",
+    "/api/v1/readings": "readings",
+    "/api/v1/orders": "orders",
+}
 
 _INVITATION_ERRORS = {
     str(ErrorCode.INVITATION_UNKNOWN),
@@ -26,36 +51,48 @@ _INVITATION_ERRORS = {
 }
 
 
-async def read_body(request: Request) -> bytes:
-    length = request.headers.get("content-length")
+def _too_large() -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.TOO_LARGE, f"the body may have at most {MAX_BODY_BYTES} bytes", "body"
+    )
+
+
+async def collect_body(length: str | None, chunks: AsyncIterator[bytes]) -> bytes:
+    """The request body, refused as soon as it is known to exceed the limit."""
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"the body may have at most {MAX_BODY_BYTES} bytes", "body"
-        )
-    chunks: list[bytes] = []
+        raise _too_large()
+    parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE, f"the body may have at most {MAX_BODY_BYTES} bytes", "body"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise _too_large()
+        parts.append(chunk)
+    return b"".join(parts)
 
 
-async def intake(request: Request, expected: str) -> Response:
-    grid = grid_of(request)
+async def read_body(request: Request) -> bytes:
+    return await collect_body(request.headers.get("content-length"), request.stream())
+
+
+async def accept(
+    grid: GridService,
+    expected: str,
+    address: str,
+    length: str | None,
+    chunks: AsyncIterator[bytes],
+) -> tuple[int, bytes]:
+    """Read, check and hand to the writer one envelope of type ``expected``: (status, body)."""
     if not grid.ready:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
-    address = client_address(request)
     grid.limiter.check_address(address)
-    raw = await read_body(request)
+    raw = await collect_body(length, chunks)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.MALFORMED, f"the body is not JSON: {exc}", "body") from exc
-    envelope = open_envelope(value)
+    # The canonical JSON by orjson where that provably gives the RFC 8785 bytes.
+    envelope = open_envelope(value, signed_bytes)
     if envelope.payload.type != expected:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
@@ -70,7 +107,69 @@ async def intake(request: Request, expected: str) -> Response:
         code = orjson.loads(outcome.body).get("error", {}).get("code")
         if code in _INVITATION_ERRORS:
             grid.limiter.record_join_failure(address)
-    return Response(outcome.body, status_code=outcome.status, media_type=JSON)
+    return outcome.status, outcome.body
+
+
+async def intake(request: Request, expected: str) -> Response:
+    status, body = await accept(
+        grid_of(request),
+        expected,
+        client_address(request),
+        request.headers.get("content-length"),
+        request.stream(),
+    )
+    return Response(body, status_code=status, media_type=JSON)
+
+
+async def asgi_intake(
+    grid: GridService, expected: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """:func:`intake` as a bare ASGI handler (see the module documentation)."""
+    try:
+        length: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value.decode("latin-1")
+                break
+        client = scope.get("client")
+        address = client[0] if client else "?"
+        status, body = await accept(grid, expected, address, length, _chunks(receive))
+    except ProtocolError as exc:
+        grid.metrics.rejections.labels(str(exc.code)).inc()
+        status, body = exc.status, orjson.dumps(exc.to_wire())
+    except _Disconnected:
+        return
+    except Exception:
+        _LOGGER.exception("unexpected error on %s", scope.get("path"))
+        error = ProtocolError(ErrorCode.UNAVAILABLE, "internal error; retry later")
+        status, body = ERRORS[ErrorCode.UNAVAILABLE][0], orjson.dumps(error.to_wire())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 def _doc(model: type, *extra: ErrorCode) -> dict[int | str, dict[str, object]]:

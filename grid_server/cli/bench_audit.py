@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import random
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -95,14 +96,19 @@ async def _bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         build_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="p2p-bench-audit-cp-") as folder:
         checkpoint = Path(folder) / "checkpoint.json"
+        cpu_before = _cpu_seconds()
         report = await verify_log(url, workers=args.workers, checkpoint=checkpoint)
+        cpu = _cpu_seconds() - cpu_before
         again = None
         if args.incremental and report.ok:
+            cpu_before = _cpu_seconds()
             again = await verify_log(url, workers=args.workers, checkpoint=checkpoint)
+            again_cpu = _cpu_seconds() - cpu_before
     incremental = {}
     if again is not None:
         incremental = {
             "incremental_seconds": round(again.seconds, 2),
+            "incremental_cpu_seconds": round(again_cpu, 1),
             "incremental_entries_per_s": round(again.entries_per_second),
             "incremental_ok": again.ok,
         }
@@ -115,6 +121,9 @@ async def _bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "intervals": report.intervals_compared,
         "workers": args.workers,
         "seconds": round(report.seconds, 2),
+        # CPU of this process and its signature workers: on a busy machine,
+        # entries / (cpu_seconds / cores) estimates the time with the cores free.
+        "cpu_seconds": round(cpu, 1),
         "entries_per_s": round(report.entries_per_second),
         "envelopes_per_s": round(report.envelopes / report.seconds) if report.seconds else 0,
         "build_seconds": round(build_seconds, 1),
@@ -122,6 +131,13 @@ async def _bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "problem": None if report.problem is None else str(report.problem),
         **incremental,
     }
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 async def _entries(url: str) -> int:
@@ -159,7 +175,14 @@ async def build(url: str, *, entries: int, households: int, seed: int) -> None:
         settlement_window_seconds=900,
         order_horizon_seconds=6 * 3600,
     )
-    settings = Settings(database_url=url, grid=config, run_cycle=False, writer_max_batch=1024)
+    settings = Settings(
+        database_url=url,
+        grid=config,
+        run_cycle=False,
+        writer_max_batch=1024,
+        # A throwaway key for the grid's ledger account (no key file is written).
+        ledger_key=KeyPair.generate().seed_hex,
+    )
     clock = ManualClock(START)
     grid = GridService(settings, clock)
     await grid.open()
