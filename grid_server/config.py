@@ -295,6 +295,14 @@ class Settings(BaseSettings):
     ledger_key_file: Path | None = None
     run_cycle: bool = True
     migrate_on_start: bool = True
+    # Test-only, off by default (tests/production): grid time read from this
+    # file, so several worker processes share a clock the test moves
+    # (``grid_server.domain.clock.FileClock``) ...
+    test_clock_file: Path | None = None
+    # ... and named points where the process halts so a test can kill -9 it
+    # there (``grid_server.service.faults``). Never set these in production.
+    test_faults: str | None = None
+    test_fault_dir: Path | None = None
     grid: GridConfig = GridConfig()
 
 

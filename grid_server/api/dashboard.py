@@ -169,7 +169,8 @@ def _authenticated(request: Request | WebSocket, grid: GridService) -> bool:
     return _valid_session(_key(grid), request.cookies.get(COOKIE), time.time())
 
 
-def operator_or_session(request: Request) -> None:
+async def operator_or_session(request: Request) -> None:
+    """The operator's bearer token or session cookie (async: no worker thread per request)."""
     if not _authenticated(request, grid_of(request)):
         raise ProtocolError(
             ErrorCode.UNAUTHENTICATED,
@@ -349,7 +350,7 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return int(value)
 
 
-@router.post("/tickets", summary="A one-time login link for the dashboard")
+@router.post("/tickets", status_code=201, summary="A one-time login link for the dashboard")
 async def create_ticket(request: Request) -> Response:
     grid = grid_of(request)
     ticket = issue_ticket(grid)

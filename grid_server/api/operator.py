@@ -18,7 +18,9 @@ router = APIRouter(
     prefix="/api/v1/operator",
     tags=["operator"],
     dependencies=[Depends(check_operator)],
-    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD),
+    responses=error_responses(
+        ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN
+    ),
 )
 
 
@@ -59,7 +61,7 @@ class ZoneRequest(BaseModel):
     capacity_down_wh: int | None = None
 
 
-@router.post("/invitations", summary="Issue a one-time invitation code")
+@router.post("/invitations", status_code=201, summary="Issue a one-time invitation code")
 async def create_invitation(request: Request, body: InvitationRequest) -> Response:
     grid = grid_of(request)
     expires: datetime | None = None

@@ -162,7 +162,9 @@ class MintRequest(BaseModel):
     memo: str | None = None
 
 
-@operator_router.post("/ledger/mint", summary="Mint local-ledger money for an address")
+@operator_router.post(
+    "/ledger/mint", status_code=201, summary="Mint local-ledger money for an address"
+)
 async def mint(request: Request, body: MintRequest) -> Response:
     grid = grid_of(request)
     if not is_address(body.address):

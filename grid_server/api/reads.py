@@ -6,13 +6,14 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from grid_server.service import queries
 from p2p_energy_client import api as shapes
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
 from .common import (
+    JSON,
     READ_ERRORS,
     authenticate,
     bearer,
@@ -26,6 +27,66 @@ from .common import (
 
 router = APIRouter(prefix="/api/v1")
 MAX_RANGE = timedelta(days=31)
+
+_STRING = {"type": "string"}
+_INT = {"type": "integer"}
+_PRICE_STEP = {
+    "type": "object",
+    "required": ["effective_from", "retail", "feed_in"],
+    "properties": {"effective_from": _STRING, "retail": _STRING, "feed_in": _STRING},
+}
+# The wire form of ``GridInfo.to_wire`` (its ledger fields are nested under "ledger").
+GRID_INFO_SCHEMA = {
+    "type": "object",
+    "required": [
+        *("grid", "name", "currency", "interval_minutes", "gate_closure_seconds"),
+        *("settlement_window_seconds", "settlement_period_seconds", "order_horizon_seconds"),
+        *("max_clock_skew_seconds", "prices", "price_schedule", "zones", "ledger", "now"),
+        "protocol_version",
+    ],
+    "properties": {
+        **dict.fromkeys(("grid", "name", "currency", "now"), _STRING),
+        **dict.fromkeys(
+            (
+                "interval_minutes",
+                "gate_closure_seconds",
+                "settlement_window_seconds",
+                "settlement_period_seconds",
+                "order_horizon_seconds",
+                "max_clock_skew_seconds",
+                "protocol_version",
+            ),
+            _INT,
+        ),
+        "prices": _PRICE_STEP,
+        "price_schedule": {"type": "array", "items": _PRICE_STEP},
+        "zones": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "parent", "fee"],
+                "properties": {
+                    "id": _STRING,
+                    "name": {"type": ["string", "null"]},
+                    "parent": {"type": ["string", "null"]},
+                    "fee": _STRING,
+                    "capacity_up_wh": {"type": ["integer", "null"]},
+                    "capacity_down_wh": {"type": ["integer", "null"]},
+                },
+            },
+        },
+        "ledger": {
+            "type": "object",
+            "required": ["kind", "address"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["local", "iota"]},
+                "address": {"type": ["string", "null"]},
+                "network": _STRING,
+                "node_url": _STRING,
+            },
+        },
+    },
+}
 
 
 def _range(request: Request) -> tuple[object, object]:
@@ -55,7 +116,7 @@ async def health(request: Request) -> Response:
     "/grid",
     tags=["public"],
     summary="The grid's parameters",
-    responses={200: {"model": shapes.GridInfo}},
+    responses={200: {"content": {JSON: {"schema": GRID_INFO_SCHEMA}}}},
 )
 async def grid_info(request: Request) -> Response:
     grid = grid_of(request)
@@ -222,7 +283,7 @@ async def get_statement(request: Request, statement_id: str) -> Response:
 metrics_router = APIRouter(tags=["operations"])
 
 
-@metrics_router.get("/metrics", summary="Prometheus metrics")
+@metrics_router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     grid = grid_of(request)
     return Response(generate_latest(grid.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 
@@ -72,5 +73,33 @@ class ManualClock:
 
     def seconds_until(self, moment: datetime) -> float:
         if moment <= self._now:
+            return 0.0
+        return self.poll
+
+
+class FileClock:
+    """Grid time read from a file that a test writes (test-only; off unless configured).
+
+    Several worker processes (``p2p-grid serve --workers N``, or servers on
+    other ports) share one clock that the test moves, like a
+    :class:`ManualClock` across processes: the file holds one UTC timestamp
+    (``2026-11-27T10:30:00Z``), replaced atomically by the test. Setting:
+    ``P2P_TEST_CLOCK_FILE``. Like ``ManualClock``, ``seconds_until`` never
+    promises more than ``poll`` real seconds, so a sleeper notices a jump.
+    """
+
+    def __init__(self, path: Path, poll: float = 0.2) -> None:
+        self.path = path
+        self.poll = poll
+        self.now()  # fail at start, not at the first request
+
+    def now(self) -> datetime:
+        moment = datetime.fromisoformat(self.path.read_text().strip().replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError(f"{self.path}: the time must be UTC (end it with Z)")
+        return moment.astimezone(UTC)
+
+    def seconds_until(self, moment: datetime) -> float:
+        if moment <= self.now():
             return 0.0
         return self.poll

@@ -315,6 +315,7 @@ class IntervalCycle:
                 for pid, fl in per_participant.items()
             )
             await add_events(conn, events, now, postgres=db.is_postgres)
+            await grid.faults.reach("cycle.clear", format_utc(t))
         grid.hub.notify()
         grid.metrics.clearing_seconds.observe(time.perf_counter() - started)
         grid.metrics.intervals.labels("cleared").inc()
@@ -417,6 +418,7 @@ class IntervalCycle:
                 now,
                 postgres=db.is_postgres,
             )
+            await grid.faults.reach("cycle.settle", format_utc(t))
         grid.hub.notify()
         grid.metrics.settlement_seconds.observe(time.perf_counter() - started)
         grid.metrics.intervals.labels("settled").inc()

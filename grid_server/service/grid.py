@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from grid_server.config import GridConfig, PriceConfig, Settings, ZoneConfig
-from grid_server.domain.clock import Clock, SystemClock
+from grid_server.domain.clock import Clock, FileClock, SystemClock
 from grid_server.domain.schedule import Schedule
 from grid_server.storage import audit_log
 from grid_server.storage.db import Database, advisory_key
@@ -21,6 +21,7 @@ from p2p_energy_client.protocol import canonical_json
 from p2p_energy_client.units import format_price, format_utc, parse_price
 
 from .events import NOTIFY_CHANNEL, EventHub
+from .faults import Faults
 from .ingest import Writer
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -33,7 +34,11 @@ class GridService:
         self.settings = settings
         self.config: GridConfig = settings.grid
         self.grid_id = self.config.id
-        self.clock: Clock = clock or SystemClock()
+        if clock is None:
+            clock = (
+                FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+            )
+        self.clock: Clock = clock
         self.schedule = Schedule(
             self.config.interval_minutes,
             self.config.gate_closure_seconds,
@@ -43,6 +48,8 @@ class GridService:
         )
         self.db = Database(settings.database_url)
         self.metrics = Metrics()
+        # Test-only halting points (off unless P2P_TEST_FAULTS is set).
+        self.faults = Faults(settings.test_faults, settings.test_fault_dir)
         self.hub = EventHub()
         self.writer = Writer(self, settings.writer_max_batch)
         self.limiter = RateLimiter(settings)

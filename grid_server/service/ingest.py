@@ -208,7 +208,7 @@ class Writer:
 
         grid = self.grid
         db = grid.db
-        async with db.write() as conn:
+        async with db.write_batch() as conn:
             # Interval locks before the chain head (the cycle takes them in the
             # same order), so a worker clearing an interval never deadlocks
             # with one accepting orders or readings for it.
@@ -243,6 +243,9 @@ class Writer:
             await handlers.prefetch(ctx, batch)
             outcomes = [await self._apply_one(ctx, sub, stored, handlers) for sub in batch]
             await self._flush(ctx)
+            if grid.faults.armed:  # test-only: halt before the commit (see faults.py)
+                readings = any(isinstance(s.envelope.payload.body, Readings) for s in batch)
+                await grid.faults.reach("ingest.commit", "readings" if readings else "")
         return outcomes, ctx
 
     async def _apply_one(

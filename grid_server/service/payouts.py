@@ -403,6 +403,7 @@ class PayoutWorker:
                     now,
                 )
                 await self._record_done(conn, payout, report)
+                await self.grid.faults.reach("payout.send", payout.tx_id)
         except TransferRefused as exc:
             await self._record_failed(payout, f"{exc.code}: {exc.message}", report)
             return
