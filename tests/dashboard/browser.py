@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -80,12 +80,13 @@ async def watched_page(
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: watched.errors.append(f"page error: {exc}"))
-    page.on(
-        "requestfailed",
-        lambda request: watched.failed_requests.append(
-            f"request failed: {request.url} ({request.failure})"
-        ),
-    )
+
+    def on_failed(request: Request) -> None:
+        # ERR_ABORTED: the browser cancelled it (the test navigated away meanwhile).
+        if request.failure != "net::ERR_ABORTED":
+            watched.failed_requests.append(f"request failed: {request.url} ({request.failure})")
+
+    page.on("requestfailed", on_failed)
     try:
         yield watched
     finally:

@@ -21,8 +21,10 @@ import pytest
 from sqlalchemy import func, select
 
 from grid_server.api.dashboard import COOKIE, LOGIN_FAILURES_PER_HOUR, STATIC
+from grid_server.cli.audit import record as record_verification
 from grid_server.demo import stats
 from grid_server.demo.runner import dashboard_url
+from grid_server.service.audit_verify import verify_log
 from grid_server.storage.schema import (
     audit_roots,
     fills,
@@ -304,6 +306,14 @@ async def test_market_payments_statements_overdue_and_audit(hood: Neighbourhood)
     assert audit["anchoring"]["enabled"] is False  # the local ledger anchors nothing
     assert all(r["anchor"] is None for r in audit["roots"])
     assert audit["verification"] is None
+    # ``p2p-grid audit verify`` records its result; the view shows the latest.
+    report = await verify_log(grid.grid.settings.database_url, workers=0)
+    assert report.ok, report.problem
+    await record_verification(grid.grid.settings.database_url, report)
+    checked = (await get(grid, "audit"))["verification"]
+    assert checked["ok"] is True and checked["problem"] is None
+    assert (checked["first_seq"], checked["last_seq"]) == (1, report.last_seq)
+    assert checked["entries"] == report.entries and checked["tables_compared"] is True
 
 
 # --- login -----------------------------------------------------------------------------

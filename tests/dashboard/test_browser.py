@@ -238,6 +238,7 @@ async def test_new_grid_login_link_phone_layout_and_logout(tmp_path: Path) -> No
             watched_page(chromium, width=390, height=844, scale=2) as watched,
         ):
             page = watched.page
+            ARTIFACTS.mkdir(exist_ok=True)
             # The demo's one-time link logs in and leaves no ticket in the address bar.
             link = login_link(grid.app, grid.url)
             await page.goto(link)

@@ -143,6 +143,7 @@ async function load(view, arg) {
 }
 
 async function render() {
+  if (!state.loggedIn) return;
   const { view, arg } = parseHash();
   const changed = view !== state.view || arg !== state.arg;
   state.view = view;
