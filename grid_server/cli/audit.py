@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,11 @@ def register(subparsers: Any) -> None:
         "again (if its chain hash still matches); rewritten after a successful run",
     )
     verify.add_argument("--json", action="store_true", help="print the summary as JSON")
+    verify.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record the result in the database (the dashboard shows the last one)",
+    )
     verify.set_defaults(func=run_verify)
 
     roots = commands.add_parser("roots", help="list interval Merkle roots and their anchors")
@@ -114,11 +120,34 @@ def run_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"p2p-grid audit verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.no_record:
+        asyncio.run(record(settings.database_url, report))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(describe(report))
     return 0 if report.ok else EXIT_INCONSISTENT
+
+
+async def record(database_url: str, report: VerifyReport) -> None:
+    """Keep the result for the dashboard (``audit_verifications``; not a log entry)."""
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            await audit_store.record_verification(
+                conn,
+                report.grid,
+                ok=report.ok,
+                first_seq=report.first_seq,
+                last_seq=report.last_seq,
+                entries=report.entries,
+                state_checked=report.state_checked,
+                problem=None if report.problem is None else str(report.problem),
+                seconds=report.seconds,
+                at=datetime.now(UTC),
+            )
+    finally:
+        await db.dispose()
 
 
 def _grid_node(settings: Settings) -> str | None:

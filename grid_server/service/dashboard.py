@@ -43,6 +43,7 @@ import orjson
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.storage import audit_store
 from grid_server.storage.schema import (
     audit_anchor_attempts,
     audit_anchors,
@@ -1052,8 +1053,21 @@ async def audit_view(grid: GridService) -> dict[str, Any]:
             )
             or 0
         )
+        last_check = await audit_store.latest_verification(conn, grid.grid_id)
     audit = grid.config.audit
     anchoring = grid.config.ledger.kind == LedgerKind.IOTA and audit.anchor
+    verification = None
+    if last_check is not None:
+        verification = {
+            "ok": bool(last_check.ok),
+            "at": format_utc(last_check.verified_at),
+            "first_seq": int(last_check.first_seq),
+            "last_seq": int(last_check.last_seq),
+            "entries": int(last_check.entries),
+            "tables_compared": bool(last_check.state_checked),
+            "problem": last_check.problem,
+            "seconds": round(float(last_check.seconds), 2),
+        }
 
     def anchor_of(seq: int) -> dict[str, Any] | None:
         for a in anchors:
@@ -1103,9 +1117,7 @@ async def audit_view(grid: GridService) -> dict[str, Any]:
             "pending_attempts": attempts,
             "last": None if not anchors else anchor_of(int(anchors[0].last_root_seq)),
         },
-        # ``p2p-grid audit verify`` does not record its result in the database
-        # yet; the page says so and shows how to run it.
-        "verification": None,
+        "verification": verification,
     }
 
 

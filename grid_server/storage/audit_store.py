@@ -39,7 +39,7 @@ from p2p_energy_client.receipts import (
 
 from . import audit_log
 from .db import Database, advisory_key
-from .schema import audit_anchors, audit_roots, chain_heads, log_entries
+from .schema import audit_anchors, audit_roots, audit_verifications, chain_heads, log_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +362,45 @@ async def anchor_count(conn: AsyncConnection, grid: str) -> int:
     )
 
 
+async def record_verification(
+    conn: AsyncConnection,
+    grid: str,
+    *,
+    ok: bool,
+    first_seq: int,
+    last_seq: int,
+    entries: int,
+    state_checked: bool,
+    problem: str | None,
+    seconds: float,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        insert(audit_verifications).values(
+            grid=grid,
+            ok=ok,
+            first_seq=first_seq,
+            last_seq=last_seq,
+            entries=entries,
+            state_checked=state_checked,
+            problem=problem,
+            seconds=seconds,
+            verified_at=at,
+        )
+    )
+
+
+async def latest_verification(conn: AsyncConnection, grid: str) -> Row[tuple[object, ...]] | None:
+    return (
+        await conn.execute(
+            select(audit_verifications)
+            .where(audit_verifications.c.grid == grid)
+            .order_by(audit_verifications.c.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+
+
 __all__ = [
     "ClosedRoot",
     "anchor_count",
@@ -371,7 +410,9 @@ __all__ = [
     "entry_header",
     "latest_anchor",
     "latest_root",
+    "latest_verification",
     "receipt",
+    "record_verification",
     "root_covering",
     "roots_between",
     "unanchored_roots",

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -379,6 +380,24 @@ audit_anchors = Table(
     Column("log_seq", BigInteger, nullable=False),  # the anchor's own log entry
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("grid", "last_root_seq"),
+)
+
+# Results of ``p2p-grid audit verify`` (for the dashboard and monitoring).
+# Not part of the log: a verification checks the log, it does not change it.
+audit_verifications = Table(
+    "audit_verifications",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("grid", String(64), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("state_checked", Boolean, nullable=False),
+    Column("problem", Text),
+    Column("seconds", Float, nullable=False),
+    Column("verified_at", UTCDateTime, nullable=False),
+    Index("ix_audit_verifications_grid", "grid", "id"),
 )
 
 # Signed anchoring transactions, stored before they are sent: after a crash

@@ -13,12 +13,16 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_socket
+from sqlalchemy import select
 
 from grid_server.cli.main import main
 from grid_server.service.audit_verify import verify_log
+from grid_server.storage.db import Database
+from grid_server.storage.schema import audit_verifications
 from p2p_energy_client.protocol import canonical_json
 from tests.support.grid_server import POSTGRES_ENV, PostgresDatabases, sqlite_url
 
@@ -108,6 +112,21 @@ def test_the_command_line(surgeon: Surgeon, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert out.startswith("OK: grid test-grid, entries 1–")
     assert "entries/s" in out and "the tables match the log" in out
+    # The result is recorded for the dashboard (unless --no-record).
+    assert main(["audit", "verify", "--database-url", url, "--no-state", "--no-record"]) == 0
+    rows = asyncio.run(_verifications(url))
+    assert [(r.ok, r.first_seq, r.state_checked, r.problem) for r in rows] == [
+        (True, 1, True, None)
+    ]
+
+
+async def _verifications(url: str) -> list[Any]:
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            return list((await conn.execute(select(audit_verifications))).all())
+    finally:
+        await db.dispose()
 
 
 async def test_the_log_refuses_updates_and_deletes(surgeon: Surgeon) -> None:

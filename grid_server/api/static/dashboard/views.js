@@ -616,7 +616,11 @@ export function audit(data) {
     card(
       "Last verification",
       data.verification ? (data.verification.ok ? "OK" : "INCONSISTENT") : "not recorded",
-      data.verification ? when(data.verification.at) : h("span", {}, "run ", h("code", {}, "p2p-grid audit verify")),
+      data.verification
+        ? `${when(data.verification.at)}: entries ${data.verification.first_seq}–${data.verification.last_seq}` +
+            (data.verification.problem ? ` (${data.verification.problem})` : "")
+        : h("span", {}, "run ", h("code", {}, "p2p-grid audit verify")),
+      { id: "last-verification" },
     ),
   );
   return [
