@@ -57,6 +57,11 @@ def signal_event(entry_id: str) -> str:
     return f"{DOMAIN}_{entry_id}_event"
 
 
+# Stream events after which the household's balance has changed.
+WALLET_EVENTS: Final = frozenset({"payment", "statement"})
+STREAM_SAVE_DELAY: Final = 2.0
+
+
 def create_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
     return Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}")
 
@@ -92,6 +97,11 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self._last_event_at: datetime | None = None
         self._started_at = dt_util.utcnow()
         self._tick_running = False
+        # Work done once per interval (or when something changed), not every tick.
+        self._wallet_checked: datetime | None = None
+        self._receipts_checked: datetime | None = None
+        self._saved: dict[str, Any] | None = None
+        self._traded: tuple[datetime, int | None] | None = None
         household.on_event = self._on_household_event
 
     # -- start and stop -----------------------------------------------------------------
@@ -113,12 +123,26 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             self.hass, self._run_stream(), f"{DOMAIN} live stream {entry.title}"
         )
 
-    async def async_save(self) -> None:
+    def _state(self) -> dict[str, Any]:
         state = self.household.to_state()
         payer_state = getattr(self.household.payer, "to_state", None)
         if payer_state is not None:
             state["payer"] = payer_state()
+        return state
+
+    async def async_save(self, *, if_changed: bool = False) -> None:
+        """Write the household's state now (unchanged state: only when not ``if_changed``)."""
+        state = self._state()
+        if if_changed and state == self._saved:
+            return
         await self._store.async_save(state)
+        self._saved = state
+
+    @callback
+    def _publish(self, snapshot: Snapshot) -> None:
+        # Entities are written only when something they show changed.
+        if snapshot != self.data:
+            self.async_set_updated_data(snapshot)
 
     # -- meters -----------------------------------------------------------------------------
 
@@ -169,32 +193,73 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self.config_entry.async_create_task(self.hass, self.async_tick(), "p2p_energy tick")
 
     async def async_tick(self) -> None:
-        """Send readings, trade, pay; then save and publish. Never runs twice at once."""
+        """Send readings, trade, pay; then save and publish. Never runs twice at once.
+
+        Runs every minute, but most minutes nothing is due: the work (and the
+        state written, the entities updated) happens only when something
+        changed, so an idle minute costs next to nothing.
+        """
         if self._tick_running:
             return
         self._tick_running = True
         try:
             now = dt_util.utcnow()
             household = self.household
-            household.collect(now)
-            await self.async_save()  # finished readings are safe before we try to send
-            await household.report(now)
+            was_connected = household.connected
+            changed = False
+            if household.collect(now):
+                await self.async_save()  # finished readings are safe before we try to send
+                self._traded = None  # the forecast learned from them
+                changed = True
+            changed |= await household.report(now) > 0
             # While the grid is unreachable one failed call per tick is
             # enough; the rest would only wait for the same timeouts.
             if household.connected or household.last_contact is None:
-                await household.trade(now, self._solar_forecast_wh())
+                changed |= await self._trade(now)
             if household.connected and not self._stream_alive(now):
                 await household.refresh(now)
+                changed = True
             if household.connected:
-                await household.pay_due(dt_util.now().date())
-                await household.refresh_wallet()
-                if household.receipts.pending:
-                    await household.check_receipts()
-            await self.async_save()
-            self._update_issues(now)
-            self.async_set_updated_data(household.snapshot(now))
+                changed |= await self._settle_up(now)
+            changed |= household.connected != was_connected
+            if changed:
+                await self.async_save(if_changed=True)
+            if changed or not household.connected:
+                self._update_issues(now)
+            self._publish(household.snapshot(now))
         finally:
             self._tick_running = False
+
+    async def _trade(self, now: datetime) -> bool:
+        """Re-plan when the open intervals or the forecast moved, or the last try failed."""
+        forecast = self._solar_forecast_wh()
+        key = (self.household.next_open_interval(now), forecast)
+        if key == self._traded:
+            return False
+        changed = await self.household.trade(now, forecast) > 0
+        self._traded = key if self.household.connected else None
+        return changed
+
+    async def _settle_up(self, now: datetime) -> bool:
+        """Pay what is due; read the wallet and fetch receipts when they can have changed."""
+        household = self.household
+        problems = (dict(household.failed_payments), set(household.over_cap))
+        paid = await household.pay_due(dt_util.now().date())
+        interval = household.current_interval(now)
+        changed = bool(paid) or problems != (household.failed_payments, set(household.over_cap))
+        # The balance moves with payments and payouts, both announced on the
+        # stream; otherwise once an interval is enough.
+        if paid or self._wallet_checked != interval:
+            before = household.wallet
+            await household.refresh_wallet()
+            self._wallet_checked = interval
+            changed |= household.wallet != before
+        # Receipts come when an interval's root closes: once an interval.
+        if household.receipts.pending and self._receipts_checked != interval:
+            await household.check_receipts()
+            self._receipts_checked = interval
+            changed = True
+        return changed
 
     async def _async_update_data(self) -> Snapshot:
         """Polling fallback; the stream and the tick push data in between."""
@@ -218,8 +283,12 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             async for event in self.client.events(since=self.household.last_event_id):
                 self._last_event_at = dt_util.utcnow()
                 self.household.handle_event(event)
-                self.async_set_updated_data(self.household.snapshot(self._last_event_at))
-                await self.async_save()
+                if event.kind in WALLET_EVENTS:
+                    self._wallet_checked = None  # read the balance at the next tick
+                self._publish(self.household.snapshot(self._last_event_at))
+                # Events come in bursts at gate closure and settlement: one
+                # write for the burst (a lost one only means events resent).
+                self._store.async_delay_save(self._state, STREAM_SAVE_DELAY)
         except (ProtocolError, GridUnavailable) as exc:
             LOGGER.warning("Live stream from the grid stopped: %s; polling instead", exc)
 
