@@ -15,9 +15,9 @@ own machines) and posted by a lean keep-alive HTTP client
 when the grid has answered 200, which it does only after the commit.
 
 * Without ``--seconds`` each household sends one report (N reports).
-* With ``--seconds S`` the run is sustained: households report interval
-  after interval (the current one, then the ones before it, all inside the
-  settlement window), round after round, until S seconds have passed. A
+* With ``--seconds S`` the run is sustained: households report the current
+  interval round after round (after the first round as corrections: a new
+  value, the old one kept in the history) until S seconds have passed. A
   household's next report goes out only after its previous one was answered.
 * ``--rate R`` sends at a fixed R reports/s (open loop; latency counts from
   when a report was due) instead of as fast as the connections allow.
@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ from .bench_support import (
 # Pre-signed reports per second of --seconds when no --rate is given: more
 # than the server is expected to take, so the run ends by time.
 PRESIGN_RATE = 2_500
-# Rounds stay this many intervals inside the settlement window (default 25 h).
+# At most this many rounds (reports per household) are signed in advance.
 MAX_ROUNDS = 90
 
 
@@ -167,10 +167,16 @@ async def _measure(
     reports: list[bytes] = []
     report_owners: list[int] = []
     for r in range(rounds):
-        t = current - timedelta(minutes=minutes * r)
+        # Assets exist from their declaration on, so every round reports the
+        # current interval; rounds after the first are corrections (a new value,
+        # the old one kept in the history): as much work as a first report.
         for i in range(n):
             reading = Readings(
-                (Reading(t, "pv", 100 + (i + r) % 900), Reading(t, "main", 200 + (i * 7 + r) % 700))
+                (
+                    Reading(current, "pv", 100 + (i + r) % 900),
+                    Reading(current, "main", 200 + (i * 7 + r) % 700),
+                ),
+                correction=r > 0,
             )
             reports.append(signed(i, 2 + r, reading))
             report_owners.append(i)
