@@ -62,6 +62,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # Clear big books off the event loop so requests keep flowing meanwhile.
 THREAD_CLEARING_ORDERS = 20_000
+# Ids per ``IN (...)`` list: a query may have at most 32,767 parameters (asyncpg).
+IN_LIST_SLICE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,10 +484,11 @@ class IntervalCycle:
         pids = {r.participant_id for r in fill_rows} | set(produced) | set(consumed)
         addresses: dict[int, str] = {}
         zone_of: dict[int, str] = {}
-        if pids:
+        ids = sorted(pids)
+        for first in range(0, len(ids), IN_LIST_SLICE):
             for r in await conn.execute(
                 select(participants.c.id, participants.c.address, participants.c.zone).where(
-                    participants.c.id.in_(pids)
+                    participants.c.id.in_(ids[first : first + IN_LIST_SLICE])
                 )
             ):
                 addresses[r.id] = r.address

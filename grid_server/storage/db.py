@@ -68,7 +68,9 @@ class Database:
             if parsed.database in (None, "", ":memory:"):
                 raise ValueError("SQLite needs a file (an in-memory database is not shared)")
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.write_engine = create_async_engine(self.url, poolclass=NullPool)
+            # Kept open between transactions: opening an aiosqlite connection
+            # (a thread, the pragmas) costs more than most write transactions.
+            self.write_engine = create_async_engine(self.url, pool_size=2, max_overflow=10)
             self.read_engine = create_async_engine(self.url, pool_size=pool_size)
             for engine, begin in (
                 (self.write_engine, "BEGIN IMMEDIATE"),
