@@ -24,6 +24,7 @@ from p2p_energy_client.units import format_nano
 BENCH_MODULES: tuple[str, ...] = (
     "grid_server.cli.bench_ingest",
     "grid_server.cli.bench_audit",
+    "grid_server.cli.bench_interval",
 )
 
 WELFARE_REL_TOL = 1e-9
