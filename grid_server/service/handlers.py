@@ -100,6 +100,7 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
     """Load in a few queries what the batch's handlers will look at."""
     pids: set[int] = set()
     reading_keys: set[tuple[int, datetime]] = set()
+    order_keys: set[tuple[int, datetime]] = set()
     touched: set[datetime] = set()
     for sub in batch:
         participant = ctx.participants.get(sub.envelope.sender)
@@ -112,6 +113,7 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
                 reading_keys.add((participant.id, r.interval))
                 touched.add(r.interval)
         elif isinstance(body, Orders):
+            order_keys.add((participant.id, body.interval))
             touched.add(body.interval)
     conn = ctx.conn
     asset_cache: dict[int, list[AssetRow]] = defaultdict(list)
@@ -150,6 +152,18 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
                 row.recorded_at,
             )
     ctx.cache["readings"] = reading_cache
+    # The books the batch's orders envelopes change: (participant, interval) → id → order.
+    books: dict[tuple[int, datetime], dict[str, OrderView]] = {key: {} for key in order_keys}
+    if order_keys:
+        query = select(orders).where(
+            orders.c.participant_id.in_({p for p, _ in order_keys}),
+            orders.c.interval_start.in_({i for _, i in order_keys}),
+        )
+        for row in await conn.execute(query):
+            book = books.get((row.participant_id, row.interval_start))
+            if book is not None:
+                book[row.order_id] = _order_view(row)
+    ctx.cache["order_books"] = books
     states: dict[datetime, str] = {}
     if touched:
         for row in await conn.execute(
@@ -523,14 +537,20 @@ async def _orders(
             "payload.interval",
         )
     conn = ctx.conn
-    existing = {
-        row.order_id: OrderView(row.order_id, row.side, row.energy_wh, row.price, row.zone)
-        for row in await conn.execute(
-            select(orders).where(
-                orders.c.interval_start == interval, orders.c.participant_id == participant.id
+    books: dict[tuple[int, datetime], dict[str, OrderView]] = ctx.cache.setdefault(
+        "order_books", {}
+    )
+    key = (participant.id, interval)
+    existing = books.get(key)
+    if existing is None:  # not prefetched (joined in this batch, or called directly)
+        existing = {
+            row.order_id: _order_view(row)
+            for row in await conn.execute(
+                select(orders).where(
+                    orders.c.interval_start == interval, orders.c.participant_id == participant.id
+                )
             )
-        )
-    }
+        }
     book: dict[str, OrderView] = {} if body.replace_all else dict(existing)
     for order_id in body.cancel:
         # Cancelling an order that is not (or no longer) there is a no-op.
@@ -553,36 +573,55 @@ async def _orders(
         await ctx.grid.payments.check_buy_allowed(
             conn, participant.id, ctx.now, f"payload.place[{first_buy}].side"
         )
-    await conn.execute(
-        delete(orders).where(
-            orders.c.interval_start == interval, orders.c.participant_id == participant.id
-        )
-    )
-    envelope_seq = ctx.next_log_seq()
-    if book:
-        await conn.execute(
-            insert(orders),
-            [
-                {
-                    "interval_start": interval,
-                    "participant_id": participant.id,
-                    "order_id": o.id,
-                    "side": o.side,
-                    "energy_wh": o.energy_wh,
-                    "price": o.price,
-                    "price_ticks": _ticks(o.price),
-                    "zone": o.zone,
-                    "envelope": envelope_seq,
-                    "placed_at": ctx.now,
-                }
-                for o in book.values()
-            ],
-        )
+    # Valid: the book replaces the stored one when the batch is written (every
+    # order then carries the envelope that last changed the book).
+    books[key] = book
+    ctx.cache.setdefault("order_envelopes", {})[key] = ctx.next_log_seq()
+    if _flush_orders not in ctx.flushers:
+        ctx.flushers.append(_flush_orders)
     ctx.count("orders_placed", len(body.place))
     result = OrderBook(
         interval, schedule.gate_closure(interval), tuple(sorted(book.values(), key=_order_key))
     )
     return Handled(result.to_wire(), participant.id)
+
+
+async def _flush_orders(ctx: TxContext) -> None:
+    """The books the batch changed: the stored ones deleted, the new inserted (executemany)."""
+    changed: dict[tuple[int, datetime], int] = ctx.cache.pop("order_envelopes", {})
+    if not changed:
+        return
+    books: dict[tuple[int, datetime], dict[str, OrderView]] = ctx.cache["order_books"]
+    conn = ctx.conn
+    await conn.execute(
+        delete(orders).where(
+            orders.c.interval_start == bindparam("k_interval"),
+            orders.c.participant_id == bindparam("k_pid"),
+        ),
+        [{"k_interval": interval, "k_pid": pid} for pid, interval in changed],
+    )
+    rows = [
+        {
+            "interval_start": interval,
+            "participant_id": pid,
+            "order_id": o.id,
+            "side": o.side,
+            "energy_wh": o.energy_wh,
+            "price": o.price,
+            "price_ticks": _ticks(o.price),
+            "zone": o.zone,
+            "envelope": envelope_seq,
+            "placed_at": ctx.now,
+        }
+        for (pid, interval), envelope_seq in changed.items()
+        for o in books[(pid, interval)].values()
+    ]
+    if rows:
+        await conn.execute(insert(orders), rows)
+
+
+def _order_view(row: Any) -> OrderView:
+    return OrderView(row.order_id, row.side, row.energy_wh, row.price, row.zone)
 
 
 def _order_key(order: OrderView) -> tuple[str, str]:
