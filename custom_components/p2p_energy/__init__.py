@@ -10,6 +10,7 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 from homeassistant.util import dt as dt_util
 
@@ -119,7 +120,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
             await holder["coordinator"].async_save()
 
     try:
-        payer = make_payer(client, grid, state=(state or {}).get("payer"), save=save_payer)
+        payer = make_payer(
+            client,
+            grid,
+            state=(state or {}).get("payer"),
+            save=save_payer,
+            session=async_get_clientsession(hass),
+        )
     except LedgerError as exc:
         LOGGER.warning("Statements cannot be paid from here: %s", exc)
         payer = None

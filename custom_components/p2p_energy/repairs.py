@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homeassistant import data_entry_flow
 from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
@@ -27,6 +28,12 @@ class PayOverCapFlow(ConfirmRepairFlow):
         if entry is None:
             return self.async_abort(
                 reason="payment_failed", description_placeholders={"message": "membership removed"}
+            )
+        if entry.state is not ConfigEntryState.LOADED:
+            # Disabled, reloading or retrying set-up: nothing can pay now.
+            return self.async_abort(
+                reason="payment_failed",
+                description_placeholders={"message": "membership not loaded; try again later"},
             )
         data = entry.runtime_data
         statement = data.household.unpaid.get(self.statement_id) or await data.client.statement(

@@ -106,6 +106,17 @@ async def test_statement_that_cannot_be_paid(
     assert statement.id in household.unpaid
     assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
 
+    # Confirmed while the membership is unloaded (disabled, reloading): nothing
+    # can pay, and the flow says so instead of failing.
+    flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "payment_failed"
+    assert "not loaded" in result["description_placeholders"]["message"]
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+
     # The owner opens the repair again, but removes the membership before confirming.
     flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
     assert await hass.config_entries.async_remove(entry.entry_id)

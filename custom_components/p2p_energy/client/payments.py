@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+import aiohttp
+
 from .api import GridClient, GridInfo, PaymentResult, Statement
 from .ledger.base import LedgerError, TxStatus
 from .ledger.iota import (
@@ -294,11 +296,14 @@ def make_payer(
     iota: IotaLedger | IotaConfig | str | None = None,
     state: Mapping[str, Any] | None = None,
     save: SaveState | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> LocalPayer | IotaPayer:
     """The payer for the grid's ledger.
 
     For IOTA give ``iota``: a ledger, a config, or a node URL (default: the
     node the grid publishes, else the IOTA Foundation's node of its network).
+    A ledger made here uses ``session`` (the caller's, which it closes) when
+    given, else one of its own.
     """
     if grid.ledger_kind == LedgerKind.LOCAL:
         return LocalPayer(client, currency=grid.currency)
@@ -307,11 +312,11 @@ def make_payer(
     if isinstance(iota, IotaLedger):
         ledger = iota
     elif iota is not None:
-        ledger = IotaLedger(iota)
+        ledger = IotaLedger(iota, session=session)
     elif grid.ledger_node_url is not None:
-        ledger = IotaLedger(grid.ledger_node_url)
+        ledger = IotaLedger(grid.ledger_node_url, session=session)
     elif grid.ledger_network is not None:
-        ledger = IotaLedger(IotaConfig.for_network(grid.ledger_network))
+        ledger = IotaLedger(IotaConfig.for_network(grid.ledger_network), session=session)
     else:
         raise LedgerError("no_node", "the grid names no IOTA node or network; configure one")
     return IotaPayer(client, ledger, state=state, save=save)
