@@ -28,7 +28,7 @@ from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
 from . import audit, dashboard, envelopes, operator, reads, stream
 from . import payments as payment_routes
-from .common import error_response
+from .common import error_response, error_responses
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,12 +130,23 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["Error"] = ERROR_SCHEMA
             components["Envelope"] = ENVELOPE_SCHEMA
+            _document_unparsable_bodies(schema)
             schema["info"]["description"] = error_table_markdown()
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _document_unparsable_bodies(schema: dict[str, Any]) -> None:
+    """Every operation that takes a body answers a body that is not JSON with 400 ``malformed``."""
+    malformed = error_responses(ErrorCode.MALFORMED)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                for status, response in malformed.items():
+                    operation.setdefault("responses", {}).setdefault(str(status), response)
 
 
 ERROR_SCHEMA: dict[str, Any] = {
