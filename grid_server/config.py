@@ -142,7 +142,7 @@ class LedgerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ledger(self) -> LedgerConfig:
-        from grid_server.domain.ledger.rates import parse_rate, rate_from_price  # noqa: PLC0415
+        from p2p_energy_client.units import parse_rate, rate_from_price  # noqa: PLC0415
 
         if self.address is not None and not is_address(self.address):
             raise ValueError("ledger.address must be 0x and 64 lowercase hex digits")

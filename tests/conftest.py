@@ -8,6 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.client_alias import install as install_client_alias
+
+# Before anything imports the integration: its client is p2p_energy_client's modules.
+install_client_alias()
+
 DATA = Path(__file__).parent / "data"
 
 

@@ -14,9 +14,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 from homeassistant.util import dt as dt_util
 
-from .api import client_from_entry
 from .assets import asset_of, declarations, meter_entities, subentry_items
-from .client.api import GridUnavailable
+from .client.grid_client import GridUnavailable
 from .client.household import Household, TradingOptions
 from .client.ledger.base import LedgerError
 from .client.payments import make_payer
@@ -39,6 +38,7 @@ from .const import (
 )
 from .coordinator import P2PCoordinator, create_store
 from .data import P2PConfigEntry, P2PData
+from .membership import client_from_entry
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [

@@ -20,10 +20,9 @@ from homeassistant.config_entries import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import selector
 
-from .api import create_client, keys_from_entry
 from .assets import declarations, new_asset_id
-from .client.api import GridClient, GridUnavailable
 from .client.crypto import CryptoError, KeyPair
+from .client.grid_client import GridClient, GridUnavailable
 from .client.metering import ENERGY_UNITS_TO_WH
 from .client.protocol import ErrorCode, ProtocolError, SourceKind, check_name
 from .client.strategy import StrategyKind
@@ -55,6 +54,7 @@ from .const import (
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
+from .membership import create_client, keys_from_entry
 
 _INVITATION_ERRORS = {
     ErrorCode.INVITATION_UNKNOWN: "invalid_invitation",

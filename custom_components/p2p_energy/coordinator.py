@@ -26,7 +26,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .client.api import GridClient, GridUnavailable
+from .client.grid_client import GridClient, GridUnavailable
 from .client.household import Household, HouseholdEvent, Snapshot
 from .client.metering import MeteringError, parse_state, to_wh
 from .client.protocol import ProtocolError

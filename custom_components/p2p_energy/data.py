@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 
-from .client.api import GridClient, GridInfo
+from .client.grid_client import GridClient
 from .client.household import Household
+from .client.models import GridInfo
 
 if TYPE_CHECKING:
     from .coordinator import P2PCoordinator

@@ -20,7 +20,8 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
 
-from .client.api import GridUnavailable, Statement
+from .client.grid_client import GridUnavailable
+from .client.models import Statement
 from .client.protocol import OrderSpec, ProtocolError, Side, check_id
 from .client.units import UnitError, format_utc, is_interval_start, parse_price
 from .const import CONF_GRID_URL, DOMAIN

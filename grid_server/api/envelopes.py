@@ -17,15 +17,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from grid_server.domain.audit_envelopes import signed_bytes
 from grid_server.service.grid import GridService
-from p2p_energy_client import api as shapes
+from p2p_energy_client import models as shapes
 from p2p_energy_client.protocol import (
     ERRORS,
     MAX_BODY_BYTES,
     ErrorCode,
     ProtocolError,
-    open_envelope,
+    parse_envelope,
 )
 
 from .common import ENVELOPE_ERRORS, JSON, client_address, error_responses, grid_of
@@ -87,12 +86,7 @@ async def accept(
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
     grid.limiter.check_address(address)
     raw = await collect_body(length, chunks)
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.MALFORMED, f"the body is not JSON: {exc}", "body") from exc
-    # The canonical JSON by orjson where that provably gives the RFC 8785 bytes.
-    envelope = open_envelope(value, signed_bytes)
+    envelope = parse_envelope(raw)
     if envelope.payload.type != expected:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,

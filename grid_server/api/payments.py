@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from grid_server.domain.ledger import verify_chain
-from p2p_energy_client import api as shapes
+from p2p_energy_client import models as shapes
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.ledger.local import check_memo, is_tx_id
 from p2p_energy_client.protocol import MAX_SEQ, ErrorCode, ProtocolError, open_envelope

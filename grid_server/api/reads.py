@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
 from grid_server.service import queries
-from p2p_energy_client import api as shapes
+from p2p_energy_client import models as shapes
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
 from .common import (

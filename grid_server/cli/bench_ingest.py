@@ -45,7 +45,6 @@ from typing import Any
 
 import orjson
 
-from grid_server.domain.audit_envelopes import signed_bytes
 from p2p_energy_client.crypto import KeyPair, b64encode
 from p2p_energy_client.protocol import (
     Assets,
@@ -58,6 +57,7 @@ from p2p_energy_client.protocol import (
     Readings,
     SourceDecl,
     SourceKind,
+    canonical_json,
 )
 from p2p_energy_client.units import interval_start
 
@@ -214,7 +214,7 @@ def sign_fast(keys: KeyPair, grid: str, seq: int, body: Body) -> bytes:
     """A signed envelope's bytes, as ``protocol.sign`` makes them but a little cheaper."""
     header = Header(grid, keys.address, seq, datetime.now(UTC).replace(microsecond=0))
     payload = Payload(header, body).to_wire()
-    signature = keys.sign(signed_bytes(payload))
+    signature = keys.sign(canonical_json(payload))
     envelope = {
         "payload": payload,
         "public_key": keys.public_key_b64,

@@ -52,7 +52,6 @@ import orjson
 from sqlalchemy import func, select, text
 
 from grid_server.config import GridConfig, LedgerConfig, Settings
-from grid_server.domain.audit_envelopes import signed_bytes
 from grid_server.domain.clock import ManualClock
 from grid_server.service import operator as ops
 from grid_server.service.grid import GridService
@@ -84,6 +83,7 @@ from p2p_energy_client.protocol import (
     Side,
     SourceDecl,
     SourceKind,
+    canonical_json,
 )
 
 from .bench_support import load_average, scratch_database
@@ -254,7 +254,7 @@ class _Bench:
             self.seqs[i] += 1
             payload = Payload(Header(grid_id, keys.address, self.seqs[i], ts), body)
             wire_payload = payload.to_wire()
-            signed = signed_bytes(wire_payload)
+            signed = canonical_json(wire_payload)
             signature = keys.sign(signed)
             wire = {
                 "payload": wire_payload,

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from p2p_energy_client.api import GridClient, GridInfo, GridUnavailable
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient, GridUnavailable
 from p2p_energy_client.household import (
     Asset,
     Household,
@@ -36,6 +36,7 @@ from p2p_energy_client.household import (
     PaymentPort,
     TradingOptions,
 )
+from p2p_energy_client.models import GridInfo
 from p2p_energy_client.protocol import MeterDecl, ProtocolError, SourceDecl, SourceKind
 from p2p_energy_client.strategy import StrategyKind
 

@@ -323,9 +323,3 @@ class Neighbourhood:
             totals[BATTERY] = float(self.battery_out_wh[index])
             totals[BATTERY_CHARGE] = float(self.battery_in_wh[index])
         return totals
-
-    def net_export_w(self) -> FloatArray:
-        """Last step's net power to the grid per household (W; negative: import)."""
-        return np.asarray(
-            self.pv_w + self.discharge_w - self.load_w - self.charge_w, dtype=np.float64
-        )

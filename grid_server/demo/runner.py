@@ -8,7 +8,7 @@ Order of events:
    that stands still at ``start``; uvicorn serves it on ``host:port``.
 3. The operator API issues one invitation per household (its zone and role);
    every household joins with its own key and declares its devices, through
-   its :class:`~p2p_energy_client.api.GridClient`, sharing one aiohttp session.
+   its :class:`~p2p_energy_client.grid_client.GridClient`, sharing one aiohttp session.
 4. The clock starts. One task advances the physics every ``step`` of grid
    time and feeds every household's meters; a scheduler runs each household's
    routine once per interval at its own offset; each household listens to
@@ -43,8 +43,9 @@ from grid_server.api import create_app
 from grid_server.config import GridConfig, Settings
 from grid_server.service.grid import GridService
 from grid_server.service.ledger_key import KEY_FILE
-from p2p_energy_client.api import GridClient, GridInfo
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient
+from p2p_energy_client.models import GridInfo
 from p2p_energy_client.payments import make_payer
 from p2p_energy_client.strategy import StrategyKind
 from p2p_energy_client.units import format_price, interval_start, parse_price

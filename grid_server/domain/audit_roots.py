@@ -34,12 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from p2p_energy_client.protocol import canonical_json
-from p2p_energy_client.receipts import (
-    anchor_payload,
-    batch_leaf_data,
-    leaf_hash,
-    root_record,
-)
+from p2p_energy_client.receipts import anchor_payload, batch_leaf_data, leaf_hash, root_record
 from p2p_energy_client.units import format_utc
 
 from .audit_merkle import tree_path, tree_root

@@ -9,7 +9,8 @@ utility at retail, a surplus (``m > s - b``) sold to it at feed-in.
 Money is in integer micro-units (10^-6 currency). Each line is first exact in
 10^-9 currency (price ticks x Wh) and then rounded on its own toward the
 grid: whoever pays rounds up, whoever receives rounds down
-(``nano_to_micro(toward_grid=True)``). That holds for the utility too.
+(:func:`~p2p_energy_client.units.micro_ceil` and
+:func:`~p2p_energy_client.units.micro_floor`). That holds for the utility too.
 
 Sign convention: an amount is what the account *receives*; payments are
 negative. Three kinds of account take part:
@@ -43,7 +44,7 @@ from numpy.typing import NDArray
 
 from grid_server.domain.market import MarketResult, Utility, ZoneTree
 from grid_server.domain.market.book import as_ints
-from p2p_energy_client.units import NANO_PER_MICRO
+from p2p_energy_client.units import micro_ceil, micro_floor
 
 I64 = NDArray[np.int64]
 Account = Literal["participant", "utility", "grid"]
@@ -180,10 +181,10 @@ def settle(
     surplus = np.maximum(metered - position, 0)
     _check_range(utility, market, participants, shortfall, surplus)
     lines = ParticipantLines(
-        market_buy=-_ceil_micro(price * participants.bought_wh),
-        market_sell=_floor_micro(price * participants.sold_wh),
-        shortfall_retail=-_ceil_micro(utility.retail_ticks * shortfall),
-        surplus_feed_in=_floor_micro(utility.feed_in_ticks * surplus),
+        market_buy=-micro_ceil(price * participants.bought_wh),
+        market_sell=micro_floor(price * participants.sold_wh),
+        shortfall_retail=-micro_ceil(utility.retail_ticks * shortfall),
+        surplus_feed_in=micro_floor(utility.feed_in_ticks * surplus),
     )
     utility_lines = _utility_lines(utility, market, int(shortfall.sum()), int(surplus.sum()))
     link_lines = _link_lines(tree, market)
@@ -221,19 +222,21 @@ def _utility_lines(
     ):
         if sold:
             lines.append(
-                LineItem("utility", "market_sell", sold, price, _floor(price * sold), zone=z)
+                LineItem("utility", "market_sell", sold, price, micro_floor(price * sold), zone=z)
             )
         if bought:
             lines.append(
-                LineItem("utility", "market_buy", bought, price, -_ceil(price * bought), zone=z)
+                LineItem(
+                    "utility", "market_buy", bought, price, -micro_ceil(price * bought), zone=z
+                )
             )
     if shortfall_wh:
-        amount = _floor(utility.retail_ticks * shortfall_wh)
+        amount = micro_floor(utility.retail_ticks * shortfall_wh)
         lines.append(
             LineItem("utility", "shortfall_retail", shortfall_wh, utility.retail_ticks, amount)
         )
     if surplus_wh:
-        amount = -_ceil(utility.feed_in_ticks * surplus_wh)
+        amount = -micro_ceil(utility.feed_in_ticks * surplus_wh)
         lines.append(
             LineItem("utility", "surplus_feed_in", surplus_wh, utility.feed_in_ticks, amount)
         )
@@ -250,33 +253,20 @@ def _link_lines(tree: ZoneTree, market: MarketResult) -> list[LineItem]:
         fee = int(tree.fee_ticks[z])
         energy = abs(flow)
         spread = (prices[int(tree.parent[z])] - prices[z]) * (1 if flow > 0 else -1)
-        lines.append(LineItem("grid", "link_fee", energy, fee, _floor(fee * energy), zone=z))
+        lines.append(LineItem("grid", "link_fee", energy, fee, micro_floor(fee * energy), zone=z))
         congestion = spread - fee
         if congestion:
             lines.append(
                 LineItem(
-                    "grid", "congestion", energy, congestion, _floor(congestion * energy), zone=z
+                    "grid",
+                    "congestion",
+                    energy,
+                    congestion,
+                    micro_floor(congestion * energy),
+                    zone=z,
                 )
             )
     return lines
-
-
-def _floor(nano: int) -> int:
-    return nano // NANO_PER_MICRO
-
-
-def _ceil(nano: int) -> int:
-    return -(-nano // NANO_PER_MICRO)
-
-
-def _floor_micro(nano: I64) -> I64:
-    result: I64 = nano // NANO_PER_MICRO
-    return result
-
-
-def _ceil_micro(nano: I64) -> I64:
-    result: I64 = -(-nano // NANO_PER_MICRO)
-    return result
 
 
 def _check(tree: ZoneTree, market: MarketResult, participants: Participants) -> None:

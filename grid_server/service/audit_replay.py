@@ -47,13 +47,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from grid_server.domain.ledger import paid_micro, parse_rate, statement_status
+from grid_server.domain.ledger import statement_status
 from grid_server.domain.registry import AssetVersion, diff_assets
-from p2p_energy_client.api import LedgerEntry
 from p2p_energy_client.ledger.local import GENESIS_HASH as LEDGER_GENESIS
 from p2p_energy_client.ledger.local import SignedTransfer, check_entry
+from p2p_energy_client.models import LedgerEntry
 from p2p_energy_client.protocol import Assets
-from p2p_energy_client.units import format_utc, parse_price, parse_utc
+from p2p_energy_client.units import format_utc, paid_micro, parse_price, parse_rate, parse_utc
 
 Key = tuple[Any, ...]
 

@@ -49,8 +49,7 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.domain.audit_chain import GENESIS_HASH, entry_hash
-from grid_server.domain.audit_envelopes import check_envelopes, signed_bytes
+from grid_server.domain.audit_envelopes import check_envelopes
 from grid_server.domain.audit_merkle import chunk_roots, pack, tree_root
 from grid_server.domain.audit_roots import RootFields, make_batch, root_body
 from grid_server.storage.db import Database
@@ -88,6 +87,8 @@ from p2p_energy_client.ledger.iota.notarization import (
     read_state,
 )
 from p2p_energy_client.ledger.iota.rpc import IotaRpcClient
+from p2p_energy_client.protocol import canonical_json
+from p2p_energy_client.receipts import GENESIS_HASH, body_hash, entry_hash
 from p2p_energy_client.units import format_utc
 
 from .audit_replay import (
@@ -476,7 +477,7 @@ class _Run:
                             f"seq {seq}",
                             "prev_hash does not link to the entry before (reordered or removed)",
                         )
-                    if entry_hash(prev_hash, seq, row.kind, row.ref, body) != digest:
+                    if entry_hash(prev_hash, seq, row.kind, row.ref, body_hash(body)) != digest:
                         self.stop(
                             seq,
                             "log_entries",
@@ -637,7 +638,7 @@ class _Run:
             payload["type"],
             payload_seq,
             self.replay._t(payload["ts"]),
-            payload_hash(signed_bytes(payload)),
+            payload_hash(canonical_json(payload)),
             RAW_SAME,
             created_at,
         )

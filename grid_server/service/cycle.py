@@ -48,7 +48,7 @@ from grid_server.storage.schema import (
     zone_results,
     zones,
 )
-from p2p_energy_client.api import Fill, LineItem, MarketResult, Statement, ZoneResult
+from p2p_energy_client.models import Fill, LineItem, MarketResult, Statement, ZoneResult
 from p2p_energy_client.protocol import canonical_json
 from p2p_energy_client.units import format_nano, format_price, format_utc
 

@@ -67,7 +67,7 @@ from grid_server.storage.schema import (
     zone_results,
     zones,
 )
-from p2p_energy_client.api import format_utc_ms
+from p2p_energy_client.models import format_utc_ms
 from p2p_energy_client.protocol import LedgerKind
 from p2p_energy_client.units import format_price, format_utc
 

@@ -35,7 +35,7 @@ from grid_server.storage.schema import (
     readings,
     sessions,
 )
-from p2p_energy_client.api import (
+from p2p_energy_client.models import (
     AssetsView,
     OrderBook,
     OrderView,

@@ -27,16 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from grid_server.domain.ledger import TransferRefused, check_transfer
 from grid_server.storage.db import Database
 from grid_server.storage.schema import ledger_accounts, ledger_entries, ledger_heads
-from p2p_energy_client.api import LedgerEntry
 from p2p_energy_client.crypto import b64encode
 from p2p_energy_client.ledger.local import (
     GENESIS_HASH,
     LedgerRecord,
     SignedTransfer,
-    entry_hash,
+    ledger_entry_hash,
     mint_record,
     time_ms,
 )
+from p2p_energy_client.models import LedgerEntry
 from p2p_energy_client.protocol import ErrorCode
 
 
@@ -333,7 +333,7 @@ def next_entry(
     """The ``ledger_entries`` row that follows ``head``, and ``head`` moved past it."""
     when = entry_time(now)
     index = head.entries + 1
-    digest = entry_hash(head.hash, index, record.tx_digest, signature or b"", time_ms(when))
+    digest = ledger_entry_hash(head.hash, index, record.tx_digest, signature or b"", time_ms(when))
     row = {
         "index": index,
         "tx_id": record.tx_id,

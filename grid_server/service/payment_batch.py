@@ -29,13 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from grid_server.domain.ledger import (
-    TransferRefused,
-    check_transfer,
-    paid_micro,
-    parse_rate,
-    statement_status,
-)
+from grid_server.domain.ledger import TransferRefused, check_transfer, statement_status
 from grid_server.storage.schema import (
     ledger_accounts,
     ledger_entries,
@@ -45,8 +39,14 @@ from grid_server.storage.schema import (
     statement_terms,
     statements,
 )
-from p2p_energy_client.api import LedgerEntry, LedgerTerms, PaymentRecord, PaymentResult, Statement
 from p2p_energy_client.ledger.local import SignedTransfer
+from p2p_energy_client.models import (
+    LedgerEntry,
+    LedgerTerms,
+    PaymentRecord,
+    PaymentResult,
+    Statement,
+)
 from p2p_energy_client.protocol import (
     ErrorCode,
     LedgerKind,
@@ -55,6 +55,7 @@ from p2p_energy_client.protocol import (
     Transfer,
     canonical_json,
 )
+from p2p_energy_client.units import paid_micro, parse_rate
 
 from .events import add_events
 from .local_ledger import Head, next_entry, row_view

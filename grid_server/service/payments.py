@@ -42,16 +42,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.config import LedgerConfig
-from grid_server.domain.ledger import (
-    FixedRate,
-    RateSource,
-    format_rate,
-    ledger_amount,
-    paid_micro,
-    parse_rate,
-    rate_from_price,
-    statement_status,
-)
+from grid_server.domain.ledger import FixedRate, RateSource, statement_status
 from grid_server.storage import audit_log
 from grid_server.storage.db import advisory_key
 from grid_server.storage.schema import (
@@ -63,15 +54,10 @@ from grid_server.storage.schema import (
     statement_terms,
     statements,
 )
-from p2p_energy_client.api import (
-    LedgerEntry,
-    LedgerTerms,
-    PaymentRecord,
-    Statement,
-)
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.ledger.base import TransferRecord
 from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger, PaymentNotVerified
+from p2p_energy_client.models import LedgerEntry, LedgerTerms, PaymentRecord, Statement
 from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
@@ -81,7 +67,14 @@ from p2p_energy_client.protocol import (
     Transfer,
     canonical_json,
 )
-from p2p_energy_client.units import format_utc
+from p2p_energy_client.units import (
+    format_rate,
+    format_utc,
+    ledger_amount,
+    paid_micro,
+    parse_rate,
+    rate_from_price,
+)
 
 from . import payment_batch
 from .ledger_key import load_grid_key

@@ -38,13 +38,7 @@ import orjson
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.domain.ledger import (
-    PayoutPlan,
-    StatementPosition,
-    TransferRefused,
-    ledger_amount,
-    plan_payouts,
-)
+from grid_server.domain.ledger import PayoutPlan, StatementPosition, TransferRefused, plan_payouts
 from grid_server.storage import audit_log
 from grid_server.storage.db import advisory_key
 from grid_server.storage.schema import (
@@ -63,6 +57,7 @@ from p2p_energy_client.ledger.iota import (
 )
 from p2p_energy_client.ledger.local import SignedTransfer
 from p2p_energy_client.protocol import LedgerKind, canonical_json
+from p2p_energy_client.units import ledger_amount
 
 from .events import add_events
 

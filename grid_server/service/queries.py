@@ -25,7 +25,7 @@ from grid_server.storage.schema import (
     zone_results,
     zones,
 )
-from p2p_energy_client.api import (
+from p2p_energy_client.models import (
     Event,
     Fill,
     GridInfo,

@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.domain.audit_chain import GENESIS_HASH, LinkedEntry, link
+from grid_server.domain.audit_chain import LinkedEntry, link
+from p2p_energy_client.receipts import GENESIS_HASH
 
 from .db import Database
 from .schema import chain_heads, log_entries

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import text
 
 from grid_server.config import GridConfig, LedgerConfig, PriceConfig, ZoneConfig
-from grid_server.domain.audit_chain import entry_hash
 from grid_server.domain.audit_merkle import chunk_roots, pack, tree_root
 from grid_server.domain.audit_roots import RootFields, make_batch, root_body
 from grid_server.service import operator as ops
@@ -27,6 +26,7 @@ from p2p_energy_client.protocol import (
     SourceKind,
     canonical_json,
 )
+from p2p_energy_client.receipts import body_hash, entry_hash
 from tests.support.grid_server import run_grid_server
 
 PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)
@@ -202,7 +202,7 @@ class Surgeon:
                             ),
                             {"r": batch.batch_root, "p": batch.payload, "s": seq},
                         )
-                    new = entry_hash(prev, seq, kind, ref, body)
+                    new = entry_hash(prev, seq, kind, ref, body_hash(body))
                     await conn.execute(
                         text(
                             "UPDATE log_entries SET body = :b, hash = :h, prev_hash = :p "

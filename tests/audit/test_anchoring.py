@@ -15,7 +15,7 @@ from grid_server.config import AuditConfig, GridConfig, LedgerConfig
 from grid_server.service.audit_anchor import anchoring
 from grid_server.service.audit_verify import verify_log
 from grid_server.storage.schema import audit_anchor_attempts, audit_anchors
-from p2p_energy_client.api import GridClient
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.ledger.iota import IotaRpcClient
 from p2p_energy_client.ledger.iota.notarization import read_anchored_payload, read_state
 from p2p_energy_client.protocol import MeterDecl, Reading, SourceDecl, SourceKind, canonical_json

@@ -1,4 +1,4 @@
-"""The verifier's fast path opens stored envelopes exactly like ``protocol.open_envelope``."""
+"""Envelopes open one way everywhere: at intake, in ``audit verify``, for anyone later."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grid_server.domain.audit_envelopes import check_envelopes, open_stored_envelope, signed_bytes
+from grid_server.domain.audit_envelopes import check_envelopes
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.protocol import (
+    ErrorCode,
     Join,
     ProtocolError,
     Reading,
     Readings,
     canonical_json,
     open_envelope,
+    parse_envelope,
     sign,
 )
 
@@ -44,10 +46,43 @@ def _either(fn: Any, value: Any) -> tuple[str, Any]:
         return "error", exc.code
 
 
+def _reference(value: Any) -> bytes:
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, str(exc)) from exc
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
-def test_fast_canonical_json_is_rfc_8785(payload: dict[str, Any]) -> None:
-    assert _either(signed_bytes, payload) == _either(canonical_json, payload)
+def test_canonical_json_is_rfc_8785(payload: dict[str, Any]) -> None:
+    assert _either(canonical_json, payload) == _either(_reference, payload)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": 999_999_999_999_999},  # 15 digits: the fast path
+        {"n": 9_999_999_999_999_999},  # 16 digits: RFC 8785 writes it alike, slow path
+        {"n": 2**53 + 1},  # beyond what a double keeps: RFC 8785 refuses it
+        {"f": 1.0},  # RFC 8785 writes 1
+        {"f": 1e-7},
+        {"s": "é"},  # non-ASCII
+        {"s": 'quote " and \\ backslash'},
+        {"s": "line\nbreak"},
+        {"nested": [{"b": 1, "a": [2, 3]}]},
+        {"ζ": 1, "z": 2},  # key order by UTF-16 code units
+        [1, "two", None, True],
+    ],
+)
+def test_canonical_json_boundaries(value: Any) -> None:
+    assert _either(canonical_json, value) == _either(_reference, value)
+
+
+def test_canonical_json_refuses_what_is_not_json() -> None:
+    for value in ({"t": T}, {1: "int key"}, {"x": object()}):
+        with pytest.raises(ProtocolError):
+            canonical_json(value)
 
 
 def _raw(envelope: dict[str, Any]) -> bytes:
@@ -62,20 +97,39 @@ def test_stored_envelopes_open_like_fresh_ones() -> None:
     forged["payload"]["readings"][0]["energy_wh"] = 6
     stolen = json.loads(json.dumps(good))
     stolen["public_key"] = other.public_key_b64
-    invalid = sign(keys, "g", 8, Readings((Reading(T, "pv", 5), Reading(T, "pv", 6))), ts=T)
-    for envelope in (good, forged, stolen, invalid, unicode):
-        raw = _raw(envelope)
-        assert _either(open_stored_envelope, raw) == _either(
-            lambda r: open_envelope(orjson.loads(r)), raw
-        ) or (
-            _either(open_stored_envelope, raw)[0] == "error"
-            and _either(lambda r: open_envelope(orjson.loads(r)), raw)[0] == "error"
-        )
-    assert open_stored_envelope(_raw(good)).payload == open_envelope(good).payload
-    assert open_stored_envelope(_raw(unicode)).payload == open_envelope(unicode).payload
+    assert parse_envelope(_raw(good)).payload == open_envelope(good).payload
+    assert parse_envelope(_raw(unicode)).payload == open_envelope(unicode).payload
     problems = check_envelopes("g", [(1, _raw(good)), (2, _raw(forged)), (3, _raw(stolen))])
     assert [seq for seq, _ in problems] == [2, 3]
     assert problems[0][1].startswith("bad_signature")
     assert check_envelopes("other-grid", [(1, _raw(good))])[0][1].startswith("the envelope is for")
-    with pytest.raises(ProtocolError):
-        open_stored_envelope(b"[1, 2]")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[1, 2]", "envelope: must be a JSON object"),
+        (b"{", "body: is not JSON"),
+        (b"\xff\xfe{}", "body: is not UTF-8"),
+        (b'{"payload": NaN}', "body: NaN is not JSON"),
+        (b'{"a": 1, "a": 2}', "body: the object key 'a' appears twice"),
+        (b'{"payload": {"x": [{"k": 1, "k": 1}]}}', "body: the object key 'k' appears twice"),
+    ],
+    ids=["array", "truncated", "not-utf8", "nan", "duplicate-top", "duplicate-nested"],
+)
+def test_bytes_that_are_not_strict_json_are_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_envelope(raw)
+    assert info.value.code in (ErrorCode.MALFORMED, ErrorCode.INVALID_FIELD)
+    assert info.value.message.startswith(message)
+
+
+def test_a_signed_envelope_with_a_repeated_key_is_refused() -> None:
+    keys = KeyPair.generate()
+    good = _raw(sign(keys, "g", 7, Readings((Reading(T, "pv", 5),)), ts=T))
+    # The same signed envelope with "seq" written twice, the last one as signed:
+    # a parser that keeps the first would read another sequence number.
+    doubled = good.replace(b'"seq":7', b'"seq":1,"seq":7')
+    assert doubled != good
+    with pytest.raises(ProtocolError, match="appears twice"):
+        parse_envelope(doubled)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,9 @@ from grid_server.domain import audit_chain
 from grid_server.domain.audit_merkle import chunk_roots, inclusion_path, tree_root
 from grid_server.domain.audit_roots import RootFields, make_batch, root_item
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.models import SentEnvelope
 from p2p_energy_client.protocol import Reading, Readings, sign
+from p2p_energy_client.receipt_keeper import ReceiptKeeper
 from p2p_energy_client.receipts import (
     AnchorRef,
     AuditRoot,
@@ -22,9 +25,7 @@ from p2p_energy_client.receipts import (
     LoggedEntry,
     Receipt,
     ReceiptError,
-    ReceiptKeeper,
     ReceiptPending,
-    SentEnvelope,
     body_hash,
     entry_hash,
     parse_anchor_payload,
@@ -226,12 +227,23 @@ def test_anchored_batches(log: tuple[Log, list[bytes]]) -> None:
     st.text(max_size=80),
     st.binary(max_size=300),
 )
-def test_the_household_hashes_entries_like_the_grid(
+def test_the_chain_hash_is_the_documented_formula(
     prev: bytes, seq: int, kind: str, ref: str, body: bytes
 ) -> None:
-    assert entry_hash(prev, seq, kind, ref, body_hash(body)) == audit_chain.entry_hash(
-        prev, seq, kind, ref, body
-    )
+    """SHA-256(prev ‖ u64be(seq) ‖ u16be(len kind) ‖ kind ‖ u16be(len ref) ‖ ref ‖ H(body))."""
+    k, r = kind.encode(), ref.encode()
+    documented = hashlib.sha256(
+        prev
+        + seq.to_bytes(8, "big")
+        + len(k).to_bytes(2, "big")
+        + k
+        + len(r).to_bytes(2, "big")
+        + r
+        + hashlib.sha256(body).digest()
+    ).digest()
+    assert entry_hash(prev, seq, kind, ref, body_hash(body)) == documented
+    [linked] = audit_chain.link(seq - 1, prev, [(kind, ref, body)])
+    assert linked.hash == documented
 
 
 def test_keeper_state_round_trips() -> None:

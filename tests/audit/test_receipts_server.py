@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 
 from grid_server.storage.schema import audit_roots, log_entries
-from p2p_energy_client.api import GridClient
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.protocol import (
     ErrorCode,
     MeterDecl,
@@ -22,7 +22,8 @@ from p2p_energy_client.protocol import (
     SourceDecl,
     SourceKind,
 )
-from p2p_energy_client.receipts import ReceiptKeeper, ReceiptPending, verify_receipt
+from p2p_energy_client.receipt_keeper import ReceiptKeeper
+from p2p_energy_client.receipts import ReceiptPending, verify_receipt
 from tests.support.grid_server import RunningGrid
 
 PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)

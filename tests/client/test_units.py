@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,9 @@ from p2p_energy_client.units import (
     format_price,
     format_utc,
     interval_start,
-    nano_to_micro,
+    micro_ceil,
+    micro_floor,
+    micro_half_even,
     parse_price,
     parse_utc,
 )
@@ -49,16 +52,24 @@ def test_format_price_keeps_four_decimals() -> None:
 
 @given(st.integers(min_value=-(10**15), max_value=10**15))
 def test_rounding_toward_grid_never_favours_household(nano: int) -> None:
-    pay = nano_to_micro(nano, toward_grid=True, payer=True)
-    get = nano_to_micro(nano, toward_grid=True, payer=False)
+    pay, get = micro_ceil(nano), micro_floor(nano)
     assert pay * 1000 >= nano >= get * 1000
     assert pay - get in (0, 1)
 
 
-def test_half_even() -> None:
-    assert nano_to_micro(1500, toward_grid=False, payer=False) == 2
-    assert nano_to_micro(2500, toward_grid=False, payer=False) == 2
-    assert nano_to_micro(2501, toward_grid=False, payer=False) == 3
+@given(st.lists(st.integers(min_value=-(10**15), max_value=10**15), max_size=20))
+def test_rounding_of_arrays_is_the_rounding_of_each(nanos: list[int]) -> None:
+    array = np.array(nanos, dtype=np.int64)
+    assert micro_ceil(array).tolist() == [micro_ceil(n) for n in nanos]
+    assert micro_floor(array).tolist() == [micro_floor(n) for n in nanos]
+
+
+@pytest.mark.parametrize(
+    ("nano", "micro"),
+    [(1500, 2), (2500, 2), (2501, 3), (-1500, -2), (-2500, -2), (499, 0), (-501, -1)],
+)
+def test_figures_shown_round_half_to_even(nano: int, micro: int) -> None:
+    assert micro_half_even(nano) == micro
 
 
 def test_intervals() -> None:

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 import httpx
 
 from grid_server.config import GridConfig, LedgerConfig, PriceConfig, ZoneConfig
-from p2p_energy_client.api import GridClient, Statement
+from p2p_energy_client.grid_client import GridClient
+from p2p_energy_client.models import Statement
 from p2p_energy_client.payments import LocalPayer
 from p2p_energy_client.protocol import MeterDecl, OrderSpec, Reading, Side, SourceDecl, SourceKind
 from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid

@@ -14,8 +14,9 @@ from grid_server.demo.neighbourhood import (
     Neighbourhood,
     make_households,
 )
-from p2p_energy_client.api import GridClient, GridInfo, PriceStep
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.household import Household
+from p2p_energy_client.models import GridInfo, PriceStep
 from p2p_energy_client.protocol import Assets
 
 START = datetime(2026, 6, 15, 6, 0, tzinfo=UTC)

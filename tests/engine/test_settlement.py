@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,7 +17,6 @@ from grid_server.domain.settlement import (
     matched_positions,
     settle,
 )
-from p2p_energy_client.units import nano_to_micro
 
 from .strategies import books
 
@@ -196,6 +198,16 @@ def _sign(line: object) -> int:
     return 1 if receives else -1
 
 
+def _pays(nano: int) -> int:
+    """What a payer pays for ``nano`` 10^-9 units, in micro-units: rounded up."""
+    return math.ceil(Fraction(nano, 1000))
+
+
+def _receives(nano: int) -> int:
+    """What a receiver gets for ``nano`` 10^-9 units, in micro-units: rounded down."""
+    return math.floor(Fraction(nano, 1000))
+
+
 @settings(max_examples=300, deadline=None)
 @given(intervals())
 def test_each_line_follows_the_rules(interval: tuple) -> None:
@@ -207,14 +219,10 @@ def test_each_line_follows_the_rules(interval: tuple) -> None:
         m = int(people.produced_wh[i]) - int(people.consumed_wh[i])
         short, extra = max(s - b - m, 0), max(m - (s - b), 0)
         lines = result.participants
-        assert int(lines.market_buy[i]) == -nano_to_micro(p * b, toward_grid=True, payer=True)
-        assert int(lines.market_sell[i]) == nano_to_micro(p * s, toward_grid=True, payer=False)
-        assert int(lines.shortfall_retail[i]) == -nano_to_micro(
-            utility.retail_ticks * short, toward_grid=True, payer=True
-        )
-        assert int(lines.surplus_feed_in[i]) == nano_to_micro(
-            utility.feed_in_ticks * extra, toward_grid=True, payer=False
-        )
+        assert int(lines.market_buy[i]) == -_pays(p * b)
+        assert int(lines.market_sell[i]) == _receives(p * s)
+        assert int(lines.shortfall_retail[i]) == -_pays(utility.retail_ticks * short)
+        assert int(lines.surplus_feed_in[i]) == _receives(utility.feed_in_ticks * extra)
 
 
 @settings(max_examples=300, deadline=None)
@@ -240,10 +248,6 @@ def test_no_worse_than_the_status_quo_when_delivered_as_matched(interval: tuple)
         )
         status_quo_exact = utility.feed_in_ticks * m if m > 0 else utility.retail_ticks * m
         assert market_exact >= status_quo_exact
-        status_quo = (
-            nano_to_micro(status_quo_exact, toward_grid=True, payer=False)
-            if m > 0
-            else -nano_to_micro(-status_quo_exact, toward_grid=True, payer=True)
-        )
+        status_quo = _receives(status_quo_exact) if m > 0 else -_pays(-status_quo_exact)
         own_lines = sum(1 for energy in (b, s, max(-deviation, 0), max(deviation, 0)) if energy)
         assert int(totals[i]) >= status_quo - max(own_lines - 1, 0)

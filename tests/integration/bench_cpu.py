@@ -44,8 +44,8 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_SOURCE,
 )
 from grid_server.storage.db import Database
-from p2p_energy_client.api import GridClient
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient
 from tests.production.processes import GridProcess, Operator, SharedClock, grid_toml
 from tests.support.grid_server import sqlite_url
 

@@ -42,7 +42,7 @@ from custom_components.p2p_energy.const import (
 )
 from grid_server.config import GridConfig, LedgerConfig, ZoneConfig
 from grid_server.domain.clock import SystemClock
-from p2p_energy_client.api import GridClient
+from p2p_energy_client.grid_client import GridClient
 from tests.support.grid_server import RunningGrid, run_grid_server, sqlite_url
 
 logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)

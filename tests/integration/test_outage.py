@@ -21,7 +21,7 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_SOURCE,
 )
 from grid_server.domain.clock import SystemClock
-from p2p_energy_client.api import GridClient
+from p2p_energy_client.grid_client import GridClient
 from tests.support.grid_server import run_grid_server, sqlite_url
 
 from .conftest import START, Member, add_asset, advance, grid_config, setup_member

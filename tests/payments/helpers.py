@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from grid_server.config import GridConfig, LedgerConfig
 from grid_server.storage.schema import ledger_accounts
-from p2p_energy_client.api import GridClient, Statement
+from p2p_energy_client.grid_client import GridClient
+from p2p_energy_client.models import Statement
 from p2p_energy_client.protocol import MeterDecl, OrderSpec, Reading, Side, SourceDecl, SourceKind
 from tests.support.grid_server import RunningGrid
 

@@ -14,9 +14,9 @@ from grid_server.api.payments import verify_local_ledger
 from grid_server.config import GridConfig
 from grid_server.service.payouts import PayoutWorker
 from grid_server.storage.schema import ledger_entries, payouts
-from p2p_energy_client.api import GridClient
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.ledger.base import InsufficientFunds, LedgerError
-from p2p_energy_client.ledger.local import LocalLedger
+from p2p_energy_client.ledger.local_client import LocalLedger
 from tests.payments.helpers import (
     grid_config,
     issue_statements,

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from grid_server.service.payouts import PayoutWorker
-from p2p_energy_client.api import GridClient, Statement
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.household import Asset, Household
 from p2p_energy_client.ledger.iota import (
     IotaConfig,
     IotaLedger,
     TransferInDoubt,
 )
+from p2p_energy_client.models import Statement
 from p2p_energy_client.payments import IotaPayer, make_payer
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 from tests.payments.helpers import grid_config, issue_statements, only_statement, trade

@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from grid_server.cli.main import main
 from grid_server.service.grid import GridService
 from grid_server.storage.schema import log_entries, payouts
-from p2p_energy_client.api import Event
 from p2p_energy_client.household import Asset, Household
-from p2p_energy_client.ledger.local import LocalLedger, SignedTransfer, check_entry
+from p2p_energy_client.ledger.local import SignedTransfer, check_entry
+from p2p_energy_client.ledger.local_client import LocalLedger
+from p2p_energy_client.models import Event
 from p2p_energy_client.payments import LocalPayer, make_payer
 from p2p_energy_client.protocol import ErrorCode, OrderSpec, Payment, ProtocolError, Side, sign
 from tests.payments.helpers import (

@@ -7,19 +7,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from p2p_energy_client.api import LedgerEntry
 from p2p_energy_client.crypto import KeyPair, b64encode
 from p2p_energy_client.ledger.local import (
     GENESIS_HASH,
     LedgerRecord,
     SignedTransfer,
     check_entry,
-    entry_hash,
     is_tx_id,
+    ledger_entry_hash,
     mint_record,
     time_ms,
     transfer_record,
 )
+from p2p_energy_client.models import LedgerEntry
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
 ALICE = KeyPair(bytes(range(32)))
@@ -87,7 +87,9 @@ def test_mint_and_transfer_ids_differ() -> None:
 def test_entry_check_detects_tampering() -> None:
     signed = SignedTransfer.sign(ALICE, grid="g", recipient=GRID.address, amount=9, seq=3)
     when = datetime(2026, 11, 27, 10, 0, 0, 123_000, tzinfo=UTC)
-    digest = entry_hash(GENESIS_HASH, 1, signed.record.tx_digest, signed.signature, time_ms(when))
+    digest = ledger_entry_hash(
+        GENESIS_HASH, 1, signed.record.tx_digest, signed.signature, time_ms(when)
+    )
     entry = LedgerEntry(
         1,
         signed.tx_id,

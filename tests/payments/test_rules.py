@@ -13,16 +13,18 @@ from grid_server.domain.ledger import (
     FixedRate,
     StatementPosition,
     coverage_by_period,
-    format_rate,
-    ledger_amount,
-    paid_micro,
-    parse_rate,
     plan_payouts,
-    rate_from_price,
     statement_status,
 )
 from grid_server.domain.ledger.payouts import is_overdue
 from grid_server.service.payments import TermsFactory, make_rate_source
+from p2p_energy_client.units import (
+    format_rate,
+    ledger_amount,
+    paid_micro,
+    parse_rate,
+    rate_from_price,
+)
 
 P1 = datetime(2026, 11, 27, tzinfo=UTC)
 P2 = datetime(2026, 11, 28, tzinfo=UTC)

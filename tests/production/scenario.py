@@ -33,8 +33,9 @@ from grid_server.storage.schema import (
     readings,
     statements,
 )
-from p2p_energy_client.api import Event, GridClient, GridUnavailable
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient, GridUnavailable
+from p2p_energy_client.models import Event
 from p2p_energy_client.protocol import (
     ErrorCode,
     MeterDecl,

@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from p2p_energy_client.api import GridClient
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.protocol import (
     ERRORS,
     ErrorCode,

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from grid_server.config import GridConfig
 from grid_server.storage.schema import fills, intervals, line_items, log_entries, reading_history
-from p2p_energy_client.api import Event, GridClient
+from p2p_energy_client.grid_client import GridClient
+from p2p_energy_client.models import Event
 from p2p_energy_client.protocol import (
     ErrorCode,
     MeterDecl,

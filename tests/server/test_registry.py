@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from grid_server.service import operator as ops
-from p2p_energy_client.api import GridClient
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.protocol import (
     ErrorCode,
     Join,

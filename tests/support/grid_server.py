@@ -35,8 +35,8 @@ from grid_server.config import GridConfig, Settings
 from grid_server.domain.clock import ManualClock
 from grid_server.service import operator as ops
 from grid_server.service.grid import GridService
-from p2p_energy_client.api import GridClient
 from p2p_energy_client.crypto import KeyPair
+from p2p_energy_client.grid_client import GridClient
 
 # A Friday morning; tests move the clock from here.
 DEFAULT_START = datetime(2026, 11, 27, 10, 3, tzinfo=UTC)

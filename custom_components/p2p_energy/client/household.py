@@ -24,12 +24,14 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
-from .api import Event, Fill, GridClient, GridInfo, GridUnavailable, MarketResult, Statement
+from .grid_client import GridClient, GridUnavailable
 from .ledger.base import LedgerError
 from .metering import MeterTracker
+from .models import Event, Fill, GridInfo, MarketResult, Statement
 from .outbox import Outbox
 from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
-from .receipts import ReceiptKeeper, VerifiedReceipt
+from .receipt_keeper import ReceiptKeeper
+from .receipts import VerifiedReceipt
 from .strategy import Forecaster, Limits, StrategyKind, plan_orders
 from .units import interval_start, parse_price
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from .api import GridClient, GridInfo, PaymentResult, Statement
+from .grid_client import GridClient
 from .ledger.base import LedgerError, TxStatus
 from .ledger.iota import (
     NANOS_PER_IOTA,
@@ -42,7 +42,9 @@ from .ledger.iota import (
     TransactionRejected,
     TransferFailed,
 )
-from .ledger.local import LocalLedger, SignedTransfer, is_stale_seq
+from .ledger.local import SignedTransfer
+from .ledger.local_client import LocalLedger, is_stale_seq
+from .models import GridInfo, PaymentResult, Statement
 from .protocol import ErrorCode, LedgerKind, ProtocolError
 from .units import MICRO_PER_UNIT
 

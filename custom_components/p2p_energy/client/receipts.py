@@ -8,7 +8,7 @@ IOTA ledger) where that root is anchored on chain. :func:`verify_receipt`
 checks a receipt against the household's **own copy of the bytes it sent**,
 with no server involved.
 
-Formats (the grid's :mod:`grid_server.domain.audit_chain` uses the same)::
+Formats (the one definition; the grid's log appends with these functions)::
 
     body_hash   = SHA-256(body)              body: the envelope's request bytes
     entry_hash  = SHA-256(prev_hash ‖ u64be(seq) ‖ u16be(len kind) ‖ kind
@@ -28,33 +28,29 @@ u64be(first_seq) ‖ u64be(last_seq) ‖ root)``, and the notarized bytes are
 ``0x01 ‖ batch root ‖ u64be(seq of the batch's last root entry) ‖ that
 entry's hash`` (the last part commits to the whole chain before it).
 
-Nothing here needs Home Assistant or a network; :class:`ReceiptKeeper` uses
-a :class:`~.api.GridClient` to fetch receipts for the envelopes it sent.
+Nothing here needs Home Assistant or a network; :mod:`.receipt_keeper`
+fetches receipts for the envelopes a household sent and checks them here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
 import struct
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
-from .protocol import ProtocolError, canonical_json
+from .protocol import canonical_json
 from .units import format_utc, parse_utc
-
-if TYPE_CHECKING:
-    from .api import GridClient
 
 _LOGGER = logging.getLogger(__name__)
 
 HASH_BYTES: Final = 32
-ZERO_HASH: Final = bytes(HASH_BYTES)
+# The previous hash of the log's first entry.
+GENESIS_HASH: Final = bytes(HASH_BYTES)
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 ANCHOR_PAYLOAD_VERSION: Final = 1
 ANCHOR_PAYLOAD_BYTES: Final = 1 + HASH_BYTES + 8 + HASH_BYTES
@@ -74,11 +70,16 @@ class ReceiptPending(ReceiptError):
 
 
 def body_hash(body: bytes) -> bytes:
+    """SHA-256 of a log entry's bytes (what the chain hash commits to)."""
     return hashlib.sha256(body).digest()
 
 
-def entry_hash(prev_hash: bytes, seq: int, kind: str, ref: str, body_digest: bytes) -> bytes:
-    """The chain hash of an entry, from the SHA-256 of its body (see the module doc)."""
+def entry_hash(prev_hash: bytes, seq: int, kind: str, ref: str, body_hash: bytes) -> bytes:
+    """The chain hash of an entry, from :func:`body_hash` of its bytes (see the module doc).
+
+    The one definition of the log's chain, used by the grid to append and by
+    verifiers (the grid's ``audit verify``, households' receipts) to check.
+    """
     kind_b = kind.encode()
     ref_b = ref.encode()
     return hashlib.sha256(
@@ -89,7 +90,7 @@ def entry_hash(prev_hash: bytes, seq: int, kind: str, ref: str, body_digest: byt
                 kind_b,
                 struct.pack(">H", len(ref_b)),
                 ref_b,
-                body_digest,
+                body_hash,
             )
         )
     ).digest()
@@ -587,146 +588,16 @@ def check_anchor(root: AuditRoot, anchor: AnchorRef) -> None:
         raise ReceiptError("the anchored bytes name another batch")
 
 
-# --- keeping receipts -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SentEnvelope:
-    """An envelope this client sent and the grid accepted, with its exact bytes."""
-
-    type: str
-    seq: int
-    wire: bytes
-    sent_at: datetime
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "seq": self.seq,
-            "wire": base64.b64encode(self.wire).decode(),
-            "sent_at": format_utc(self.sent_at),
-        }
-
-    @classmethod
-    def from_state(cls, d: Mapping[str, Any]) -> Self:
-        try:
-            wire = base64.b64decode(d["wire"], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError("stored envelope bytes are not base64") from exc
-        return cls(str(d["type"]), int(d["seq"]), wire, parse_utc(d["sent_at"]))
-
-
-_KEPT_ROOTS: Final = 2_000
-_KEPT_FAILURES: Final = 100
-
-
-@dataclass
-class ReceiptKeeper:
-    """Keeps a household's own envelopes until their receipts verify.
-
-    Feed it what the client sent (:meth:`track`, e.g. with
-    ``client.sent_since(keeper.last_tracked_seq)``), call :meth:`check` now
-    and then (after an interval closes), show :attr:`last_verified` and
-    :attr:`failures`. Roots seen in verified receipts are remembered: should
-    the grid later present another root for the same root entry, that is a
-    failure too. All state is JSON-able (:meth:`to_state`).
-    """
-
-    types: frozenset[str] = frozenset({"readings", "orders"})
-    max_pending: int = 1_000
-    pending: dict[int, SentEnvelope] = field(default_factory=dict)
-    last_tracked_seq: int = 0
-    last_verified: VerifiedReceipt | None = None
-    verified_count: int = 0
-    failures: dict[int, str] = field(default_factory=dict)  # payload seq → reason
-    roots_seen: dict[int, str] = field(default_factory=dict)  # root seq → root hex
-
-    def track(self, sent: Iterable[SentEnvelope]) -> None:
-        for envelope in sent:
-            self.last_tracked_seq = max(self.last_tracked_seq, envelope.seq)
-            if envelope.type in self.types:
-                self.pending[envelope.seq] = envelope
-        while len(self.pending) > self.max_pending:
-            dropped = min(self.pending)
-            del self.pending[dropped]
-            _LOGGER.warning("receipt for envelope %d no longer kept (too many pending)", dropped)
-
-    async def check(self, client: GridClient, *, limit: int = 50) -> list[VerifiedReceipt]:
-        """Fetch and verify receipts of pending envelopes, oldest first.
-
-        Stops at the first receipt that is still pending (later envelopes
-        cannot be closed before it). Network trouble is left to the caller
-        (``GridUnavailable`` propagates; nothing is lost).
-        """
-        self.track(client.sent_since(self.last_tracked_seq))
-        done: list[VerifiedReceipt] = []
-        for seq in sorted(self.pending)[:limit]:
-            sent = self.pending[seq]
-            try:
-                receipt = await client.receipt(seq=seq)
-                trusted = None
-                if receipt.root is not None and receipt.root.seq in self.roots_seen:
-                    trusted = bytes.fromhex(self.roots_seen[receipt.root.seq])
-                verified = verify_receipt(receipt, sent.wire, trusted_root=trusted)
-            except ReceiptPending:
-                break
-            except (ReceiptError, ProtocolError) as exc:
-                self._fail(seq, str(exc))
-                continue
-            del self.pending[seq]
-            self.roots_seen[verified.root_seq] = verified.root.hex()
-            while len(self.roots_seen) > _KEPT_ROOTS:
-                del self.roots_seen[min(self.roots_seen)]
-            self.last_verified = verified
-            self.verified_count += 1
-            done.append(verified)
-        return done
-
-    def _fail(self, seq: int, reason: str) -> None:
-        _LOGGER.warning("receipt for envelope %d failed: %s", seq, reason)
-        self.pending.pop(seq, None)
-        self.failures[seq] = reason
-        while len(self.failures) > _KEPT_FAILURES:
-            del self.failures[min(self.failures)]
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "pending": [e.to_state() for e in self.pending.values()],
-            "last_tracked_seq": self.last_tracked_seq,
-            "last_verified": None if self.last_verified is None else self.last_verified.to_state(),
-            "verified_count": self.verified_count,
-            "failures": {str(k): v for k, v in self.failures.items()},
-            "roots_seen": {str(k): v for k, v in self.roots_seen.items()},
-        }
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any] | None, **options: Any) -> ReceiptKeeper:
-        keeper = cls(**options)
-        if not state:
-            return keeper
-        keeper.pending = {
-            e.seq: e for e in (SentEnvelope.from_state(x) for x in state.get("pending", ()))
-        }
-        keeper.last_tracked_seq = int(state.get("last_tracked_seq", 0))
-        last = state.get("last_verified")
-        keeper.last_verified = None if last is None else VerifiedReceipt.from_state(last)
-        keeper.verified_count = int(state.get("verified_count", 0))
-        keeper.failures = {int(k): str(v) for k, v in state.get("failures", {}).items()}
-        keeper.roots_seen = {int(k): str(v) for k, v in state.get("roots_seen", {}).items()}
-        return keeper
-
-
 __all__ = [
     "EMPTY_ROOT",
+    "GENESIS_HASH",
     "AnchorRef",
     "AuditRoot",
     "InclusionProof",
     "LoggedEntry",
     "Receipt",
     "ReceiptError",
-    "ReceiptKeeper",
     "ReceiptPending",
-    "SentEnvelope",
     "VerifiedReceipt",
     "anchor_payload",
     "batch_leaf_data",

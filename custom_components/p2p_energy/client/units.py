@@ -1,22 +1,51 @@
 """Units shared by the wire protocol, the grid server and the households.
 
+The one home of every unit conversion and of every money rounding rule.
+
 * Energy: integer watt-hours (Wh).
 * Prices: decimal strings in currency per kWh on the wire, at most
   ``PRICE_DECIMALS`` fractional digits; held as integer *price ticks*
   (10^-6 currency per kWh) everywhere else, so comparisons are exact.
 * Money: integer *micro-units* (10^-6 of the currency unit, e.g. µEUR).
-  One tick times one Wh is 10^-9 currency, i.e. 1/1000 of a micro-unit;
-  :func:`energy_cost_nano` keeps that product exact and
-  :func:`nano_to_micro` says how it is rounded.
+  One tick times one Wh is 10^-9 currency ("nano"), 1/1000 of a micro-unit:
+  :func:`energy_cost_nano` keeps that product exact, and sums of such
+  products stay exact in nano until they are rounded, once, by one of the
+  rules below.
+* Ledger units: a ledger counts in its own integer unit (micro-units on the
+  local ledger, nanos of IOTA on IOTA), converted at an exact *rate*
+  (ledger units per micro-unit, a fraction recorded in each statement).
 * Time: timezone-aware UTC; delivery intervals are aligned to the Unix epoch
   and named by their start.
+
+Rounding rules (nothing else rounds money):
+
+=====================================  ==============================  =========================
+what                                   rule                            function
+=====================================  ==============================  =========================
+a settlement line, nano → micro        toward the grid: who pays       :func:`micro_ceil`
+                                       rounds up, who receives down    :func:`micro_floor`
+a statement in ledger units            against the payer: owed to the  :func:`ledger_amount`
+                                       grid up, owed by the grid down
+a partial payment back in micro        down (never shows as more)      :func:`paid_micro`
+a figure shown, nano → micro           half to even (no bias)          :func:`micro_half_even`
+=====================================  ==============================  =========================
+
+The remainders of the first rule are booked to the grid's own account, so
+every interval's money balances to the unit.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 PRICE_DECIMALS = 6
 TICKS_PER_UNIT = 10**PRICE_DECIMALS  # price ticks per currency unit (per kWh)
@@ -78,31 +107,80 @@ def _format_fixed(value: int, decimals: int, min_decimals: int) -> str:
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
-def price_to_decimal(ticks: int) -> Decimal:
-    return Decimal(ticks).scaleb(-PRICE_DECIMALS)
-
-
 def energy_cost_nano(price_ticks: int, energy_wh: int) -> int:
     """Exact value of ``energy_wh`` at ``price_ticks`` in 10^-9 currency units."""
     return price_ticks * energy_wh
 
 
-def nano_to_micro(nano: int, *, toward_grid: bool, payer: bool) -> int:
-    """Round an exact 10^-9 amount to micro-units.
+def micro_floor[N: (int, "NDArray[np.int64]")](nano: N) -> N:
+    """Nano to micro-units rounded down (what a receiver gets; works on NumPy arrays)."""
+    return nano // NANO_PER_MICRO
 
-    With ``toward_grid`` the rounding never favours the household: what a
-    household pays (``payer``) is rounded up, what it receives is rounded
-    down, so the remainder booked to the grid's account is never negative.
-    Without it the value is rounded half to even.
-    """
-    if toward_grid:
-        q, r = divmod(nano, NANO_PER_MICRO)
-        return q + (1 if (r and payer) else 0)
+
+def micro_ceil[N: (int, "NDArray[np.int64]")](nano: N) -> N:
+    """Nano to micro-units rounded up (what a payer pays; works on NumPy arrays)."""
+    return -(-nano // NANO_PER_MICRO)
+
+
+def micro_half_even(nano: int) -> int:
+    """Nano to micro-units rounded half to even: for figures shown, never for money moved."""
     q, r = divmod(nano, NANO_PER_MICRO)
     twice = 2 * r
     if twice > NANO_PER_MICRO or (twice == NANO_PER_MICRO and q % 2 == 1):
         q += 1
     return q
+
+
+# --- ledger units ------------------------------------------------------------
+
+NANOS_PER_IOTA = 10**9
+
+
+def parse_rate(text: str) -> Fraction:
+    """A recorded rate (``"4000"``, ``"10000000/2137"``, ``"0.5"``); positive."""
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise UnitError(f"{text!r} is not a rate") from exc
+    if rate <= 0:
+        raise UnitError("a rate must be positive")
+    return rate
+
+
+def format_rate(rate: Fraction) -> str:
+    """A rate as it is recorded: ``str(Fraction)``, e.g. ``"1"``, ``"10000000/2137"``."""
+    return str(rate)
+
+
+def rate_from_price(price: str, units_per_coin: int = NANOS_PER_IOTA) -> Fraction:
+    """Ledger units per micro-unit when one coin (``units_per_coin`` units) costs ``price``."""
+    try:
+        value = Decimal(price)
+    except InvalidOperation as exc:
+        raise UnitError(f"{price!r} is not a decimal price") from exc
+    if not value.is_finite() or value <= 0:
+        raise UnitError("the price of a coin must be positive")
+    return Fraction(units_per_coin) / (Fraction(value) * MICRO_PER_UNIT)
+
+
+def ledger_amount(amount_micro: int, rate: Fraction) -> int:
+    """A statement amount in ledger units, with its sign; rounded against the payer."""
+    exact = abs(amount_micro) * rate
+    if amount_micro >= 0:
+        return math.ceil(exact)  # the participant pays: round up
+    return -math.floor(exact)  # the grid pays: round down
+
+
+def paid_micro(amount_due_micro: int, ledger_due: int, ledger_paid: int, rate: Fraction) -> int:
+    """How much of a statement's currency amount a ledger amount settles (same sign).
+
+    Paid in full (in ledger units) is the whole amount; a part is converted
+    back and rounded down, so a partial payment never shows as more than it is.
+    """
+    if ledger_due == 0 or abs(ledger_paid) >= abs(ledger_due):
+        return amount_due_micro
+    part = min(math.floor(Fraction(abs(ledger_paid)) / rate), abs(amount_due_micro))
+    return part if amount_due_micro >= 0 else -part
 
 
 # --- time --------------------------------------------------------------------

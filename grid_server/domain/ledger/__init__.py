@@ -1,7 +1,7 @@
 """Pure rules of payments and the local ledger (no web, no database).
 
-* :mod:`.rates`: currency ↔ ledger units at a rate recorded in each
-  statement; statement status from what was paid.
+* :mod:`.rates`: where the rate for statements comes from; statement
+  status from what was paid (the conversions are ``p2p_energy_client.units``').
 * :mod:`.accounts`: the local ledger's rules for a transfer (signature,
   sequence number, balance) and the check of its hash chain.
 * :mod:`.payouts`: which producer statements are paid how much, when.
@@ -9,16 +9,7 @@
 
 from .accounts import TransferRefused, check_transfer, verify_chain
 from .payouts import PayoutPlan, StatementPosition, coverage_by_period, plan_payouts
-from .rates import (
-    FixedRate,
-    RateSource,
-    format_rate,
-    ledger_amount,
-    paid_micro,
-    parse_rate,
-    rate_from_price,
-    statement_status,
-)
+from .rates import FixedRate, RateSource, statement_status
 
 __all__ = [
     "FixedRate",
@@ -28,12 +19,7 @@ __all__ = [
     "TransferRefused",
     "check_transfer",
     "coverage_by_period",
-    "format_rate",
-    "ledger_amount",
-    "paid_micro",
-    "parse_rate",
     "plan_payouts",
-    "rate_from_price",
     "statement_status",
     "verify_chain",
 ]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from p2p_energy_client.api import LedgerEntry
 from p2p_energy_client.ledger.local import GENESIS_HASH, SignedTransfer, check_entry
+from p2p_energy_client.models import LedgerEntry
 from p2p_energy_client.protocol import ErrorCode
 
 

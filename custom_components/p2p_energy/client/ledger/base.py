@@ -42,6 +42,19 @@ class LedgerError(Exception):
         self.code = code
 
 
+class TransferInDoubt(LedgerError):
+    """A transfer may have been applied (or may still be): do not pay again blindly.
+
+    ``tx_id`` names the transfer in question; reconcile with ``lookup(tx_id)``,
+    or send the very same signed transfer again (every ledger applies one
+    signed transfer at most once).
+    """
+
+    def __init__(self, code: str, tx_id: str, message: str) -> None:
+        super().__init__(code, f"{message} (transaction {tx_id})")
+        self.tx_id = tx_id
+
+
 class InsufficientFunds(LedgerError):
     def __init__(self, message: str) -> None:
         super().__init__("insufficient_funds", message)

@@ -8,8 +8,8 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .client.api import GridClient
 from .client.crypto import KeyPair
+from .client.grid_client import GridClient
 from .const import CONF_GRID_ID, CONF_GRID_URL, CONF_SECRET_KEY
 
 
