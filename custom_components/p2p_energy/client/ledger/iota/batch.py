@@ -113,11 +113,13 @@ PROTOCOL_LIMITS = TransactionLimits(
     # bcs::serialized_size(SenderSignedData) <= 131072.
     signed_bytes=131_072,
 )
-# Not binding for a batch, so not planned against: max_num_new_move_object_ids
-# (2048 new objects, one per payment), max_serialized_tx_effects_size_bytes
-# (512 KiB of effects, about 100 bytes per new coin), max_tx_gas (50 IOTA; a
-# new coin's storage costs about 0.001 IOTA). The node's limit of 511 amounts
-# in one SplitCoins binds first.
+# The limit of 511 amounts in one SplitCoins binds first for a batch; the
+# others are checked all the same. Owned coins (75 bytes each as inputs) reach
+# the size limit before 2,048 input objects. Not checked here because a batch
+# stays far below them: max_num_new_move_object_ids (2,048 new objects, one
+# per payment), max_serialized_tx_effects_size_bytes (512 KiB of effects, about
+# 100 bytes per new coin) and max_tx_gas (50 IOTA; a new coin's storage costs
+# about 0.001 IOTA, and the budget is capped at it in ledger.py).
 
 # The planner stays 10 % under every limit.
 PLANNING_MARGIN_PERCENT = 10
