@@ -30,6 +30,7 @@ from p2p_energy_client.ledger.iota.bcs import (
     digest_to_base58,
     encode_transaction_data,
     normalize_address,
+    split_sender_signed_data,
 )
 
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
@@ -193,3 +194,34 @@ def test_base58_digest_must_be_32_bytes() -> None:
         digest_from_base58(digest_to_base58(bytes(31) + b"\x01")[:-1])
     with pytest.raises(BcsError):
         digest_from_base58("0OIl")  # not in the base58 alphabet
+
+
+def _signed_data(tx_bytes: bytes, *, count: int = 1, intent: bytes = b"\x00\x00\x00") -> bytes:
+    signature = bytes(97)
+    return bytes([count]) + intent + tx_bytes + b"\x01" + bytes([len(signature)]) + signature
+
+
+def _some_tx_bytes() -> bytes:
+    gas = GasData((ObjectRef("0x1", 1, bytes(32)),), "0x2", 1000, 2_000_000)
+    kind = ProgrammableTransaction((Pure(b"\x01" * 8),), (SplitCoins(GasCoin(), (Input(0),)),))
+    return encode_transaction_data(TransactionData(kind, "0x2", gas))
+
+
+def test_sender_signed_data_gives_back_the_signed_bytes() -> None:
+    tx_bytes = _some_tx_bytes()
+    assert split_sender_signed_data(_signed_data(tx_bytes)) == (tx_bytes, (bytes(97),))
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda raw: raw[:1] + b"\x01" + raw[2:], "intent"),
+        (lambda raw: b"\x02" + raw[1:], "exactly one"),
+        (lambda raw: raw + b"\x00", "trailing"),
+        (lambda raw: raw[:-1], "exceeds the remaining input"),
+    ],
+    ids=["other_intent", "two_transactions", "trailing_bytes", "cut_short"],
+)
+def test_sender_signed_data_refuses_anything_else(mangle: Any, message: str) -> None:
+    with pytest.raises(BcsError, match=message):
+        split_sender_signed_data(mangle(_signed_data(_some_tx_bytes())))

@@ -1,9 +1,10 @@
-"""Opt-in: the same payment against a real IOTA Rebased node (testnet).
+"""Opt-in: the same payment, and a batch, against a real IOTA Rebased node (testnet).
 
 Skipped unless ``P2P_IOTA_TESTNET_URL`` names a node (e.g.
 https://api.testnet.iota.cafe) and ``P2P_IOTA_TESTNET_SECRET`` holds a
 funded key (``iotaprivkey1…`` or a hex seed; fund it from the testnet
-faucet). Each run pays 1,000 nanos to a fresh address plus gas.
+faucet). Each run pays 1,000 nanos to a fresh address, a batch of about
+4,000 nanos to three, plus gas.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import pytest_socket
 
 from p2p_energy_client.crypto import KeyPair
-from p2p_energy_client.ledger.base import TxStatus
+from p2p_energy_client.ledger.base import Payment, TxStatus
 from p2p_energy_client.ledger.iota import (
     IotaConfig,
     IotaLedger,
@@ -69,3 +70,20 @@ async def test_pay_and_verify_on_testnet() -> None:
         assert info.value.code == "wrong_sender"
         spent = before - await ledger.balance(payer.address)
         assert 1_000 < spent < 1_000 + 50_000_000  # the amount plus a modest gas charge
+
+
+@pytest.mark.usefixtures("real_network")
+async def test_batch_on_testnet() -> None:
+    payer = keypair_from_secret(SECRET)
+    payees = [KeyPair.generate() for _ in range(3)]
+    batch = [Payment(p.address, 1_000 + i) for i, p in enumerate(payees)]
+    batch.append(Payment(payees[0].address, 7))  # one recipient paid twice
+    config = IotaConfig(url=URL, checkpoint_timeout=90.0)
+    async with IotaLedger(config) as ledger:
+        signed = await ledger.prepare_batch(payer, batch)
+        block = await ledger.submit(signed)
+        assert block.digest == signed.digest
+        assert await ledger.balance(payees[0].address) == 1_007
+        record = await ledger.lookup(signed.digest)
+        assert record is not None and record.status is TxStatus.SUCCESS
+        assert record.payments == tuple(batch)

@@ -12,6 +12,12 @@ enforces them (``iotaledger/iota``: ``iota-types`` gas_v1.rs and error.rs,
 * gas: price ≥ reference gas price and ≤ max, budget between
   1,000 × reference price and 50 IOTA, payment coins exist, are current,
   are owned by the sender and together cover the budget;
+* the protocol's limits on a transaction's shape, checked as
+  ``iota-types`` transaction.rs checks them (values from
+  ``iota-protocol-config``): fewer than 1,024 commands, 1 to 511 arguments
+  per command, pure inputs under 16 KiB, at most 2,048 input objects with
+  the gas coins, fewer than 256 gas coins and at most 128 KiB of signed
+  transaction (the last two not on dry runs, as on the real node);
 * owned inputs must be at their current version and digest
   (``ObjectVersionUnavailableForConsumption`` otherwise); no duplicates;
 * execution: payment coins are merged into the first ("gas smashing"),
@@ -70,9 +76,12 @@ from p2p_energy_client.ledger.iota.bcs import (
     ImmOrOwnedObject,
     Input,
     MergeCoins,
+    MoveCall,
     NestedResult,
     Pure,
+    Receiving,
     Result,
+    SharedObject,
     SplitCoins,
     TransactionData,
     TransferObjects,
@@ -87,7 +96,13 @@ IOTA_COIN_TYPE = "0x2::iota::IOTA"
 BASE_TX_COST_FIXED_UNITS = 1_000
 MAX_TX_GAS = 50_000_000_000
 MAX_GAS_PRICE = 100_000
-MAX_GAS_PAYMENT_OBJECTS = 256
+MAX_GAS_PAYMENT_OBJECTS = 256  # gas coins must number fewer
+# Shape limits (iota-protocol-config), compared as transaction.rs does.
+MAX_PROGRAMMABLE_TX_COMMANDS = 1_024  # commands.len() < this
+MAX_ARGUMENTS = 512  # arguments of one command < this
+MAX_PURE_ARGUMENT_SIZE = 16 * 1024  # bytes of one pure input < this
+MAX_INPUT_OBJECTS = 2_048  # object inputs + gas coins <= this
+MAX_TX_SIZE_BYTES = 128 * 1024  # serialized SenderSignedData <= this
 COMPUTATION_UNITS = 1_000  # a coin transfer falls in the lowest computation bucket
 STORAGE_COST_PER_OBJECT = 988_000  # roughly what a Coin<IOTA> costs to store
 OBJECT_DIGEST_DELETED = bytes([99]) * 32  # ObjectDigest::OBJECT_DIGEST_DELETED
@@ -141,6 +156,24 @@ class CoinObject:
         return {"objectId": self.object_id, "version": self.version, "digest": _b58(self.digest)}
 
 
+def _uleb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
+
+
+def sender_signed_data(tx_bytes: bytes, signatures: list[str]) -> bytes:
+    """BCS ``SenderSignedData``: one ``(IntentMessage(tx), [signature bytes…])``."""
+    out = bytearray(_uleb128(1) + b"\x00\x00\x00" + tx_bytes + _uleb128(len(signatures)))
+    for signature in signatures:
+        raw = base64.b64decode(signature)
+        out += _uleb128(len(raw)) + raw
+    return bytes(out)
+
+
 @dataclass
 class RecordedTransaction:
     digest: str
@@ -151,6 +184,7 @@ class RecordedTransaction:
     checkpoint: int | None = None
     timestamp_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    raw_transaction: bytes = b""
 
 
 @dataclass
@@ -511,6 +545,8 @@ class StandInIotaNode:
         out: dict[str, Any] = {"digest": recorded.digest}
         if options.get("showInput"):
             out["transaction"] = {"data": recorded.input_json, "txSignatures": recorded.signatures}
+        if options.get("showRawInput") and recorded.raw_transaction:
+            out["rawTransaction"] = base64.b64encode(recorded.raw_transaction).decode()
         if options.get("showEffects"):
             out["effects"] = recorded.effects
         if options.get("showBalanceChanges"):
@@ -541,6 +577,52 @@ class StandInIotaNode:
             "Transaction execution failed due to issues with transaction inputs, "
             f"please review the errors and try again: {message}.",
         )
+
+    def _size_limit(self, limit: str, value: int) -> RpcFailure:
+        # UserInputError::SizeLimitExceeded, "Size limit exceeded: {limit} is {value}".
+        return self._input_error(f"Size limit exceeded: {limit} is {value}")
+
+    def check_shape(self, data: TransactionData) -> None:
+        """The programmable transaction's limits (validity_check_no_gas_check: dry runs too)."""
+        commands = data.kind.commands
+        if len(commands) >= MAX_PROGRAMMABLE_TX_COMMANDS:
+            raise self._size_limit(
+                "maximum commands in a programmable transaction", MAX_PROGRAMMABLE_TX_COMMANDS
+            )
+        for arg in data.kind.inputs:
+            if isinstance(arg, Pure) and len(arg.value) >= MAX_PURE_ARGUMENT_SIZE:
+                raise self._size_limit("maximum pure argument size", MAX_PURE_ARGUMENT_SIZE)
+        for command in commands:
+            match command:
+                case TransferObjects(args, _) | SplitCoins(_, args) | MergeCoins(_, args):
+                    if not args:
+                        raise self._input_error(
+                            "TransferObjects, MergeCoin, and Publish cannot have empty arguments."
+                            " If MakeMoveVec has empty arguments, it must have a type specified"
+                        )
+                case MoveCall(arguments=args):
+                    pass
+            if len(args) >= MAX_ARGUMENTS:
+                raise self._size_limit(
+                    "maximum arguments in a programmable transaction command", MAX_ARGUMENTS
+                )
+        objects = len(data.gas_data.payment) + sum(
+            isinstance(arg, ImmOrOwnedObject | SharedObject | Receiving) for arg in data.kind.inputs
+        )
+        if objects > MAX_INPUT_OBJECTS:
+            raise self._size_limit(
+                "maximum input + receiving objects in a transaction", MAX_INPUT_OBJECTS
+            )
+
+    def check_size(self, tx_bytes: bytes, signatures: list[str]) -> None:
+        """The signed transaction's size (SenderSignedData::validity_check; not on dry runs)."""
+        size = len(sender_signed_data(tx_bytes, signatures))
+        if size > MAX_TX_SIZE_BYTES:
+            raise RpcFailure(
+                EXECUTION_CLIENT_ERROR,
+                "Size limit exceeded: serialized transaction size exceeded maximum of "
+                f"{MAX_TX_SIZE_BYTES} is {size}",
+            )
 
     def _verify_signature(self, tx_bytes: bytes, data: TransactionData, signatures: object) -> None:
         if not isinstance(signatures, list) or len(signatures) != 1:
@@ -598,8 +680,8 @@ class StandInIotaNode:
             )
         if not gas.payment:
             raise self._input_error("Transaction gas payment missing")
-        if len(gas.payment) > MAX_GAS_PAYMENT_OBJECTS:
-            raise self._input_error("Size limit exceeded: maximum gas payment objects")
+        if len(gas.payment) >= MAX_GAS_PAYMENT_OBJECTS:
+            raise self._size_limit("maximum number of gas payment objects", MAX_GAS_PAYMENT_OBJECTS)
         if data.expiration_epoch is not None and data.expiration_epoch < self.epoch:
             raise self._input_error("Transaction Expired")
 
@@ -947,6 +1029,7 @@ class StandInIotaNode:
 
     def _dry_run(self, params: list[Any]) -> dict[str, Any]:
         tx_bytes, data = self._decode(self._param(params, 0))
+        self.check_shape(data)
         if self.before_dry_run is not None:
             self.before_dry_run(data)
         if has_move_calls(data):
@@ -978,7 +1061,11 @@ class StandInIotaNode:
         if request_type not in (None, "WaitForEffectsCert", "WaitForLocalExecution"):
             raise RpcFailure(INVALID_PARAMS, f"Invalid params: unknown request type {request_type}")
         self._verify_signature(tx_bytes, data, signatures)
+        assert isinstance(signatures, list)  # checked with the signature
+        self.check_size(tx_bytes, signatures)
+        self.check_shape(data)
         digest = self._digest(tx_bytes)
+        raw_transaction = sender_signed_data(tx_bytes, signatures)
         recorded = self.transactions.get(digest)
         if recorded is None:
             if self.before_execute is not None:
@@ -994,6 +1081,7 @@ class StandInIotaNode:
                     effects=moved.effects,
                     balance_changes=moved.balance_changes,
                     events=moved.events,
+                    raw_transaction=raw_transaction,
                 )
                 self.transactions[digest] = recorded
                 self._schedule_checkpoint(digest)
@@ -1012,6 +1100,7 @@ class StandInIotaNode:
                 input_json=self._input_json(data),
                 effects=outcome.effects,
                 balance_changes=outcome.balance_changes,
+                raw_transaction=raw_transaction,
             )
             self.transactions[digest] = recorded
             self._schedule_checkpoint(digest)

@@ -22,8 +22,25 @@ class TxStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Payment:
+    """One payment of a batch: ``amount`` (in the ledger's unit) to ``recipient``."""
+
+    recipient: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class TransferRecord:
-    """What a ledger says about one transaction."""
+    """What a ledger says about one transaction.
+
+    A transaction that pays several recipients (a batch of payouts) lists
+    every payment in ``payments``, in the order the transaction makes them
+    (a recipient paid twice appears twice), so the grid can check a batch it
+    finds against the batch it recorded. ``amount`` is then their sum and
+    ``recipient`` is the one recipient if there is exactly one, else ``""``.
+    ``payments`` is empty when nothing was paid (a failed transaction) or
+    when the ledger does not itemise the transaction.
+    """
 
     tx_id: str
     sender: str
@@ -32,6 +49,7 @@ class TransferRecord:
     status: TxStatus
     time: datetime | None
     memo: str | None = None
+    payments: tuple[Payment, ...] = ()
 
 
 class LedgerError(Exception):

@@ -1,8 +1,9 @@
 """IOTA Rebased (the Move-based IOTA network) as a p2p_energy ledger.
 
-Everything is built here, with no IOTA SDK: BCS for the one transaction
-shape we send (split + transfer, merging coins when needed), Ed25519
-signing over the transaction intent, and a small JSON-RPC client. Amounts
+Everything is built here, with no IOTA SDK: BCS for the transaction shapes
+we send (split + transfer to one recipient or to many, merging coins when
+needed), Ed25519 signing over the transaction intent, and a small JSON-RPC
+client. Amounts
 are integer nanos (1 IOTA = 10^9 nanos); transaction ids are the base58
 digests the network uses.
 
@@ -19,6 +20,19 @@ the ``tx_id`` up, do not pay again". For crash-safe payouts, split it:
 and ``signed.digest``, then ``await ledger.submit(signed)``; after a crash,
 ``SignedTransaction.from_json(...)`` and ``submit`` again (the same bytes
 can land only once).
+
+Paying many at once (the grid's payouts): one transaction per batch,
+pay-all-or-nothing, laid out as the official TypeScript SDK lays it out::
+
+    for batch in ledger.plan_batches(payments):      # [Payment(recipient, amount), …]
+        signed = await ledger.prepare_batch(keys, batch)
+        # store signed.to_json() and signed.digest as the batch's intent, then:
+        block = await ledger.submit(signed)
+
+A batch in doubt is resolved with ``lookup(signed.digest)``, whose record
+lists every payment (``TransferRecord.payments``), or by submitting the
+stored bytes again. Consecutive batches from one key are prepared one after
+the other (each spends the coin versions the previous one left).
 
 Accepting a payment (the grid)::
 
@@ -39,6 +53,18 @@ exports, and the building blocks (:func:`build_transfer`,
 
 from __future__ import annotations
 
+from ..base import Payment
+from .batch import (
+    PLANNING_LIMITS,
+    PROTOCOL_LIMITS,
+    BatchTooLarge,
+    TransactionLimits,
+    batch_terms,
+    build_batch,
+    check_limits,
+    payment_terms,
+    plan_batches,
+)
 from .bcs import BcsError, ObjectRef, decode_transaction_data, encode_transaction_data
 from .keys import keypair_from_secret
 from .ledger import (
@@ -66,6 +92,9 @@ __all__ = [
     "IOTA_COIN_TYPE",
     "NANOS_PER_IOTA",
     "NETWORK_URLS",
+    "PLANNING_LIMITS",
+    "PROTOCOL_LIMITS",
+    "BatchTooLarge",
     "BcsError",
     "IotaConfig",
     "IotaLedger",
@@ -73,16 +102,23 @@ __all__ = [
     "IotaRpcClient",
     "NodeUnavailable",
     "ObjectRef",
+    "Payment",
     "PaymentNotVerified",
     "RpcError",
     "SignedTransaction",
+    "TransactionLimits",
     "TransactionRejected",
     "TransferFailed",
     "TransferInDoubt",
+    "batch_terms",
+    "build_batch",
     "build_transfer",
+    "check_limits",
     "decode_transaction_data",
     "encode_transaction_data",
     "keypair_from_secret",
+    "payment_terms",
+    "plan_batches",
     "sign_transaction",
     "transaction_digest",
 ]

@@ -645,6 +645,13 @@ class _Reader:
             raise BcsError("sequence length exceeds the remaining input")
         return n
 
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def fixed(self, n: int) -> bytes:
+        return self._take(n)
+
     def u8(self) -> int:
         return self._take(1)[0]
 
@@ -772,6 +779,36 @@ def decode_transaction_data(data: bytes, *, move_calls: bool = False) -> Transac
     Move calls are refused unless ``move_calls`` is True (see the module doc).
     """
     r = _Reader(bytes(data))
+    tx = _decode_transaction_data(r, move_calls=move_calls)
+    r.finish()
+    return tx
+
+
+def split_sender_signed_data(data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+    """(``TransactionData`` bytes, signatures) of BCS ``SenderSignedData``.
+
+    That is what a node's ``rawTransaction`` holds (iota-types transaction.rs:
+    a one-element vector of ``SenderSignedTransaction { intent_message:
+    IntentMessage<TransactionData>, tx_signatures: Vec<GenericSignature> }``,
+    each signature as length-prefixed bytes). The transaction's own bytes
+    come back unchanged, so their digest can be checked against the id the
+    node answered for.
+    """
+    raw = bytes(data)
+    r = _Reader(raw)
+    if r.uleb128() != 1:
+        raise BcsError("SenderSignedData holds exactly one signed transaction")
+    if r.fixed(3) != b"\x00\x00\x00":
+        raise BcsError("not a transaction intent (scope, version and app id must be 0)")
+    start = r.position
+    _decode_transaction_data(r, move_calls=True)
+    tx_bytes = raw[start : r.position]
+    signatures = _decode_seq(r, lambda reader: reader.byte_string())
+    r.finish()
+    return tx_bytes, signatures
+
+
+def _decode_transaction_data(r: _Reader, *, move_calls: bool) -> TransactionData:
     version = r.uleb128()
     if version != _TX_DATA_V1:
         raise BcsError(f"unknown TransactionData version {version}")
@@ -792,7 +829,6 @@ def decode_transaction_data(data: bytes, *, move_calls: bool = False) -> Transac
         expiration = r.u64()
     else:
         raise BcsError(f"unknown TransactionExpiration variant {expiration_tag}")
-    r.finish()
     return TransactionData(
         kind=ProgrammableTransaction(inputs, commands),
         sender=sender,

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,15 +44,34 @@ import aiohttp
 
 from ...crypto import KeyPair, is_address
 from ...crypto import b64encode as _b64encode
-from ..base import InsufficientFunds, LedgerError, TransferRecord, TxStatus, ledger_address
+from ..base import (
+    InsufficientFunds,
+    LedgerError,
+    Payment,
+    TransferRecord,
+    TxStatus,
+    ledger_address,
+)
+from .batch import (
+    PLANNING_LIMITS,
+    BatchTooLarge,
+    batch_capacity,
+    build_batch,
+    check_limits,
+    check_payments,
+    payment_terms,
+    plan_batches,
+)
 from .bcs import (
     U64_MAX,
     BcsError,
     ImmOrOwnedObject,
     ObjectRef,
     TransactionData,
+    decode_transaction_data,
     encode_transaction_data,
     normalize_address,
+    split_sender_signed_data,
 )
 from .rpc import (
     Coin,
@@ -67,20 +86,23 @@ from .transactions import (
     SignedTransaction,
     build_transfer,
     is_transaction_digest,
-    transfer_terms,
+    transaction_digest,
 )
 
 if TYPE_CHECKING:
     from ..base import Ledger
 
 UNIT = "nanos"
+# Builds the transaction from (gas payment coins, coins to merge, gas price, budget).
+type _Builder = Callable[[list[ObjectRef], list[ObjectRef], int, int], TransactionData]
 NANOS_PER_IOTA = 10**9
 
 # Protocol limits, from iotaledger/iota crates/iota-protocol-config (protocol
-# versions 1–2) and crates/iota-types/src/gas_model/gas_v1.rs:
+# versions 1–12) and crates/iota-types/src/gas_model/gas_v1.rs:
 # the minimum budget is base_tx_cost_fixed (1,000 gas units) × reference gas
-# price (GasBudgetTooLow below it); the maximum is max_tx_gas; at most
-# max_gas_payment_objects coins may pay gas.
+# price (GasBudgetTooLow below it); the maximum is max_tx_gas; fewer than
+# max_gas_payment_objects coins may pay gas (transaction.rs compares with <).
+# The limits on a transaction's shape and size are in .batch (PROTOCOL_LIMITS).
 BASE_TX_COST_FIXED_UNITS = 1_000
 MAX_TX_GAS = 50_000_000_000
 MAX_GAS_PAYMENT_OBJECTS = 256
@@ -90,6 +112,10 @@ GAS_SAFE_OVERHEAD_UNITS = 1_000
 # The budget the dry run itself runs with (50× the minimum): generous for a
 # coin transfer, small enough that a sender with little money can dry-run.
 DRY_RUN_BUDGET_UNITS = 50_000
+# A batch's dry run gets this much more per payment: each payment stores a new
+# coin, about 1,000,000 nanos of storage (gas_v1: ~130 bytes × 100 × storage
+# price 76), five times over at the reference price of 1,000.
+DRY_RUN_BUDGET_UNITS_PER_PAYMENT = 5_000
 # How many times a transfer re-builds after its bytes were proven dead.
 MAX_REBUILDS = 3
 # UserInputError::ObjectVersionUnavailableForConsumption (iota-types error.rs).
@@ -230,13 +256,49 @@ def select_coins(
             break
         merges.append(coin)
         covered += coin.balance
-    if len(payment) + len(merges) > max_coins or len(payment) > MAX_GAS_PAYMENT_OBJECTS:
+    if len(payment) + len(merges) > max_coins or len(payment) >= MAX_GAS_PAYMENT_OBJECTS:
         raise LedgerError(
             "too_many_coins",
             f"paying {amount} needs {len(payment) + len(merges)} coins, more than {max_coins};"
             " merge the sender's coins first",
         )
     return [c.ref for c in payment], [c.ref for c in merges]
+
+
+def _sums_by_recipient(payments: Sequence[Payment]) -> dict[str, int]:
+    """What each recipient receives in all (a recipient may be paid more than once)."""
+    sums: dict[str, int] = {}
+    for payment in payments:
+        sums[payment.recipient] = sums.get(payment.recipient, 0) + payment.amount
+    return sums
+
+
+def _only_recipient(payments: Sequence[Payment]) -> str:
+    """The recipient when every payment goes to the same one, else ``""``."""
+    recipients = {p.recipient for p in payments}
+    return recipients.pop() if len(recipients) == 1 else ""
+
+
+def _signed_payments(block: TransactionBlock) -> tuple[Payment, ...] | None:
+    """The payments in the signed bytes the node returned, if it is a payment built here.
+
+    ``None`` without raw input or for any other kind of transaction. Bytes
+    that do not hash to the digest the node answered for are refused.
+    """
+    if block.raw_transaction is None:
+        return None
+    try:
+        tx_bytes, _signatures = split_sender_signed_data(block.raw_transaction)
+    except BcsError as exc:
+        raise LedgerError("malformed_response", f"rawTransaction: {exc}") from exc
+    if transaction_digest(tx_bytes) != block.digest:
+        raise LedgerError(
+            "malformed_response", f"the raw transaction is not {block.digest}'s bytes"
+        )
+    try:
+        return payment_terms(decode_transaction_data(tx_bytes))
+    except BcsError:
+        return None
 
 
 def _datetime_from_ms(ms: int | None) -> datetime | None:
@@ -364,6 +426,85 @@ class IotaLedger:
             raise LedgerError("invalid_recipient", "a payment to oneself pays nothing")
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= U64_MAX:
             raise LedgerError("invalid_amount", "the amount must be a positive integer of nanos")
+
+        def build(
+            payment: list[ObjectRef], merges: list[ObjectRef], price: int, budget: int
+        ) -> TransactionData:
+            return build_transfer(
+                sender=keys.address,
+                recipient=recipient,
+                amount=amount,
+                gas_payment=payment,
+                merge_coins=merges,
+                gas_price=price,
+                gas_budget=budget,
+            )
+
+        return await self._fund_and_sign(
+            keys, amount, build, dry_run_units=DRY_RUN_BUDGET_UNITS, what=str(amount)
+        )
+
+    def plan_batches(self, payments: Sequence[Payment]) -> list[tuple[Payment, ...]]:
+        """Cut ``payments`` into the fewest transactions :meth:`prepare_batch` accepts.
+
+        In the given order and deterministic (see :func:`.batch.plan_batches`);
+        within :data:`.batch.PLANNING_LIMITS` when up to ``config.max_coins``
+        coins fund each transaction.
+        """
+        return plan_batches(payments, coins=self.config.max_coins)
+
+    async def prepare_batch(self, keys: KeyPair, payments: Sequence[Payment]) -> SignedTransaction:
+        """Build and sign one transaction paying every payment, without sending it.
+
+        The layout is the TypeScript SDK's (:mod:`.batch`); gas is priced by a
+        dry run, as for one payment. The digest is known before sending: store
+        ``signed.to_json()`` as the batch's intent, then :meth:`submit` it (again
+        after a crash: the same bytes land at most once). A batch pays all of
+        its payments or none of them.
+
+        Raises :class:`LedgerError` naming the first invalid payment
+        (``invalid_payments``, ``invalid_recipient``, ``invalid_amount``),
+        :class:`~.batch.BatchTooLarge` when the payments do not fit in one
+        transaction (plan with :meth:`plan_batches`), :class:`InsufficientFunds`
+        when the sender's coins cannot cover the total plus gas.
+        """
+        batch = check_payments(payments, sender=keys.address)
+        capacity = batch_capacity(PLANNING_LIMITS, coins=self.config.max_coins)
+        if len(batch) > capacity:
+            raise BatchTooLarge(
+                "payments",
+                f"payments: {len(batch)} do not fit in one transaction (at most {capacity});"
+                " cut them with plan_batches",
+            )
+        total = sum(p.amount for p in batch)
+
+        def build(
+            payment: list[ObjectRef], merges: list[ObjectRef], price: int, budget: int
+        ) -> TransactionData:
+            return build_batch(
+                sender=keys.address,
+                payments=batch,
+                gas_payment=payment,
+                merge_coins=merges,
+                gas_price=price,
+                gas_budget=budget,
+            )
+
+        dry_run_units = DRY_RUN_BUDGET_UNITS + DRY_RUN_BUDGET_UNITS_PER_PAYMENT * len(batch)
+        return await self._fund_and_sign(
+            keys, total, build, dry_run_units=dry_run_units, what=f"{len(batch)} payments, {total}"
+        )
+
+    async def _fund_and_sign(
+        self,
+        keys: KeyPair,
+        amount: int,
+        build: _Builder,
+        *,
+        dry_run_units: int,
+        what: str,
+    ) -> SignedTransaction:
+        """Pick coins for ``amount`` + gas, dry-run for the budget, build with it and sign."""
         price = await self.rpc.get_reference_gas_price()
         min_budget = BASE_TX_COST_FIXED_UNITS * price
         coins = [
@@ -372,19 +513,17 @@ class IotaLedger:
         total = sum(c.balance for c in coins)
         if total < amount + min_budget:
             raise InsufficientFunds(
-                f"{keys.address} holds {total} nanos; {amount} + at least {min_budget} gas needed"
+                f"{keys.address} holds {total} nanos; {what} + at least {min_budget} gas needed"
             )
-        dry_budget = min(total - amount, DRY_RUN_BUDGET_UNITS * price, MAX_TX_GAS)
-        draft = self._build(
-            keys.address, recipient, amount, coins=coins, price=price, budget=dry_budget
-        )
+        dry_budget = min(total - amount, dry_run_units * price, MAX_TX_GAS)
+        draft = self._build(build, coins=coins, amount=amount, price=price, budget=dry_budget)
         dry = await self.rpc.dry_run(_b64encode(encode_transaction_data(draft)))
         if not dry.succeeded or dry.gas_used is None:
             if dry.error is not None and dry.error.startswith("InsufficientGas"):
-                if dry_budget < DRY_RUN_BUDGET_UNITS * price:
+                if dry_budget < dry_run_units * price:
                     # The dry run's budget was all that is left after the amount.
                     raise InsufficientFunds(
-                        f"{keys.address} holds {total} nanos: not enough for {amount}"
+                        f"{keys.address} holds {total} nanos: not enough for {what}"
                         f" and the gas ({dry_budget} nanos were not enough for gas)"
                     )
                 raise LedgerError(
@@ -394,41 +533,36 @@ class IotaLedger:
         budget = gas_budget_from_dry_run(
             dry.gas_used, price=price, margin_percent=self.config.gas_margin_percent
         )
-        tx = self._build(keys.address, recipient, amount, coins=coins, price=price, budget=budget)
+        tx = self._build(build, coins=coins, amount=amount, price=price, budget=budget)
+        # The planner keeps a margin under every limit; this is the node's own rule.
+        check_limits(tx)
         return SignedTransaction.sign(keys, tx)
 
     def _build(
-        self,
-        sender: str,
-        recipient: str,
-        amount: int,
-        *,
-        coins: Sequence[Coin],
-        price: int,
-        budget: int,
+        self, build: _Builder, *, coins: Sequence[Coin], amount: int, price: int, budget: int
     ) -> TransactionData:
         payment, merges = select_coins(
             coins, amount=amount, budget=budget, max_coins=self.config.max_coins
         )
-        return build_transfer(
-            sender=sender,
-            recipient=recipient,
-            amount=amount,
-            gas_payment=payment,
-            merge_coins=merges,
-            gas_price=price,
-            gas_budget=budget,
-        )
+        return build(payment, merges, price, budget)
 
     async def submit(self, signed: SignedTransaction) -> TransactionBlock:
-        """Execute signed transfer bytes until their outcome is known; safe to call again.
+        """Execute signed payment bytes (one transfer or a batch) until their outcome is known.
 
+        Safe to call again, also after a crash with the bytes restored by
+        :meth:`SignedTransaction.from_json`: the same bytes land at most once.
         Returns the checkpointed transaction after checking that it succeeded
-        and paid exactly the signed amount to the signed recipient.
+        and that every recipient's balance grew by exactly what the signed
+        bytes pay it. Raises :class:`TransferFailed` (executed, paid nothing),
+        :class:`TransactionRejected` (not executed; ``can_never_land`` tells
+        whether these bytes are dead for ever) or :class:`TransferInDoubt`.
         """
-        recipient, amount = transfer_terms(signed.data)
+        try:
+            payments = payment_terms(signed.data)
+        except BcsError as exc:
+            raise LedgerError("not_a_payment", f"{signed.digest}: {exc}") from exc
         block = await self._execute_until_known(signed)
-        self._check_effects(block, signed, recipient, amount)
+        self._check_effects(block, signed, payments)
         if block.checkpoint is None:
             final = await self.rpc.wait_for_checkpoint(
                 signed.digest,
@@ -442,7 +576,7 @@ class IotaLedger:
                     f"executed, but not in a checkpoint after {self.config.checkpoint_timeout} s",
                     signed=signed,
                 )
-            self._check_effects(final, signed, recipient, amount)
+            self._check_effects(final, signed, payments)
             block = final
         return block
 
@@ -515,7 +649,7 @@ class IotaLedger:
 
     @staticmethod
     def _check_effects(
-        block: TransactionBlock, signed: SignedTransaction, recipient: str, amount: int
+        block: TransactionBlock, signed: SignedTransaction, payments: Sequence[Payment]
     ) -> None:
         if block.digest != signed.digest:
             raise TransferInDoubt(
@@ -531,13 +665,14 @@ class IotaLedger:
             raise TransferInDoubt(
                 "effects_mismatch", signed.digest, f"the node reports sender {block.sender}"
             )
-        received = block.net_change(recipient)
-        if received != amount:
-            raise TransferInDoubt(
-                "effects_mismatch",
-                signed.digest,
-                f"the recipient's balance changed by {received}, not {amount}",
-            )
+        for recipient, amount in _sums_by_recipient(payments).items():
+            received = block.net_change(recipient)
+            if received != amount:
+                raise TransferInDoubt(
+                    "effects_mismatch",
+                    signed.digest,
+                    f"the balance of {recipient} changed by {received}, not {amount}",
+                )
 
     # --- reading ---
 
@@ -545,10 +680,16 @@ class IotaLedger:
         """What the node says about ``tx_id``; ``None`` when it does not know it.
 
         ``status`` is ``pending`` until the transaction is in a checkpoint.
-        The recipient is the one address (other than the sender) whose IOTA
-        balance grew; for a failed transaction, amount 0 and the recipient
-        named in its input. Transactions paying several addresses are
-        refused with code ``not_a_transfer``.
+        For a payment built here (one transfer or a batch), what it pays is
+        read from the signed bytes the node returns (checked to hash to
+        ``tx_id``) and must agree with the balance changes: ``payments`` lists
+        every (recipient, amount) in the signed order, ``amount`` is their sum
+        and ``recipient`` the one recipient, or ``""`` when several are paid.
+        For any other transaction the recipient is the one address (other
+        than the sender) whose IOTA balance grew; such transactions paying
+        several addresses are refused with code ``not_a_transfer``. A failed
+        transaction paid nothing: amount 0, no payments, and the recipient
+        it named when there was one.
         """
         if not is_transaction_digest(tx_id):
             raise LedgerError("invalid_tx_id", f"{tx_id!r} is not a transaction digest")
@@ -561,16 +702,22 @@ class IotaLedger:
     def _record(block: TransactionBlock) -> TransferRecord:
         if block.status is None or block.balance_changes is None or block.sender is None:
             raise LedgerError("malformed_response", "the node's answer lacks effects or input")
+        signed = _signed_payments(block)
+        when = _datetime_from_ms(block.timestamp_ms)
         if not block.succeeded:
-            recipient, _intended = _intended_transfer(block.raw)
+            if signed is not None:
+                recipient = _only_recipient(signed)
+            else:
+                recipient, _intended = _intended_transfer(block.raw)
             return TransferRecord(
                 tx_id=block.digest,
                 sender=block.sender,
                 recipient=recipient,
                 amount=0,
                 status=TxStatus.FAILURE,
-                time=_datetime_from_ms(block.timestamp_ms),
+                time=when,
             )
+        status = TxStatus.SUCCESS if block.checkpoint is not None else TxStatus.PENDING
         received: dict[str, int] = {}
         for change in block.balance_changes:
             if change.address is None or change.address == block.sender:
@@ -578,6 +725,21 @@ class IotaLedger:
             if is_iota_coin_type(change.coin_type):
                 received[change.address] = received.get(change.address, 0) + change.amount
         paid = {address: value for address, value in received.items() if value > 0}
+        if signed is not None:
+            if paid != _sums_by_recipient(signed):
+                raise LedgerError(
+                    "effects_mismatch",
+                    f"{block.digest}: the balance changes are not the signed payments",
+                )
+            return TransferRecord(
+                tx_id=block.digest,
+                sender=block.sender,
+                recipient=_only_recipient(signed),
+                amount=sum(p.amount for p in signed),
+                status=status,
+                time=when,
+                payments=signed,
+            )
         if len(paid) > 1:
             raise LedgerError("not_a_transfer", f"{block.digest} pays {len(paid)} addresses")
         recipient, amount = next(iter(paid.items())) if paid else ("", 0)
@@ -586,8 +748,9 @@ class IotaLedger:
             sender=block.sender,
             recipient=recipient,
             amount=amount,
-            status=TxStatus.SUCCESS if block.checkpoint is not None else TxStatus.PENDING,
-            time=_datetime_from_ms(block.timestamp_ms),
+            status=status,
+            time=when,
+            payments=(Payment(recipient, amount),) if paid else (),
         )
 
     async def verify_incoming(

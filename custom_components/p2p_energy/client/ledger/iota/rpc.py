@@ -19,6 +19,8 @@ execute call that means *the outcome is unknown*.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import itertools
 import re
 import time
@@ -156,6 +158,8 @@ class TransactionBlock:
     checkpoint: int | None
     timestamp_ms: int | None
     raw: Mapping[str, Any] = field(compare=False, repr=False)
+    # BCS SenderSignedData (``rawTransaction``), when ``showRawInput`` was requested.
+    raw_transaction: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def succeeded(self) -> bool:
@@ -307,6 +311,14 @@ def parse_transaction_block(obj: object, method: str) -> TransactionBlock:
         balance_changes = _parse_balance_changes(obj["balanceChanges"], method)
     checkpoint = obj.get("checkpoint")
     timestamp = obj.get("timestampMs")
+    raw_transaction = None
+    if obj.get("rawTransaction") is not None:
+        try:
+            raw_transaction = base64.b64decode(
+                _str_field(obj["rawTransaction"], "rawTransaction", method), validate=True
+            )
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedResponse(method, "rawTransaction is not base64") from exc
     return TransactionBlock(
         digest=digest,
         sender=sender,
@@ -317,6 +329,7 @@ def parse_transaction_block(obj: object, method: str) -> TransactionBlock:
         checkpoint=None if checkpoint is None else _int_field(checkpoint, "checkpoint", method),
         timestamp_ms=None if timestamp is None else _int_field(timestamp, "timestampMs", method),
         raw=obj,
+        raw_transaction=raw_transaction,
     )
 
 
@@ -489,9 +502,19 @@ class IotaRpcClient:
         return parse_transaction_block(result, method)
 
     async def get_transaction_block(self, digest: str) -> TransactionBlock | None:
-        """The transaction with effects, balance changes and input; ``None`` if unknown."""
+        """The transaction with effects, balance changes and input; ``None`` if unknown.
+
+        The raw input (the signed bytes) comes along so that a caller can read
+        exactly what was signed, checked against the digest, rather than the
+        node's JSON rendering of it.
+        """
         method = "iota_getTransactionBlock"
-        options = {"showInput": True, "showEffects": True, "showBalanceChanges": True}
+        options = {
+            "showInput": True,
+            "showRawInput": True,
+            "showEffects": True,
+            "showBalanceChanges": True,
+        }
         try:
             result = await self.call(method, [digest, options])
         except RpcError as exc:
