@@ -35,7 +35,6 @@ import aiohttp
 from .grid_client import GridClient
 from .ledger.base import LedgerError, TxStatus
 from .ledger.iota import (
-    NANOS_PER_IOTA,
     IotaConfig,
     IotaLedger,
     SignedTransaction,
@@ -46,7 +45,7 @@ from .ledger.local import SignedTransfer
 from .ledger.local_client import LocalLedger, is_stale_seq
 from .models import GridInfo, PaymentResult, Statement
 from .protocol import ErrorCode, LedgerKind, ProtocolError
-from .units import MICRO_PER_UNIT
+from .units import MICRO_PER_UNIT, NANOS_PER_IOTA
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -65,12 +65,16 @@ class TransferInDoubt(LedgerError):
 
     ``tx_id`` names the transfer in question; reconcile with ``lookup(tx_id)``,
     or send the very same signed transfer again (every ledger applies one
-    signed transfer at most once).
+    signed transfer at most once). ``code`` says why it is in doubt
+    (``outcome_unknown``: no answer; on IOTA also ``not_checkpointed`` and
+    ``effects_mismatch``). ``signed``: the ledger's own form of the signed
+    bytes in question, when it keeps them (IOTA's ``SignedTransaction``).
     """
 
-    def __init__(self, code: str, tx_id: str, message: str) -> None:
+    def __init__(self, code: str, tx_id: str, message: str, *, signed: object = None) -> None:
         super().__init__(code, f"{message} (transaction {tx_id})")
         self.tx_id = tx_id
+        self.signed = signed
 
 
 class InsufficientFunds(LedgerError):

@@ -53,7 +53,7 @@ exports, and the building blocks (:func:`build_transfer`,
 
 from __future__ import annotations
 
-from ..base import Payment
+from ..base import Payment, TransferInDoubt
 from .batch import (
     PLANNING_LIMITS,
     PROTOCOL_LIMITS,
@@ -69,7 +69,6 @@ from .bcs import BcsError, ObjectRef, decode_transaction_data, encode_transactio
 from .keys import keypair_from_secret
 from .ledger import (
     BASE_TX_COST_FIXED_UNITS,
-    NANOS_PER_IOTA,
     NETWORK_URLS,
     IotaConfig,
     IotaLedger,
@@ -77,7 +76,6 @@ from .ledger import (
     PaymentNotVerified,
     TransactionRejected,
     TransferFailed,
-    TransferInDoubt,
 )
 from .rpc import IOTA_COIN_TYPE, IotaRpcClient, NodeUnavailable, RpcError
 from .transactions import (
@@ -90,7 +88,6 @@ from .transactions import (
 __all__ = [
     "BASE_TX_COST_FIXED_UNITS",
     "IOTA_COIN_TYPE",
-    "NANOS_PER_IOTA",
     "NETWORK_URLS",
     "PLANNING_LIMITS",
     "PROTOCOL_LIMITS",

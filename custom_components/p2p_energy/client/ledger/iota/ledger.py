@@ -48,6 +48,7 @@ from ..base import (
     InsufficientFunds,
     LedgerError,
     Payment,
+    TransferInDoubt,
     TransferRecord,
     TxStatus,
     ledger_address,
@@ -95,7 +96,6 @@ if TYPE_CHECKING:
 UNIT = "nanos"
 # Builds the transaction from (gas payment coins, coins to merge, gas price, budget).
 type _Builder = Callable[[list[ObjectRef], list[ObjectRef], int, int], TransactionData]
-NANOS_PER_IOTA = 10**9
 
 # Protocol limits, from iotaledger/iota crates/iota-protocol-config (protocol
 # versions 1–12) and crates/iota-types/src/gas_model/gas_v1.rs:
@@ -159,24 +159,6 @@ class IotaConfig:
     def for_network(cls, network: IotaNetwork | str, **options: Any) -> IotaConfig:
         net = IotaNetwork(network)
         return cls(url=NETWORK_URLS[net], network=net, **options)
-
-
-class TransferInDoubt(LedgerError):
-    """The transaction may have been (or may still be) executed: do not pay again.
-
-    ``code`` is ``"outcome_unknown"`` (no answer within the deadline),
-    ``"not_checkpointed"`` (executed successfully, no checkpoint within the
-    timeout) or ``"effects_mismatch"`` (executed, but the effects are not
-    the payment that was signed). Reconcile with ``lookup(tx_id)``.
-    """
-
-    def __init__(
-        self, code: str, tx_id: str, message: str, *, signed: SignedTransaction | None = None
-    ) -> None:
-        super().__init__(code, f"{message} (transaction {tx_id})")
-        self.tx_id = tx_id
-        # The bytes in question: ``submit(signed)`` later is always safe.
-        self.signed = signed
 
 
 class TransferFailed(LedgerError):
