@@ -110,7 +110,7 @@ class IotaNodeConfig(BaseModel):
 class LedgerConfig(BaseModel):
     """How the grid takes payments and pays producers (``[grid.ledger]``).
 
-    See the README, "Payments and ledgers". The grid's own key is a process
+    See docs/operators/payments.md. The grid's own key is a process
     setting (``P2P_LEDGER_KEY`` / ``P2P_LEDGER_KEY_FILE``), never stored here.
     """
 

@@ -185,7 +185,7 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 
 
 def error_table_markdown() -> str:
-    """The error table (README and OpenAPI description), generated from ERRORS."""
+    """The error table (OpenAPI description, docs/developers/error-codes.md), from ERRORS."""
     lines = ["| code | HTTP | meaning |", "|---|---|---|"]
     lines += [f"| `{code}` | {status} | {meaning} |" for code, (status, meaning) in ERRORS.items()]
     return "\n".join(lines)

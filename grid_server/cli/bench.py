@@ -1,4 +1,4 @@
-"""``p2p-grid bench BENCHMARK``: the benchmarks behind the README's table.
+"""``p2p-grid bench BENCHMARK``: the benchmarks behind docs/developers/benchmarks.md.
 
 Each benchmark is a sub-command of ``bench``. ``clearing`` lives here; other
 modules add theirs by exposing ``register(bench_subparsers)`` and being

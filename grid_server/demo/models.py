@@ -510,7 +510,7 @@ class BatteryBank:
 
 
 def describe_models() -> dict[str, Any]:
-    """The models' parameters, for the demo's start-up banner and the README."""
+    """The models' parameters, for the demo's start-up banner and docs/operators/demo.md."""
     return {
         "regimes": [r.name for r in REGIMES],
         "pv": {

@@ -61,7 +61,7 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_SPEED: Final = 300.0  # one 15-minute interval every 3 real seconds
 # How many households the default speed keeps up with on a 2-core machine
-# (measured, with margin: see README, Demo).
+# (measured, with margin: see docs/operators/demo.md).
 HOUSEHOLDS_AT_DEFAULT_SPEED: Final = 60
 SLOWDOWN_EXPONENT: Final = 1.2
 # A June Monday, 03:00 UTC (05:00 in Frankfurt, about sunrise): the first
@@ -69,7 +69,7 @@ SLOWDOWN_EXPONENT: Final = 1.2
 DEFAULT_START: Final = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
 DEFAULT_PORT: Final = 8080
 # Above this many households, poll once per interval instead of holding one
-# WebSocket each (see README, Demo: measured).
+# WebSocket each (see docs/operators/demo.md: measured).
 STREAM_LIMIT: Final = 200
 JOIN_CONCURRENCY: Final = 16
 REQUEST_CONNECTIONS: Final = 128
@@ -114,7 +114,7 @@ class DemoOptions:
 
         The grid's work grows with the households (a little faster than in
         proportion), so a 2-core machine keeps up at 300 x (60 / N) ** 1.2:
-        measured, 60 households at 300x and 1,000 at 10x (README, Demo).
+        measured, 60 households at 300x and 1,000 at 10x (docs/operators/demo.md).
         """
         if self.speed is not None:
             return self.speed
@@ -155,7 +155,7 @@ class DemoResult:
     cpu_seconds: float
     interrupted: bool
     # The running phase alone (from the clock's start to ``end`` or Ctrl-C):
-    # what the README's capacity figure is measured from.
+    # what the demo docs' capacity figure is measured from.
     run_real_seconds: float = 0.0
     run_cpu_seconds: float = 0.0
     run_sim_seconds: float = 0.0
@@ -367,7 +367,7 @@ class Demo:
         settlement period (for the surplus it bought at the feed-in price,
         less the shortfall it sold at retail) is settled outside the ledger,
         which on the local ledger the operator books by minting it to the
-        grid's account (README, "Paying producers"). When the grid owes the
+        grid's account (docs/operators/payments.md, "Paying producers"). When the grid owes the
         utility instead, that money stays in the grid's account.
         """
         assert self.grid is not None

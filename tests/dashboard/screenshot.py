@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshot from the real page over a running demo.
+"""Regenerate the dashboard screenshot (README, docs) from the real page over a running demo.
 
     .venv/bin/python -m tests.dashboard.screenshot            # writes docs/dashboard.png
 

@@ -96,7 +96,7 @@ class ErrorCode(StrEnum):
 
 
 # HTTP status and a one-line meaning for each code; the grid's OpenAPI
-# document and the README's error table are generated from this table.
+# document and docs/developers/error-codes.md are generated from this table.
 ERRORS: Final[dict[ErrorCode, tuple[int, str]]] = {
     ErrorCode.MALFORMED: (400, "The body is not a JSON object of the expected shape."),
     ErrorCode.INVALID_FIELD: (422, "A field has a wrong type or a value out of range."),
