@@ -12,6 +12,7 @@ from p2p_energy_client.crypto import (
     KeyPair,
     address_from_public_key,
     b64decode_exact,
+    public_key_problem,
     verify,
 )
 
@@ -70,3 +71,44 @@ def test_bad_seed_length() -> None:
         KeyPair(b"short")
     with pytest.raises(CryptoError, match="hexadecimal"):
         KeyPair.from_hex("zz" * 32)
+
+
+# Every small-order point of Ed25519 (in both sign variants where they differ) and
+# non-canonical encodings; libsodium refuses the same keys.
+WEAK_KEYS = {
+    "identity": "0100000000000000000000000000000000000000000000000000000000000000",
+    "order-2": "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "order-4": "0000000000000000000000000000000000000000000000000000000000000000",
+    "order-4-neg": "0000000000000000000000000000000000000000000000000000000000000080",
+    "order-8-a": "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "order-8-a-neg": "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "order-8-b": "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "order-8-b-neg": "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "y-equals-p": "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "y-above-p": "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "negative-zero-x": "0100000000000000000000000000000000000000000000000000000000000080",
+    "not-on-curve": "0200000000000000000000000000000000000000000000000000000000000000",
+}
+
+
+@pytest.mark.parametrize("key", WEAK_KEYS.values(), ids=WEAK_KEYS.keys())
+def test_weak_public_keys_are_refused(key: str) -> None:
+    raw = bytes.fromhex(key)
+    assert public_key_problem(raw) is not None
+    # No signature verifies for such a key, whatever the bytes.
+    assert not verify(raw, b"message", bytes(64))
+
+
+def test_a_forged_signature_for_a_small_order_key_does_not_verify() -> None:
+    """With A of order 8 and S = 0, [S]B = R + [k]A holds for R = -[k]A: about one
+    message in eight; without the check OpenSSL accepts such a forgery."""
+    key = bytes.fromhex(WEAK_KEYS["identity"])  # [k]A is the identity for every k
+    forged = bytes.fromhex(WEAK_KEYS["identity"]) + bytes(32)  # R = identity, S = 0
+    assert not verify(key, b"any message at all", forged)
+
+
+def test_sound_keys_pass() -> None:
+    for _ in range(50):
+        keys = KeyPair.generate()
+        assert public_key_problem(keys.public_key) is None
+        assert verify(keys.public_key, b"m", keys.sign(b"m"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 
@@ -68,8 +69,77 @@ def b64encode(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+# --- strict public keys -------------------------------------------------------
+#
+# OpenSSL verifies Ed25519 signatures for *any* 32 bytes that decode to a curve
+# point. Two kinds of key must be refused before that (as libsodium does):
+#
+# * small-order points (the 8 points P with [8]P = identity): for such a key a
+#   "signature" (R, S=0) with R of small order verifies for about one message
+#   in eight, so anyone could sign *for* it;
+# * non-canonical encodings (y ≥ p, or x = 0 with the sign bit set): a second
+#   string for the same point, so two addresses (blake2b of the bytes) would
+#   name one key.
+#
+# The check is curve arithmetic on Python integers (three point doublings);
+# results are cached, since the same few thousand member keys come back all day.
+
+_P = 2**255 - 19
+_D = (-121665 * pow(121666, _P - 2, _P)) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _decode_point(raw: bytes) -> tuple[int, int] | str:
+    """RFC 8032 §5.1.3 point decoding: ``(x, y)``, or why the bytes are no point."""
+    number = int.from_bytes(raw, "little")
+    sign = number >> 255
+    y = number & ((1 << 255) - 1)
+    if y >= _P:
+        return "is not a canonical encoding (y is not below 2^255 - 19)"
+    u = (y * y - 1) % _P
+    v = (_D * y * y + 1) % _P
+    x = (u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P)) % _P
+    if (v * x * x - u) % _P:
+        if (v * x * x + u) % _P:
+            return "is not a point on the Ed25519 curve"
+        x = (x * _SQRT_M1) % _P
+    if x == 0 and sign:
+        return "is not a canonical encoding (x is 0, the sign bit is set)"
+    if x & 1 != sign:
+        x = _P - x
+    return x, y
+
+
+def _has_small_order(x: int, y: int) -> bool:
+    """[8]P is the identity: three doublings in projective coordinates (no inversions)."""
+    px, py, pz = x, y, 1
+    for _ in range(3):  # dbl-2008-hwcd for a = -1
+        a, b, c = px * px % _P, py * py % _P, 2 * pz * pz % _P
+        e = ((px + py) * (px + py) - a - b) % _P
+        g = (b - a) % _P
+        f = (g - c) % _P
+        h = (-a - b) % _P
+        px, py, pz = e * f % _P, g * h % _P, f * g % _P
+    return px == 0 and py == pz
+
+
+@functools.lru_cache(maxsize=65_536)
+def public_key_problem(public_key: bytes) -> str | None:
+    """Why ``public_key`` is refused as an Ed25519 key, or ``None`` when it is sound."""
+    if len(public_key) != PUBLIC_KEY_BYTES:
+        return f"must have {PUBLIC_KEY_BYTES} bytes, not {len(public_key)}"
+    decoded = _decode_point(public_key)
+    if isinstance(decoded, str):
+        return decoded
+    if _has_small_order(*decoded):
+        return "is a point of small order (anyone could sign for it)"
+    return None
+
+
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True when ``signature`` is a valid Ed25519 signature of ``message``."""
+    """True when ``signature`` is a valid Ed25519 signature of ``message`` by a sound key."""
+    if public_key_problem(public_key) is not None:
+        return False
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):

@@ -38,6 +38,7 @@ from .crypto import (
     b64decode_exact,
     b64encode,
     is_address,
+    public_key_problem,
     verify,
 )
 from .units import UnitError, format_utc, parse_price, parse_utc
@@ -880,6 +881,9 @@ def open_envelope(value: object) -> Envelope:
         public_key = b64decode_exact(wire["public_key"], PUBLIC_KEY_BYTES, "public_key")
     except CryptoError as exc:
         raise invalid("public_key", str(exc)) from exc
+    problem = public_key_problem(public_key)
+    if problem is not None:
+        raise invalid("public_key", problem)
     try:
         signature = b64decode_exact(wire["signature"], SIGNATURE_BYTES, "signature")
     except CryptoError as exc:
