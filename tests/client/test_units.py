@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2p_energy_client.units import (
+    MAX_PRICE_TICKS,
     UnitError,
     check_interval_minutes,
     format_price,
@@ -39,7 +40,7 @@ def test_parse_price_refuses(text: object) -> None:
         parse_price(text)
 
 
-@given(st.integers(min_value=-(10**15), max_value=10**15))
+@given(st.integers(min_value=-MAX_PRICE_TICKS, max_value=MAX_PRICE_TICKS))
 def test_price_round_trip(ticks: int) -> None:
     assert parse_price(format_price(ticks)) == ticks
 
@@ -90,3 +91,9 @@ def test_utc_round_trip_and_refusals() -> None:
         parse_utc("yesterday Z")
     with pytest.raises(UnitError):
         format_utc(datetime(2026, 11, 27))  # naive
+
+
+@pytest.mark.parametrize("text", ["1000000.000001", "-1000000.000001", "999999999999"])
+def test_prices_beyond_the_grids_range_are_refused(text: str) -> None:
+    with pytest.raises(UnitError, match="price range"):
+        parse_price(text)

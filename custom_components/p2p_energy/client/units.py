@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 PRICE_DECIMALS = 6
 TICKS_PER_UNIT = 10**PRICE_DECIMALS  # price ticks per currency unit (per kWh)
+# The one bound on every price and fee the grid takes (orders, utility prices,
+# zone fees): ±1,000,000 currency per kWh. The clearing engine's integer
+# arithmetic holds it, so a price the grid accepts can always be cleared.
+MAX_PRICE_TICKS = 10**12
 MICRO_PER_UNIT = 10**6  # money micro-units per currency unit
 NANO_PER_MICRO = 1000  # one tick x one Wh = 1e-9 currency = 1/1000 micro-unit
 WH_PER_KWH = 1000
@@ -66,6 +70,7 @@ def parse_price(text: object) -> int:
     Only plain decimal notation is accepted (no exponent, no ``+``, no
     leading zeros, at most six fractional digits): prices are money, and an
     input that could mean two things must be refused rather than guessed.
+    Prices beyond :data:`MAX_PRICE_TICKS` are refused here, for everyone.
     """
     if not isinstance(text, str):
         raise UnitError('must be a decimal string such as "0.2500"')
@@ -77,6 +82,9 @@ def parse_price(text: object) -> int:
     negative: bool = text.startswith("-")
     whole, _, frac = text.lstrip("-").partition(".")
     ticks: int = int(whole) * TICKS_PER_UNIT + int(frac.ljust(PRICE_DECIMALS, "0") or "0")
+    if ticks > MAX_PRICE_TICKS:
+        bound = MAX_PRICE_TICKS // TICKS_PER_UNIT
+        raise UnitError(f"{text!r} is outside -{bound} … {bound} per kWh, the grid's price range")
     return -ticks if negative else ticks
 
 

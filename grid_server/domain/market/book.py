@@ -23,14 +23,13 @@ from typing import Any, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from p2p_energy_client.units import format_price
+from p2p_energy_client.units import MAX_PRICE_TICKS, format_price
 
 Side = Literal["buy", "sell"]
 
 # Bounds that keep every intermediate of the integer engine inside int64:
 # curve values are sums of energies, and prices are shifted by fees.
 MAX_TOTAL_ENERGY_WH = 10**15  # per book; far above any neighbourhood's interval
-MAX_ABS_PRICE_TICKS = 10**12  # 10^6 currency per kWh
 
 
 class BookError(ValueError):
@@ -69,7 +68,7 @@ class Utility:
             ("retail_price", self.retail_ticks),
             ("feed_in_price", self.feed_in_ticks),
         ):
-            if abs(value) > MAX_ABS_PRICE_TICKS:
+            if abs(value) > MAX_PRICE_TICKS:
                 raise BookError(f"utility.{name}", "is out of range")
         if self.retail_ticks < self.feed_in_ticks:
             raise BookError(
@@ -203,7 +202,7 @@ def _check_link(i: int, zone: Zone) -> None:
         return
     if zone.fee_ticks < 0:
         raise BookError(f"zones[{i}].fee", f"must not be negative ({format_price(zone.fee_ticks)})")
-    if zone.fee_ticks > MAX_ABS_PRICE_TICKS:
+    if zone.fee_ticks > MAX_PRICE_TICKS:
         raise BookError(f"zones[{i}].fee", "is out of range")
     for field, cap in (
         ("capacity_up_wh", zone.capacity_up_wh),
@@ -268,7 +267,7 @@ class OrderArrays:
                 raise BookError(
                     f"orders[{i}].energy_wh", f"must not be negative ({order.energy_wh})"
                 )
-            if abs(order.price_ticks) > MAX_ABS_PRICE_TICKS:
+            if abs(order.price_ticks) > MAX_PRICE_TICKS:
                 raise BookError(f"orders[{i}].price", "is out of range")
         n = len(orders)
         return cls(
@@ -291,7 +290,7 @@ class OrderArrays:
         checks = (
             ("zone", (self.zone < 0) | (self.zone >= tree.size), "unknown zone index"),
             ("energy_wh", self.energy_wh < 0, "must not be negative"),
-            ("price", np.abs(self.price_ticks) > MAX_ABS_PRICE_TICKS, "is out of range"),
+            ("price", np.abs(self.price_ticks) > MAX_PRICE_TICKS, "is out of range"),
         )
         for field, bad, message in checks:
             if bad.any():
