@@ -34,22 +34,22 @@ from freezegun.api import TickingDateTimeFactory
 from homeassistant.core import HomeAssistant
 from sqlalchemy import text
 
-from custom_components.p2p_energy.const import (
-    CONF_ENERGY_ENTITY,
-    CONF_KIND,
-    CONF_NAME,
-    CONF_RATED_POWER,
-    DOMAIN,
-    SUBENTRY_METER,
-    SUBENTRY_SOURCE,
-)
+from custom_components.p2p_energy.const import DOMAIN, SUBENTRY_METER, SUBENTRY_SOURCE
 from grid_server.storage.db import Database
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.grid_client import GridClient
 from tests.production.processes import GridProcess, Operator, SharedClock, grid_toml
 from tests.support.grid_server import sqlite_url
-
-from .conftest import GRID_ID, START, Member, add_asset, energy_sensor, setup_member
+from tests.support.home_assistant import (
+    GRID_ID,
+    START,
+    Member,
+    add_asset,
+    energy_sensor,
+    meter,
+    setup_member,
+    source,
+)
 
 HOUSEHOLDS = int(os.environ.get("P2P_BENCH_HOUSEHOLDS", "10"))
 INTERVALS = int(os.environ.get("P2P_BENCH_INTERVALS", "12"))
@@ -132,21 +132,10 @@ async def test_cpu_per_household_and_interval(
             entry = member.entry(server, url=server.url)  # type: ignore[arg-type]
             await setup_member(hass, entry)
             await add_asset(
-                hass,
-                entry.entry_id,
-                SUBENTRY_SOURCE,
-                {
-                    CONF_NAME: "Roof PV",
-                    CONF_KIND: "solar",
-                    CONF_ENERGY_ENTITY: f"sensor.pv_{n}",
-                    CONF_RATED_POWER: 8000,
-                },
+                hass, entry.entry_id, SUBENTRY_SOURCE, source("Roof PV", f"sensor.pv_{n}")
             )
             await add_asset(
-                hass,
-                entry.entry_id,
-                SUBENTRY_METER,
-                {CONF_NAME: "House", CONF_ENERGY_ENTITY: f"sensor.load_{n}"},
+                hass, entry.entry_id, SUBENTRY_METER, meter("House", f"sensor.load_{n}")
             )
         # Two intervals to settle in (first readings and forecast, sessions, the
         # streams' first events), not counted.

@@ -1,101 +1,49 @@
-"""Paying within the cap: a repair asks above it, a failed payment is reported and retried."""
+"""Paying statements from Home Assistant: on the local ledger and on IOTA.
+
+A failed payment is reported and retried once money arrives, never paid
+twice; on an IOTA grid the household pays on chain (through the stand-in
+node), and a grid that names no node for households leaves its statements
+to be paid elsewhere.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from freezegun.api import TickingDateTimeFactory
-from homeassistant.components.repairs import repairs_flow_manager
-from homeassistant.components.repairs.issue_handler import async_process_repairs_platforms
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.setup import async_setup_component
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.p2p_energy.const import (
-    CONF_ENERGY_ENTITY,
-    CONF_NAME,
-    CONF_RATED_POWER,
-    DOMAIN,
-    SUBENTRY_METER,
-)
+from custom_components.p2p_energy.client.payments import IotaPayer
+from custom_components.p2p_energy.const import DOMAIN
+from grid_server.config import IotaNodeConfig, LedgerConfig
 from tests.support.grid_server import RunningGrid
+from tests.support.home_assistant import (
+    START,
+    Member,
+    Meters,
+    call_action,
+    consumer_with_statement,
+    entity_of,
+    join_grid,
+    serve_grid,
+    walk,
+)
+from tests.support.iota_node import StandInIotaNode
 
-from .conftest import START, Member, add_asset, setup_member, wait_for
-from .test_trading import Meters, walk
-
-
-async def consumer_with_statement(
-    hass: HomeAssistant,
-    grid: RunningGrid,
-    clock: TickingDateTimeFactory,
-    member: Member,
-    **options: object,
-) -> MockConfigEntry:
-    """A household that only consumes: its first statement asks for retail money."""
-    entry = member.entry(grid, trading_enabled=False, **options)
-    meters = Meters(hass, {"sensor.load": 3000.0})
-    await setup_member(hass, entry)
-    await add_asset(
-        hass,
-        entry.entry_id,
-        SUBENTRY_METER,
-        {CONF_NAME: "House", CONF_ENERGY_ENTITY: "sensor.load", CONF_RATED_POWER: 9000},
-    )
-    await walk(
-        hass, grid, clock, meters, START.replace(hour=11, minute=25), step=5 * timedelta(minutes=1)
-    )
-    household = entry.runtime_data.household
-    await wait_for(hass, lambda: bool(household.unpaid) or bool(household._s.paid))
-    return entry
-
-
-async def test_statement_above_cap_asks_first(
-    hass: HomeAssistant,
-    grid: RunningGrid,
-    clock: TickingDateTimeFactory,
-    join: Callable[..., Awaitable[Member]],
-) -> None:
-    member = await join("Careful")
-    await grid.grid.payments.mint(member.keys.address, 10_000_000, "prepaid")
-    entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
-    household = entry.runtime_data.household
-    (statement,) = household.unpaid.values()
-    assert statement.amount_due_micro > 10_000  # more than the cap of 0.01
-    issue_id = f"payment_over_cap_{entry.entry_id}_{statement.id}"
-    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
-    assert issue is not None
-    assert issue.is_fixable
-
-    # The action refuses too, unless the owner says so.
-    with pytest.raises(ServiceValidationError) as err:
-        await hass.services.async_call(
-            DOMAIN,
-            "pay_statement",
-            {"config_entry_id": entry.entry_id, "statement_id": statement.id},
-            blocking=True,
-            return_response=True,
-        )
-    assert err.value.translation_key == "over_cap"
-
-    # Confirming the repair pays it.
-    assert await async_setup_component(hass, "repairs", {})
-    await async_process_repairs_platforms(hass)
-    manager = repairs_flow_manager(hass)
-    assert manager is not None
-    flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
-    assert flow["step_id"] == "confirm"
-    result = await manager.async_configure(flow["flow_id"], {})
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert statement.id not in household.unpaid
-    paid = await grid.client(member.keys).statement(statement.id)
-    assert paid.status == "paid"
-    await walk(hass, grid, clock, Meters(hass, {}), START.replace(hour=11, minute=27))
-    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+IOTA = 10**9
+# Short waits so that the grid's own IOTA calls take milliseconds.
+FAST: dict[str, Any] = {
+    "request_timeout": 2.0,
+    "execute_timeout": 0.3,
+    "submit_deadline": 1.0,
+    "checkpoint_timeout": 1.0,
+    "poll_interval": 0.01,
+}
 
 
 async def test_failed_payment_is_reported_and_not_repeated(
@@ -119,11 +67,92 @@ async def test_failed_payment_is_reported_and_not_repeated(
     statement = await grid.client(member.keys).statement(statement_id)
     assert statement.status == "paid"
     assert len(statement.payments) == 1
-    response = await hass.services.async_call(
-        DOMAIN,
-        "pay_statement",
-        {"config_entry_id": entry.entry_id, "statement_id": statement_id},
-        blocking=True,
-        return_response=True,
+    response = await call_action(
+        hass, "pay_statement", config_entry_id=entry.entry_id, statement_id=statement_id
     )
     assert response["tx_id"] == statement.payments[0].tx_id  # paid already: not again
+
+
+def iota_ledger(node: StandInIotaNode, *, public: bool) -> LedgerConfig:
+    """The test grid's ledger on IOTA (1 IOTA = 0.25 EUR); ``public``: households get the node."""
+    iota = IotaNodeConfig(url=node.url, public_url=node.url if public else None, **FAST)
+    return LedgerConfig(kind="iota", iota_price="0.25", payout_threshold_micro=0, iota=iota)
+
+
+async def test_household_pays_on_iota(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    tmp_path: Path,
+    clock: TickingDateTimeFactory,
+) -> None:
+    async with (
+        StandInIotaNode(hang_seconds=3.0) as node,
+        serve_grid(tmp_path, ledger=iota_ledger(node, public=True)) as grid,
+    ):
+        member = await join_grid(grid, "On chain")
+        node.mint(member.keys.address, 20 * IOTA)
+        payments: list[Any] = []
+        hass.bus.async_listen(f"{DOMAIN}_payment", payments.append)
+        entry = await consumer_with_statement(hass, grid, clock, member)
+        household = entry.runtime_data.household
+        wallet = entity_of(hass, entry, "sensor", "wallet_balance")
+        assert hass.states.get(wallet).attributes["unit_of_measurement"] == "IOTA"
+
+        # Paid automatically (within the cap), on chain, and proven to the grid.
+        (statement_id, tx_id) = next(iter(household._s.paid.items()))
+        paid = await grid.client(member.keys).statement(statement_id)
+        assert paid.status == "paid"
+        assert [p.tx_id for p in paid.payments] == [tx_id]
+        assert tx_id in node.transactions
+        assert paid.ledger is not None
+        spent = -sum(
+            int(c["amount"])
+            for c in node.transactions[tx_id].balance_changes
+            if c["owner"]["AddressOwner"] == member.keys.address
+        )
+        assert spent >= paid.ledger.amount_due  # what was due, plus gas
+        assert [e.data["statement_id"] for e in payments] == [statement_id]
+        # The payer's state is saved with the household's: nothing pending once proven.
+        await hass.async_block_till_done()
+        stored = hass_storage[f"{DOMAIN}.{entry.entry_id}"]["data"]
+        assert stored["payer"] == {"pending": {}}
+        assert stored["paid"] == {statement_id: tx_id}
+        assert float(hass.states.get(wallet).state) == pytest.approx((20 * IOTA - spent) / IOTA)
+        assert isinstance(household.payer, IotaPayer)
+        # It pays through Home Assistant's shared HTTP session, so unloading
+        # leaves no session of its own to close.
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_iota_grid_without_a_node_for_households(
+    hass: HomeAssistant,
+    tmp_path: Path,
+    clock: TickingDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with (
+        StandInIotaNode(hang_seconds=3.0) as node,
+        serve_grid(tmp_path, ledger=iota_ledger(node, public=False)) as grid,
+    ):
+        member = await join_grid(grid, "No node")
+        entry = await consumer_with_statement(hass, grid, clock, member)
+        assert "Statements cannot be paid from here" in caplog.text
+        household = entry.runtime_data.household
+        (statement,) = household.unpaid.values()
+        # Nothing tried automatically, so no failure and no repair to confirm.
+        assert household.failed_payments == {}
+        assert household.over_cap == {}
+        with pytest.raises(HomeAssistantError) as err:
+            await call_action(
+                hass,
+                "pay_statement",
+                config_entry_id=entry.entry_id,
+                statement_id=statement.id,
+                allow_over_cap=True,
+            )
+        assert err.value.translation_key == "payment_failed"
+        message = (err.value.translation_placeholders or {})["message"]
+        assert "cannot be paid from here" in message
+        assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
+        assert node.transactions == {}
+        assert await hass.config_entries.async_unload(entry.entry_id)

@@ -8,7 +8,6 @@ and statements — the whole path a real neighbourhood takes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from freezegun.api import TickingDateTimeFactory
@@ -16,10 +15,6 @@ from homeassistant.core import Event, HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.p2p_energy.const import (
-    CONF_ENERGY_ENTITY,
-    CONF_KIND,
-    CONF_NAME,
-    CONF_RATED_POWER,
     EVENT_PAYMENT,
     EVENT_STATEMENT,
     EVENT_TRADE,
@@ -28,49 +23,19 @@ from custom_components.p2p_energy.const import (
 )
 from custom_components.p2p_energy.diagnostics import async_get_config_entry_diagnostics
 from tests.support.grid_server import RunningGrid
-
-from .conftest import (
+from tests.support.home_assistant import (
+    MINUTE,
     START,
     Member,
+    Meters,
     add_asset,
-    advance,
-    energy_sensor,
     entity_of,
+    meter,
     setup_member,
+    source,
     wait_for,
+    walk,
 )
-
-MINUTE = timedelta(minutes=1)
-
-
-class Meters:
-    """Cumulative energy sensors that grow at a steady power, like real meters."""
-
-    def __init__(self, hass: HomeAssistant, powers_w: dict[str, float]) -> None:
-        self.hass = hass
-        self.powers_w = powers_w
-        self.kwh = dict.fromkeys(powers_w, 10.0)
-        for entity_id in powers_w:
-            energy_sensor(hass, entity_id, self.kwh[entity_id])
-
-    def run(self, minutes: float) -> None:
-        for entity_id, watts in self.powers_w.items():
-            self.kwh[entity_id] = round(self.kwh[entity_id] + watts * minutes / 60_000, 6)
-            energy_sensor(self.hass, entity_id, self.kwh[entity_id])
-
-
-async def walk(
-    hass: HomeAssistant,
-    grid: RunningGrid,
-    clock: TickingDateTimeFactory,
-    meters: Meters,
-    until: datetime,
-    step: timedelta = 2 * MINUTE,
-) -> None:
-    """Let time pass in steps: meters grow, timers fire, the grid runs its cycle."""
-    while clock().replace(tzinfo=UTC) + step <= until:
-        meters.run(step.total_seconds() / 60)
-        await advance(hass, grid, clock, step)
 
 
 async def test_producer_and_consumer_trade_settle_and_get_statements(
@@ -84,29 +49,9 @@ async def test_producer_and_consumer_trade_settle_and_get_statements(
     meters = Meters(hass, {"sensor.p_pv": 4000.0, "sensor.p_load": 400.0, "sensor.c_load": 2000.0})
     for entry in (producer, consumer):
         await setup_member(hass, entry)
-    await add_asset(
-        hass,
-        producer.entry_id,
-        SUBENTRY_SOURCE,
-        {
-            CONF_NAME: "Roof PV",
-            CONF_KIND: "solar",
-            CONF_ENERGY_ENTITY: "sensor.p_pv",
-            CONF_RATED_POWER: 8000,
-        },
-    )
-    await add_asset(
-        hass,
-        producer.entry_id,
-        SUBENTRY_METER,
-        {CONF_NAME: "House", CONF_ENERGY_ENTITY: "sensor.p_load"},
-    )
-    await add_asset(
-        hass,
-        consumer.entry_id,
-        SUBENTRY_METER,
-        {CONF_NAME: "House", CONF_ENERGY_ENTITY: "sensor.c_load", CONF_RATED_POWER: 5000},
-    )
+    await add_asset(hass, producer.entry_id, SUBENTRY_SOURCE, source("Roof PV", "sensor.p_pv"))
+    await add_asset(hass, producer.entry_id, SUBENTRY_METER, meter("House", "sensor.p_load"))
+    await add_asset(hass, consumer.entry_id, SUBENTRY_METER, meter("House", "sensor.c_load", 5000))
     trades: list[Event] = []
     statements: list[Event] = []
     payments: list[Event] = []

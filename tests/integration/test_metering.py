@@ -17,21 +17,26 @@ from freezegun.api import TickingDateTimeFactory
 from homeassistant.core import HomeAssistant
 
 from custom_components.p2p_energy.const import (
-    CONF_ENERGY_ENTITY,
     CONF_FORECAST_ENTITY,
-    CONF_KIND,
-    CONF_NAME,
-    CONF_RATED_POWER,
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
 from tests.support.grid_server import RunningGrid
+from tests.support.home_assistant import (
+    MINUTE,
+    START,
+    TEN,
+    Member,
+    Meters,
+    add_asset,
+    advance,
+    entity_of,
+    meter,
+    setup_member,
+    source,
+    walk,
+)
 
-from .conftest import START, Member, add_asset, advance, entity_of, setup_member
-from .test_trading import Meters, walk
-
-MINUTE = timedelta(minutes=1)
-TEN = START.replace(minute=0)
 ENERGY_WH = {"unit_of_measurement": "Wh", "device_class": "energy", "state_class": "total"}
 
 
@@ -46,12 +51,7 @@ async def test_meter_gaps_garbage_and_units(
     entry = member.entry(grid, trading_enabled=False)
     await setup_member(hass, entry)
     hass.states.async_set("sensor.house", "5000", ENERGY_WH)  # 10:03, in Wh
-    await add_asset(
-        hass,
-        entry.entry_id,
-        SUBENTRY_METER,
-        {CONF_NAME: "House", CONF_ENERGY_ENTITY: "sensor.house"},
-    )
+    await add_asset(hass, entry.entry_id, SUBENTRY_METER, meter("House", "sensor.house"))
     (subentry_id,) = entry.subentries
     last_reading = entity_of(hass, entry, "sensor", f"{subentry_id}_last_reading")
     await advance(hass, grid, clock, 2 * MINUTE)
@@ -107,17 +107,7 @@ async def test_solar_forecast_entity(
     entry = member.entry(grid, **{CONF_FORECAST_ENTITY: forecast})
     meters = Meters(hass, {"sensor.pv": 2000.0})
     await setup_member(hass, entry)
-    await add_asset(
-        hass,
-        entry.entry_id,
-        SUBENTRY_SOURCE,
-        {
-            CONF_NAME: "PV",
-            CONF_KIND: "solar",
-            CONF_ENERGY_ENTITY: "sensor.pv",
-            CONF_RATED_POWER: 8000,
-        },
-    )
+    await add_asset(hass, entry.entry_id, SUBENTRY_SOURCE, source())
     # Nothing is offered before the household has learned one interval.
     await walk(hass, grid, clock, meters, START.replace(minute=13))
     assert await sell_orders(grid, member) == []

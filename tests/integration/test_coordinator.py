@@ -1,0 +1,274 @@
+"""The household's routine in Home Assistant: scheduling, the live stream, outages, recovery.
+
+A tick still waiting for a slow grid is not run a second time beside it;
+money arriving on the ledger shows in the wallet within an interval without
+rewriting the stored state; a household suspended while connected loses its
+live stream and its entities go unavailable while the owner is asked for an
+invitation; through an outage (with Home Assistant restarted meanwhile) and
+through a grid that answers 5xx, is slow or loses answers, no reading is
+lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from freezegun.api import TickingDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
+
+from custom_components.p2p_energy.const import DOMAIN, SUBENTRY_SOURCE
+from grid_server.service import operator as ops
+from tests.support.fault_proxy import fault_proxy
+from tests.support.grid_server import RunningGrid
+from tests.support.home_assistant import (
+    MINUTE,
+    START,
+    TEN,
+    Member,
+    Meters,
+    add_asset,
+    advance,
+    entity_of,
+    join_grid,
+    port_of,
+    reauth_flows,
+    serve_grid,
+    setup_member,
+    source,
+    wait_for,
+    walk,
+)
+
+# Readings stay acceptable for longer than the outages last.
+LONG_WINDOW = 4 * 3600
+STEP = 3 * MINUTE
+
+
+def assert_nothing_lost_or_doubled(
+    entry: MockConfigEntry, meters: Meters, stored: list[Any], entity_id: str = "sensor.pv"
+) -> None:
+    """One reading per interval, no gaps, none corrected; every Wh counted is at the grid.
+
+    Except what is still in the open interval or below one Wh.
+    """
+    intervals = [r.interval for r in stored]
+    assert len(intervals) == len(set(intervals))
+    assert intervals == sorted(intervals)
+    assert all(b - a == timedelta(minutes=15) for a, b in itertools.pairwise(intervals))
+    assert all(r.corrections == 0 for r in stored)
+    household = entry.runtime_data.household
+    tracker = household._s.trackers[next(iter(household.assets))]
+    unreported = sum(tracker.open_wh.values()) + tracker.carry_wh
+    counted_wh = (meters.kwh[entity_id] - 10.0) * 1000
+    assert abs(sum(r.energy_wh for r in stored) + unreported - counted_wh) < 1e-6
+
+
+# --- scheduling ---------------------------------------------------------------------------
+
+
+async def test_a_slow_grid_gets_one_tick_at_a_time(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Patient")
+    async with fault_proxy(grid.url) as proxy:
+        entry = member.entry(grid, url=proxy.url)
+        meters = Meters(hass, {"sensor.pv": 2000.0})
+        await setup_member(hass, entry)
+        await add_asset(hass, entry.entry_id, SUBENTRY_SOURCE, source())
+        await walk(hass, grid, clock, meters, START.replace(minute=16))
+        # 10:15: the 10:00 interval is measured; the next tick reports it and
+        # places the first orders. The grid now takes 0.2 s to answer.
+        proxy.delay = 0.2
+        proxy.seen.clear()
+        meters.run(2)
+        await hass.async_block_till_done()  # the meter's new state is observed
+        clock.move_to(clock() + MINUTE)
+        async_fire_time_changed(hass)
+        await asyncio.sleep(0.1)  # the tick is waiting for the grid
+        # Another minute passes before it is done: that tick must not start too.
+        clock.move_to(clock() + MINUTE)
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+
+        # One order envelope per interval traded ahead, each sent once: the
+        # second tick did not trade beside the first.
+        household = entry.runtime_data.household
+        orders = proxy.seen["pass POST /api/v1/orders"]
+        assert orders == household.options.trade_ahead == len(household._s.placed)
+        # The reading is at the grid once, never corrected (a request that
+        # outlived the client's timeout is retried with the same bytes).
+        stored = await grid.client(member.keys).readings(TEN, TEN + timedelta(minutes=15))
+        assert [(r.interval, r.corrections) for r in stored] == [(TEN, 0)]
+        assert household.snapshot(dt_util.utcnow()).readings_pending == 0
+        proxy.delay = 0
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_top_up_shows_in_the_wallet_within_an_interval(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Prepaid")
+    entry = member.entry(grid, trading_enabled=False)
+    # Only the minute tick runs: the five-minute poll (a background task) would
+    # still be talking to the grid when the test ends.
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, pref_disable_polling=True)
+    await setup_member(hass, entry)
+    wallet = entity_of(hass, entry, "sensor", "wallet_balance")
+    # The grid's cycle stays still, so no market event changes the stored state.
+    await advance(hass, grid, clock, MINUTE, cycle=False)
+    assert float(hass.states.get(wallet).state) == 0
+    await advance(hass, grid, clock, MINUTE, cycle=False)  # any delayed write is done
+    key = f"{DOMAIN}.{entry.entry_id}"
+    stored = hass_storage[key]
+
+    await grid.grid.payments.mint(member.keys.address, 12_500_000, "prepaid")
+    await advance(hass, grid, clock, MINUTE, cycle=False)
+    assert float(hass.states.get(wallet).state) == 0  # read once an interval
+    await advance(hass, grid, clock, 11 * MINUTE, cycle=False)  # 10:17, a new interval
+    assert float(hass.states.get(wallet).state) == 12.5
+    # The balance is not part of the stored state: nothing was rewritten for it.
+    assert hass_storage[key] is stored
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# --- the live stream ----------------------------------------------------------------------
+
+
+async def test_suspended_while_connected(
+    hass: HomeAssistant,
+    tmp_path: Path,
+    clock: TickingDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with serve_grid(tmp_path) as first:
+        member = await join_grid(first, "Suspended")
+        entry = member.entry(first)
+        await setup_member(hass, entry)
+        sold = entity_of(hass, entry, "sensor", "energy_sold")
+        assert hass.states.get(sold).state == "0"
+        await ops.set_participant_status(first.grid, member.keys.address, "suspended")
+
+    # The grid restarts; the live stream reconnects and is refused for good.
+    async with serve_grid(tmp_path, port=port_of(first)) as second:
+        await wait_for(hass, lambda: "Live stream from the grid stopped" in caplog.text)
+        assert "suspended" in caplog.text
+
+        # The next tick finds the key refused: a repair issue and a reauth flow.
+        await advance(hass, second, clock, MINUTE)
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, f"key_rejected_{entry.entry_id}")
+        assert issue is not None
+        assert [f["context"]["entry_id"] for f in reauth_flows(hass)] == [entry.entry_id]
+        assert hass.states.get(sold).state == "0"
+        # The poll after five minutes gives up: the entities go unavailable.
+        await advance(hass, second, clock, 5 * MINUTE)
+        assert hass.states.get(sold).state == "unavailable"
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# --- outages and recovery -----------------------------------------------------------------
+
+
+async def test_grid_down_and_home_assistant_restarted(
+    hass: HomeAssistant, tmp_path: Path, clock: TickingDateTimeFactory
+) -> None:
+    meters = Meters(hass, {"sensor.pv": 3000.0})
+
+    async def run(grid: RunningGrid | None, until_minutes: int) -> None:
+        await walk(hass, grid, clock, meters, START + timedelta(minutes=until_minutes), STEP)
+
+    async with serve_grid(tmp_path, settlement_window_seconds=LONG_WINDOW) as first:
+        member = await join_grid(first, "Resilient")
+        entry = member.entry(first)
+        await setup_member(hass, entry)
+        await add_asset(hass, entry.entry_id, SUBENTRY_SOURCE, source(rated_power_w=6000))
+        await run(first, 40)
+        assert entry.runtime_data.household.snapshot(START).readings_pending == 0
+        first_kwh = meters.kwh["sensor.pv"]
+
+    # The grid is gone for 1 h 45 min; readings pile up in Home Assistant's storage.
+    await run(None, 100)
+    assert entry.runtime_data.household.connected is False
+    pending = entry.runtime_data.household.snapshot(START).readings_pending
+    assert pending >= 3
+    issue_id = f"grid_unreachable_{entry.entry_id}"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+
+    # Home Assistant restarts while the grid is still down: the membership
+    # cannot load, but the readings survive in storage.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    await run(None, 145)
+
+    async with serve_grid(
+        tmp_path, port=port_of(first), settlement_window_seconds=LONG_WINDOW
+    ) as second:
+        await hass.config_entries.async_reload(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        await run(second, 160)
+        household = entry.runtime_data.household
+        assert household.snapshot(START).readings_pending == 0
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+        stored = await second.client(member.keys).readings(
+            START - timedelta(hours=1), START + timedelta(hours=4)
+        )
+        assert_nothing_lost_or_doubled(entry, meters, stored)
+        assert first_kwh < meters.kwh["sensor.pv"]
+
+
+async def test_faulty_grid_loses_and_doubles_nothing(
+    hass: HomeAssistant, tmp_path: Path, clock: TickingDateTimeFactory
+) -> None:
+    async with (
+        serve_grid(tmp_path, settlement_window_seconds=LONG_WINDOW) as grid,
+        fault_proxy(grid.url) as proxy,
+    ):
+        member = await join_grid(grid, "Patient")
+        meters = Meters(hass, {"sensor.pv": 2500.0})
+        entry = member.entry(grid, url=proxy.url)
+        await setup_member(hass, entry)
+        await add_asset(hass, entry.entry_id, SUBENTRY_SOURCE, source(rated_power_w=5000))
+        household = entry.runtime_data.household
+        await walk(hass, grid, clock, meters, START + timedelta(minutes=30), STEP)
+
+        # The grid answers 503, then 500, then applies requests but loses the answers.
+        for mode, minutes in (("unavailable", 45), ("error", 60), ("lose_answer", 75)):
+            proxy.mode = mode
+            await walk(hass, grid, clock, meters, START + timedelta(minutes=minutes), STEP)
+            assert household.connected is False
+            assert household.snapshot(START).readings_pending > 0
+        assert proxy.seen["lose_answer POST /api/v1/readings"] > 0  # the grid got them
+
+        proxy.mode, proxy.delay = "pass", 0.2  # back, but slow
+        await walk(hass, grid, clock, meters, START + timedelta(minutes=95), STEP)
+        assert household.connected is True
+        assert household.snapshot(START).readings_pending == 0
+
+        stored = await grid.client(member.keys).readings(
+            START - timedelta(hours=1), START + timedelta(hours=4)
+        )
+        assert_nothing_lost_or_doubled(entry, meters, stored)
+        assert await hass.config_entries.async_unload(entry.entry_id)

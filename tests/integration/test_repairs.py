@@ -1,0 +1,112 @@
+"""Repairs: a statement above the daily cap is paid once the owner confirms.
+
+A confirmation that cannot pay (no money, the membership unloaded or
+removed meanwhile) says why and leaves the statement unpaid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from freezegun.api import TickingDateTimeFactory
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import issue_registry as ir
+
+from custom_components.p2p_energy.const import DOMAIN
+from tests.support.grid_server import RunningGrid
+from tests.support.home_assistant import (
+    START,
+    Member,
+    Meters,
+    call_action,
+    consumer_with_statement,
+    repairs_manager,
+    walk,
+)
+
+
+async def test_statement_above_cap_asks_first(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Careful")
+    await grid.grid.payments.mint(member.keys.address, 10_000_000, "prepaid")
+    entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
+    household = entry.runtime_data.household
+    (statement,) = household.unpaid.values()
+    assert statement.amount_due_micro > 10_000  # more than the cap of 0.01
+    issue_id = f"payment_over_cap_{entry.entry_id}_{statement.id}"
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.is_fixable
+
+    # The action refuses too, unless the owner says so.
+    with pytest.raises(ServiceValidationError) as err:
+        await call_action(
+            hass, "pay_statement", config_entry_id=entry.entry_id, statement_id=statement.id
+        )
+    assert err.value.translation_key == "over_cap"
+
+    # Confirming the repair pays it.
+    manager = await repairs_manager(hass)
+    flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+    assert flow["step_id"] == "confirm"
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert statement.id not in household.unpaid
+    paid = await grid.client(member.keys).statement(statement.id)
+    assert paid.status == "paid"
+    await walk(hass, grid, clock, Meters(hass, {}), START.replace(hour=11, minute=27))
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_confirmed_repair_that_cannot_pay(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Empty wallet")  # nothing on the ledger
+    entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
+    household = entry.runtime_data.household
+    (statement,) = household.unpaid.values()
+
+    # The repair for the statement above the cap fails for want of money.
+    issue_id = f"payment_over_cap_{entry.entry_id}_{statement.id}"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    manager = await repairs_manager(hass)
+    flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+    assert flow["step_id"] == "confirm"
+    assert flow["description_placeholders"]["statement_id"] == statement.id
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "payment_failed"
+    assert "balance is 0" in result["description_placeholders"]["message"]
+    assert statement.id in household.unpaid
+    assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
+
+    # Confirmed while the membership is unloaded (disabled, reloading): nothing
+    # can pay, and the flow says so instead of failing.
+    flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "payment_failed"
+    assert "not loaded" in result["description_placeholders"]["message"]
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+
+    # The owner opens the repair again, but removes the membership before confirming.
+    flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "payment_failed"
+    assert result["description_placeholders"] == {"message": "membership removed"}
+    assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
