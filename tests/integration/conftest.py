@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,11 @@ import pytest
 import pytest_socket
 from freezegun import freeze_time
 from freezegun.api import TickingDateTimeFactory
+from homeassistant.config_entries import SOURCE_RECONFIGURE
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import frame
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
@@ -60,6 +63,71 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 @pytest.fixture(autouse=True)
 def _loopback(socket_enabled: None) -> None:
     pytest_socket.socket_allow_hosts(["127.0.0.1"])
+
+
+# How Home Assistant words a report of deprecated or unsafe use by an
+# integration (helpers/frame.py report_usage, report_non_thread_safe_operation;
+# helpers/deprecation.py for deprecated constants, functions, classes and
+# arguments), on 2025.4 as on 2026.2, narrowed to reports that name us.
+_REPORTS_NAMING_US = (
+    # report_usage, found by the calling frame or given the domain.
+    re.compile(rf"^Detected that custom integration '{DOMAIN}' "),
+    # report_usage when no integration is on the stack but the text names
+    # ours (a device_info with our identifiers, for instance).
+    re.compile(rf"^Detected code that .*\b{DOMAIN}\b", re.DOTALL),
+    # Deprecated constants, functions, classes and hass arguments, worded
+    # "The deprecated function f was called from p2p_energy. ..." since 2025.5
+    # and "f was called from p2p_energy, this is a deprecated function ..." before.
+    re.compile(rf"^The deprecated .+ was .+ from {DOMAIN}\.(?: |$)", re.DOTALL),
+    re.compile(rf"^\S+ was .+ from {DOMAIN}, this is a deprecated ", re.DOTALL),
+)
+_OUR_LOGGERS = f"custom_components.{DOMAIN}"
+
+
+class DeprecationReports(logging.Handler):
+    """Collects Home Assistant's reports of deprecated use that name our integration.
+
+    Home Assistant reports a custom integration's deprecated or thread-unsafe
+    use by logging a warning (an error from the release named in it). Collected
+    here, each becomes a test failure, so a deprecation shows up in the release
+    that announces it, not in the one that breaks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(pattern.search(message) for pattern in _REPORTS_NAMING_US) or (
+            # helpers.deprecation's deprecated_substitute and get_deprecated
+            # log under the name of the module that uses the old name.
+            record.name.startswith(_OUR_LOGGERS) and " is deprecated" in message
+        ):
+            self.found.append(f"{record.name}: {message}")
+
+    def check(self) -> None:
+        if self.found:
+            reports = "\n".join(f"- {report}" for report in self.found)
+            pytest.fail(
+                f"Home Assistant reported deprecated use by {DOMAIN}:\n{reports}", pytrace=False
+            )
+
+
+@pytest.fixture(autouse=True)
+def deprecation_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeprecationReports]:
+    """Fail the test when Home Assistant reports deprecated use by our integration."""
+    # Home Assistant reports each call site once per process; every test
+    # starts with none reported, so each test sees its own reports.
+    monkeypatch.setattr(frame, "_REPORTED_INTEGRATIONS", set())
+    reports = DeprecationReports()
+    root = logging.getLogger()
+    root.addHandler(reports)
+    try:
+        yield reports
+    finally:
+        root.removeHandler(reports)
+    reports.check()
 
 
 def grid_config() -> GridConfig:
@@ -189,6 +257,21 @@ async def setup_member(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def start_subentry_reconfigure(
+    hass: HomeAssistant, entry: MockConfigEntry, subentry_id: str
+) -> FlowResult:
+    """Start reconfiguring an asset, as the UI does.
+
+    MockConfigEntry.start_subentry_reconfigure_flow took the subentry type
+    before the id until Home Assistant 2025.7 and derives it since; this
+    works with both.
+    """
+    return await hass.config_entries.subentries.async_init(
+        (entry.entry_id, entry.subentries[subentry_id].subentry_type),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": subentry_id},
+    )
 
 
 async def add_asset(

@@ -38,7 +38,15 @@ from grid_server.domain.clock import SystemClock
 from grid_server.service import operator as ops
 from tests.support.grid_server import RunningGrid, run_grid_server, sqlite_url
 
-from .conftest import Member, add_asset, advance, energy_sensor, grid_config, setup_member
+from .conftest import (
+    Member,
+    add_asset,
+    advance,
+    energy_sensor,
+    grid_config,
+    setup_member,
+    start_subentry_reconfigure,
+)
 
 
 def suggested(result: Any) -> dict[str, Any]:
@@ -254,7 +262,7 @@ async def test_change_a_source(
     ((subentry_id, subentry),) = entry.subentries.items()
     asset_id = subentry.data[CONF_ASSET_ID]
 
-    result = await entry.start_subentry_reconfigure_flow(hass, SUBENTRY_SOURCE, subentry_id)
+    result = await start_subentry_reconfigure(hass, entry, subentry_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "reconfigure"
     # The form shows the source as it is.
