@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 from freezegun.api import TickingDateTimeFactory
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
@@ -52,13 +53,21 @@ async def test_reauth_after_removal(
         flow["flow_id"], {CONF_INVITATION: "WRONG"}
     )
     assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
-    result = await hass.config_entries.flow.async_configure(
-        flow["flow_id"], {CONF_INVITATION: await grid.invite()}
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "reauth_successful"
-    await hass.async_block_till_done()
+    before = entry.runtime_data
+    with patch.object(
+        hass.config_entries,
+        "async_schedule_reload",
+        wraps=hass.config_entries.async_schedule_reload,
+    ) as reload:
+        result = await hass.config_entries.flow.async_configure(
+            flow["flow_id"], {CONF_INVITATION: await grid.invite()}
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "reauth_successful"
+        await hass.async_block_till_done()
+    reload.assert_called_once_with(entry.entry_id)  # the flow's reload, and no second
     assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data is not before
     assert (await grid.client(member.keys).me()).status == "active"
 
 
@@ -90,13 +99,22 @@ async def test_reconfigure_to_a_new_address(
     async with run_grid_server(
         sqlite_url(tmp_path), clock=SystemClock(), grid=grid_config()
     ) as moved:
-        result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {CONF_GRID_URL: moved.url + "/"}
-        )
-        assert result["type"] is FlowResultType.ABORT
-        assert result["reason"] == "reconfigure_successful"
-        assert entry.data[CONF_GRID_URL] == moved.url
-        await hass.async_block_till_done()
+        before = entry.runtime_data
+        with patch.object(
+            hass.config_entries,
+            "async_schedule_reload",
+            wraps=hass.config_entries.async_schedule_reload,
+        ) as reload:
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_GRID_URL: moved.url + "/"}
+            )
+            assert result["type"] is FlowResultType.ABORT
+            assert result["reason"] == "reconfigure_successful"
+            assert entry.data[CONF_GRID_URL] == moved.url
+            await hass.async_block_till_done()
+        # One reload, by the flow; the update listener leaves it alone.
+        reload.assert_called_once_with(entry.entry_id)
+        assert entry.runtime_data is not before
         assert entry.state is ConfigEntryState.LOADED
         assert entry.runtime_data.household.connected
         assert await hass.config_entries.async_unload(entry.entry_id)
