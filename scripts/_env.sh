@@ -27,12 +27,24 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip==26.3
 fi
 
+# The stamp holds the hash of pyproject.toml and the extras installed with it,
+# "<hash>-test,demo". Installed means the same hash and every extra asked for
+# among those installed, so `demo` after `test,demo` installs nothing.
 stamp="$VENV/.p2p-installed"
-want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-$EXTRAS"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+hash="$(sha256sum <"$ROOT/pyproject.toml" | cut -c1-16)"
+stamped="$(cat "$stamp" 2>/dev/null || true)"
+installed=""
+[ "${stamped%%-*}" = "$hash" ] && installed="${stamped#*-}"
+missing=""
+for extra in ${EXTRAS//,/ }; do
+  case ",$installed," in *",$extra,"*) ;; *) missing="$missing,$extra" ;; esac
+done
+if [ "${stamped%%-*}" != "$hash" ] || [ -n "$missing" ]; then
+  # Keep what is installed for this pyproject.toml and add what is missing.
+  EXTRAS="$(echo "$installed$missing" | sed 's/^,//')"
   echo "Installing p2p_energy and its dependencies into $VENV (extras: $EXTRAS) ..." >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
-  echo "$want" >"$stamp"
+  echo "$hash-$EXTRAS" >"$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"

@@ -223,7 +223,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                     errors["base"] = "grid_refused"
                     placeholders["reason"] = exc.message
             else:
-                return self.async_update_reload_and_abort(entry)
+                return self._async_reload_and_abort(entry, "reauth_successful")
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema({vol.Required(CONF_INVITATION): str}),
@@ -252,7 +252,10 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base"] = "key_refused"
                 placeholders["reason"] = exc.message
             if not errors:
-                return self.async_update_reload_and_abort(entry, data_updates={CONF_GRID_URL: url})
+                self.hass.config_entries.async_update_entry(
+                    entry, data={**entry.data, CONF_GRID_URL: url}
+                )
+                return self._async_reload_and_abort(entry, "reconfigure_successful")
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
@@ -262,6 +265,21 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
             description_placeholders=placeholders,
         )
+
+    @callback
+    def _async_reload_and_abort(self, entry: ConfigEntry, reason: str) -> ConfigFlowResult:
+        """Reload the membership once, then finish the flow.
+
+        Not async_update_reload_and_abort: Home Assistant deprecates it (2026.6,
+        an error from 2026.12) for an entry with an update listener, since the
+        two may both reload. Ours never does here: it reloads only when the
+        assets change and applies options in place, so this flow, which
+        changes neither, owns the one reload. That also covers an entry that
+        is not loaded (a wrong address is why one reconfigures), which has no
+        listener, and a reauth, which changes nothing a listener would see.
+        """
+        self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        return self.async_abort(reason=reason)
 
 
 class P2POptionsFlow(OptionsFlow):

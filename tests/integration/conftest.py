@@ -25,6 +25,7 @@ import pytest_socket
 from freezegun import freeze_time
 from freezegun.api import TickingDateTimeFactory
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import frame
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
@@ -34,6 +35,7 @@ from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     GRID_ID,
     START,
+    DeprecationReports,
     Member,
     add_asset,
     advance,
@@ -140,3 +142,19 @@ async def neighbour(
     entry = (await join("Neighbour")).entry(grid, trading_enabled=False)
     await setup_member(hass, entry)
     return entry
+
+
+@pytest.fixture(autouse=True)
+def deprecation_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeprecationReports]:
+    """Fail the test when Home Assistant reports deprecated use by our integration."""
+    # Home Assistant reports each call site once per process; every test
+    # starts with none reported, so each test sees its own reports.
+    monkeypatch.setattr(frame, "_REPORTED_INTEGRATIONS", set())
+    reports = DeprecationReports()
+    root = logging.getLogger()
+    root.addHandler(reports)
+    try:
+        yield reports
+    finally:
+        root.removeHandler(reports)
+    reports.check()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from freezegun.api import TickingDateTimeFactory
@@ -62,6 +63,7 @@ from tests.support.home_assistant import (
     serve_grid,
     setup_member,
     source,
+    start_subentry_reconfigure,
     suggested,
 )
 
@@ -284,13 +286,21 @@ async def test_reauth_after_removal(
         flow["flow_id"], {CONF_INVITATION: "WRONG"}
     )
     assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
-    result = await hass.config_entries.flow.async_configure(
-        flow["flow_id"], {CONF_INVITATION: await grid.invite()}
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "reauth_successful"
-    await hass.async_block_till_done()
+    before = entry.runtime_data
+    with patch.object(
+        hass.config_entries,
+        "async_schedule_reload",
+        wraps=hass.config_entries.async_schedule_reload,
+    ) as reload:
+        result = await hass.config_entries.flow.async_configure(
+            flow["flow_id"], {CONF_INVITATION: await grid.invite()}
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "reauth_successful"
+        await hass.async_block_till_done()
+    reload.assert_called_once_with(entry.entry_id)  # the flow's reload, and no second
     assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data is not before
     assert (await grid.client(member.keys).me()).status == "active"
 
 
@@ -392,13 +402,22 @@ async def test_reconfigure_to_a_new_address(
     assert result["step_id"] == "reconfigure"
     # The grid moved: the same database served at a new address.
     async with serve_grid(tmp_path) as moved:
-        result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {CONF_GRID_URL: moved.url + "/"}
-        )
-        assert result["type"] is FlowResultType.ABORT
-        assert result["reason"] == "reconfigure_successful"
-        assert entry.data[CONF_GRID_URL] == moved.url
-        await hass.async_block_till_done()
+        before = entry.runtime_data
+        with patch.object(
+            hass.config_entries,
+            "async_schedule_reload",
+            wraps=hass.config_entries.async_schedule_reload,
+        ) as reload:
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_GRID_URL: moved.url + "/"}
+            )
+            assert result["type"] is FlowResultType.ABORT
+            assert result["reason"] == "reconfigure_successful"
+            assert entry.data[CONF_GRID_URL] == moved.url
+            await hass.async_block_till_done()
+        # One reload, by the flow; the update listener leaves it alone.
+        reload.assert_called_once_with(entry.entry_id)
+        assert entry.runtime_data is not before
         assert entry.state is ConfigEntryState.LOADED
         assert entry.runtime_data.household.connected
         assert await hass.config_entries.async_unload(entry.entry_id)
@@ -561,7 +580,7 @@ async def test_change_a_source(
     ((subentry_id, subentry),) = entry.subentries.items()
     asset_id = subentry.data[CONF_ASSET_ID]
 
-    result = await entry.start_subentry_reconfigure_flow(hass, SUBENTRY_SOURCE, subentry_id)
+    result = await start_subentry_reconfigure(hass, entry, subentry_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "reconfigure"
     # The form shows the source as it is.

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,16 +34,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import voluptuous as vol
 from freezegun.api import TickingDateTimeFactory
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.repairs.issue_handler import async_process_repairs_platforms
 from homeassistant.components.sensor import DATA_COMPONENT as SENSOR_COMPONENT
 from homeassistant.components.sensor import DOMAIN as SENSOR_DOMAIN
-from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_RECONFIGURE
 from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowManager, FlowResultType
+from homeassistant.data_entry_flow import FlowManager, FlowResult, FlowResultType
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
@@ -500,3 +503,69 @@ async def snapshot_platform_entities(
                 value = "<timestamp>"
             shown = {"state": value, "attributes": _plain(dict(state.attributes))}
         assert shown == snapshot(name=f"{entity.entity_id}-state")
+
+
+# --- Home Assistant's deprecation reports --------------------------------------
+
+# How Home Assistant words a report of deprecated or unsafe use by an
+# integration (helpers/frame.py report_usage, report_non_thread_safe_operation;
+# helpers/deprecation.py for deprecated constants, functions, classes and
+# arguments), on 2025.4 as on 2026.2, narrowed to reports that name us.
+_REPORTS_NAMING_US = (
+    # report_usage, found by the calling frame or given the domain.
+    re.compile(rf"^Detected that custom integration '{DOMAIN}' "),
+    # report_usage when no integration is on the stack but the text names
+    # ours (a device_info with our identifiers, for instance).
+    re.compile(rf"^Detected code that .*\b{DOMAIN}\b", re.DOTALL),
+    # Deprecated constants, functions, classes and hass arguments, worded
+    # "The deprecated function f was called from p2p_energy. ..." since 2025.5
+    # and "f was called from p2p_energy, this is a deprecated function ..." before.
+    re.compile(rf"^The deprecated .+ was .+ from {DOMAIN}\.(?: |$)", re.DOTALL),
+    re.compile(rf"^\S+ was .+ from {DOMAIN}, this is a deprecated ", re.DOTALL),
+)
+_OUR_LOGGERS = f"custom_components.{DOMAIN}"
+
+
+class DeprecationReports(logging.Handler):
+    """Collects Home Assistant's reports of deprecated use that name our integration.
+
+    Home Assistant reports a custom integration's deprecated or thread-unsafe
+    use by logging a warning (an error from the release named in it). Collected
+    here, each becomes a test failure, so a deprecation shows up in the release
+    that announces it, not in the one that breaks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(pattern.search(message) for pattern in _REPORTS_NAMING_US) or (
+            # helpers.deprecation's deprecated_substitute and get_deprecated
+            # log under the name of the module that uses the old name.
+            record.name.startswith(_OUR_LOGGERS) and " is deprecated" in message
+        ):
+            self.found.append(f"{record.name}: {message}")
+
+    def check(self) -> None:
+        if self.found:
+            reports = "\n".join(f"- {report}" for report in self.found)
+            pytest.fail(
+                f"Home Assistant reported deprecated use by {DOMAIN}:\n{reports}", pytrace=False
+            )
+
+
+async def start_subentry_reconfigure(
+    hass: HomeAssistant, entry: MockConfigEntry, subentry_id: str
+) -> FlowResult:
+    """Start reconfiguring an asset, as the UI does.
+
+    MockConfigEntry.start_subentry_reconfigure_flow took the subentry type
+    before the id until Home Assistant 2025.7 and derives it since; this
+    works with both.
+    """
+    return await hass.config_entries.subentries.async_init(
+        (entry.entry_id, entry.subentries[subentry_id].subentry_type),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": subentry_id},
+    )
