@@ -21,7 +21,6 @@ from grid_server.domain.ledger import (
     rate_from_price,
     statement_status,
 )
-from grid_server.domain.ledger.payouts import is_overdue
 from grid_server.service.payments import TermsFactory, make_rate_source
 
 P1 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -86,13 +85,6 @@ def test_payouts_follow_collection_threshold_and_budget() -> None:
         budget=10_000,
     )
     assert [(p.participant_id, p.total) for p in plans] == [(3, 500)]
-
-
-def test_overdue_rule() -> None:
-    assert is_overdue(10, 0, P1, P2)
-    assert not is_overdue(10, 10, P1, P2)
-    assert not is_overdue(-10, 0, P1, P2)
-    assert not is_overdue(10, 0, P2, P1)
 
 
 def test_ledger_config_validation() -> None:
