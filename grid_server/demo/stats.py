@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.api.payments import verify_local_ledger
 from grid_server.service.dashboard.savings import PriceSteps, market_totals, price_steps
 from grid_server.service.grid import GridService
 from grid_server.storage import intervals as stored_intervals
@@ -232,8 +233,6 @@ async def _statements(conn: AsyncConnection, out: Summary, threshold: int) -> No
 
 async def _ledger(grid: GridService, conn: AsyncConnection, out: Summary) -> None:
     """The local ledger: its own check, and the grid's account against payments and payouts."""
-    from grid_server.api.payments import verify_local_ledger  # noqa: PLC0415
-
     check = await verify_local_ledger(grid, conn)
     out.ledger_ok = bool(check["ok"])
     out.minted_micro = int(check["minted"])

@@ -401,26 +401,21 @@ async def latest_entries(conn: AsyncConnection, grid: str, limit: int) -> Sequen
     ).all()
 
 
+async def _newest(
+    conn: AsyncConnection, table: Table, grid: str, by: ColumnElement[int], limit: int
+) -> Sequence[Any]:
+    query = select(table).where(table.c.grid == grid).order_by(by.desc()).limit(limit)
+    return (await conn.execute(query)).all()
+
+
 async def latest_roots(conn: AsyncConnection, grid: str, limit: int) -> Sequence[Any]:
-    return (
-        await conn.execute(
-            select(audit_roots)
-            .where(audit_roots.c.grid == grid)
-            .order_by(audit_roots.c.seq.desc())
-            .limit(limit)
-        )
-    ).all()
+    """The newest interval roots, newest first."""
+    return await _newest(conn, audit_roots, grid, audit_roots.c.seq, limit)
 
 
 async def latest_anchors(conn: AsyncConnection, grid: str, limit: int) -> Sequence[Any]:
-    return (
-        await conn.execute(
-            select(audit_anchors)
-            .where(audit_anchors.c.grid == grid)
-            .order_by(audit_anchors.c.last_root_seq.desc())
-            .limit(limit)
-        )
-    ).all()
+    """The newest anchors (by the last root they cover), newest first."""
+    return await _newest(conn, audit_anchors, grid, audit_anchors.c.last_root_seq, limit)
 
 
 async def record_verification(

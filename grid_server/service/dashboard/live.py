@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.clock import Clock, SystemClock
 from grid_server.storage import events
+from grid_server.storage.events import last_event_id
 from p2p_energy_client.api import format_utc_ms
 
 MAX_CLEARED = 100  # intervals named per update; the page reloads the view anyway
@@ -26,10 +27,6 @@ def clock_speed(clock: Clock) -> float:
 
 def clock_view(clock: Clock) -> dict[str, Any]:
     return {"now": format_utc_ms(clock.now()), "speed": clock_speed(clock)}
-
-
-async def last_event_id(conn: AsyncConnection) -> int:
-    return await events.last_event_id(conn)
 
 
 async def events_after(conn: AsyncConnection, since: int) -> dict[str, Any] | None:
