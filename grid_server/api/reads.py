@@ -201,7 +201,7 @@ async def get_orders(request: Request) -> Response:
     t = query_time(request, "interval")
     grid.schedule.check_interval(t, "interval")
     async with grid.db.read() as conn:
-        book = await queries.order_book(conn, grid, pid, t)
+        book = await queries.order_book(conn, grid.schedule, pid, t)
     return json_response(book.to_wire())
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.domain.schedule import Schedule
 from grid_server.storage import events as stored_events
 from grid_server.storage import grid_setup, orders, participants, readings
 from grid_server.storage import intervals as stored_intervals
@@ -103,11 +104,13 @@ async def participant_view(conn: AsyncConnection, pid: int) -> Participant:
     )
 
 
-async def order_book(conn: AsyncConnection, grid: Any, pid: int, interval: datetime) -> OrderBook:
+async def order_book(
+    conn: AsyncConnection, schedule: Schedule, pid: int, interval: datetime
+) -> OrderBook:
     rows = await orders.participant_orders(conn, pid, interval)
     return OrderBook(
         interval,
-        grid.schedule.gate_closure(interval),
+        schedule.gate_closure(interval),
         tuple(OrderView(r.order_id, r.side, r.energy_wh, r.price, r.zone) for r in rows),
     )
 
