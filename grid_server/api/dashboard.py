@@ -364,10 +364,23 @@ async def create_ticket(request: Request) -> Response:
     )
 
 
+def _source(request: Request) -> views.Source:
+    """What the views read, from the running grid."""
+    grid = grid_of(request)
+    return views.Source(
+        db=grid.db,
+        clock=grid.clock,
+        config=grid.config,
+        schedule=grid.schedule,
+        ledger_address=grid.payments.address,
+        unit_of=grid.payments.unit_of,
+    )
+
+
 @router.get("/overview", summary="Now, gate closure, participants, prices, energy, savings")
 async def overview(request: Request) -> Response:
     hours = _int(request, "hours", views.DEFAULT_HOURS, 1, views.MAX_HOURS)
-    return json_response(await views.overview(grid_of(request), hours))
+    return json_response(await views.overview(_source(request), hours))
 
 
 @router.get("/market", summary="One interval: curves, clearing points, fills, link flows")
@@ -378,14 +391,14 @@ async def market(request: Request) -> Response:
     if value:
         interval = path_time(value, "interval")
         grid.schedule.check_interval(interval, "interval")
-    return json_response(await views.market(grid, interval))
+    return json_response(await views.market(_source(request), interval))
 
 
 @router.get("/participants", summary="Households: energy, money, savings, statements")
 async def participant_list(request: Request) -> Response:
     return json_response(
         await views.participants_view(
-            grid_of(request),
+            _source(request),
             limit=_int(request, "limit", views.PAGE_LIMIT, 1, views.PAGE_LIMIT),
             offset=_int(request, "offset", 0, 0, 2**31),
             zone=request.query_params.get("zone") or None,
@@ -399,7 +412,7 @@ async def participant_list(request: Request) -> Response:
     responses=error_responses(ErrorCode.NOT_FOUND),
 )
 async def participant(request: Request, address: str) -> Response:
-    found = await views.participant_detail(grid_of(request), address)
+    found = await views.participant_detail(_source(request), address)
     if found is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such participant", "address")
     return json_response(found)
@@ -407,12 +420,12 @@ async def participant(request: Request, address: str) -> Response:
 
 @router.get("/payments", summary="Ledger, recent transfers, payments, payouts, overdue")
 async def payment_view(request: Request) -> Response:
-    return json_response(await views.payments_view(grid_of(request)))
+    return json_response(await views.payments_view(_source(request)))
 
 
 @router.get("/audit", summary="Chain head, recent entries, roots and anchoring")
 async def audit_view(request: Request) -> Response:
-    return json_response(await views.audit_view(grid_of(request)))
+    return json_response(await views.audit_view(_source(request)))
 
 
 # --- live ------------------------------------------------------------------------------
@@ -434,50 +447,62 @@ async def stream(ws: WebSocket) -> None:
     """The grid's clock every second and a summary of each batch of new events."""
     grid: GridService = ws.app.state.grid
     await ws.accept()
+    refused = _refusal(ws, grid)
+    if refused is not None:
+        error, code = refused
+        await ws.send_text(orjson.dumps(error.to_wire()).decode())
+        await ws.close(code=code)
+        return
     since_text = ws.query_params.get("since")
-    if not _same_origin(ws) or not _authenticated(ws, grid):
-        error = ProtocolError(ErrorCode.UNAUTHENTICATED, "log in first", "authorization")
-        await ws.send_text(orjson.dumps(error.to_wire()).decode())
-        await ws.close(code=4401)
-        return
-    if since_text is not None and not since_text.isdigit():
-        error = ProtocolError(ErrorCode.INVALID_FIELD, "since: an event id", "since")
-        await ws.send_text(orjson.dumps(error.to_wire()).decode())
-        await ws.close(code=4400)
-        return
     closed = asyncio.Event()
-
-    async def watch() -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            while True:
-                if (await ws.receive())["type"] == "websocket.disconnect":
-                    break
-        closed.set()
-
-    watcher = asyncio.create_task(watch())
+    watcher = asyncio.create_task(_watch(ws, closed))
     try:
-        async with grid.db.read() as conn:
-            last = int(since_text) if since_text is not None else await views.last_event_id(conn)
-        await _send(ws, {"type": "hello", "last": last, "clock": views.clock_view(grid)})
-        while not closed.is_set():
-            async with grid.db.read() as conn:
-                news = await views.events_after(conn, last)
-            if news is not None:
-                last = news["last"]
-                await _send(ws, {"type": "events", **news, "clock": views.clock_view(grid)})
-            else:
-                await _send(ws, {"type": "clock", "clock": views.clock_view(grid)})
-            woken = asyncio.create_task(grid.hub.wait(CLOCK_SECONDS))
-            gone = asyncio.create_task(closed.wait())
-            await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (woken, gone):
-                task.cancel()
+        await _pump(ws, grid, None if since_text is None else int(since_text), closed)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass
     finally:
         watcher.cancel()
         with contextlib.suppress(Exception):
             await ws.close()
+
+
+def _refusal(ws: WebSocket, grid: GridService) -> tuple[ProtocolError, int] | None:
+    """Why the stream is refused (the error and the close code), or None."""
+    if not _same_origin(ws) or not _authenticated(ws, grid):
+        return ProtocolError(ErrorCode.UNAUTHENTICATED, "log in first", "authorization"), 4401
+    since_text = ws.query_params.get("since")
+    if since_text is not None and not since_text.isdigit():
+        return ProtocolError(ErrorCode.INVALID_FIELD, "since: an event id", "since"), 4400
+    return None
+
+
+async def _watch(ws: WebSocket, closed: asyncio.Event) -> None:
+    """Set ``closed`` when the browser goes away (the page sends nothing else)."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            if (await ws.receive())["type"] == "websocket.disconnect":
+                break
+    closed.set()
+
+
+async def _pump(ws: WebSocket, grid: GridService, since: int | None, closed: asyncio.Event) -> None:
+    """Hello, then news or the clock at every event and at least every ``CLOCK_SECONDS``."""
+    async with grid.db.read() as conn:
+        last = since if since is not None else await views.last_event_id(conn)
+    await _send(ws, {"type": "hello", "last": last, "clock": views.clock_view(grid.clock)})
+    while not closed.is_set():
+        async with grid.db.read() as conn:
+            news = await views.events_after(conn, last)
+        if news is not None:
+            last = news["last"]
+            await _send(ws, {"type": "events", **news, "clock": views.clock_view(grid.clock)})
+        else:
+            await _send(ws, {"type": "clock", "clock": views.clock_view(grid.clock)})
+        woken = asyncio.create_task(grid.hub.wait(CLOCK_SECONDS))
+        gone = asyncio.create_task(closed.wait())
+        await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (woken, gone):
+            task.cancel()
 
 
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:

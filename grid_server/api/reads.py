@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import PlainTextResponse, Response
 
 from grid_server.service import queries
@@ -26,6 +29,8 @@ from .common import (
 )
 
 router = APIRouter(prefix="/api/v1")
+# A read of the participant's own records in [since, until): (conn, pid, since, until).
+RangeRead = Callable[[AsyncConnection, int, datetime, datetime], Awaitable[Sequence[Any]]]
 MAX_RANGE = timedelta(days=31)
 
 _STRING = {"type": "string"}
@@ -89,7 +94,7 @@ GRID_INFO_SCHEMA = {
 }
 
 
-def _range(request: Request) -> tuple[object, object]:
+def _range(request: Request) -> tuple[datetime, datetime]:
     since = query_time(request, "since")
     until = query_time(request, "until")
     if until <= since or until - since > MAX_RANGE:
@@ -152,7 +157,7 @@ async def market_range(request: Request) -> Response:
     grid = grid_of(request)
     since, until = _range(request)
     async with grid.db.read() as conn:
-        results = await queries.market_range(conn, since, until)  # type: ignore[arg-type]
+        results = await queries.market_range(conn, since, until)
     return json_response({"intervals": [r.to_wire() for r in results]})
 
 
@@ -196,8 +201,18 @@ async def get_orders(request: Request) -> Response:
     t = query_time(request, "interval")
     grid.schedule.check_interval(t, "interval")
     async with grid.db.read() as conn:
-        book = await queries.order_book(conn, grid, pid, t)
+        book = await queries.order_book(conn, grid.schedule, pid, t)
     return json_response(book.to_wire())
+
+
+async def _own_in_range(request: Request, read: RangeRead, key: str) -> Response:
+    """The participant's own records of ``[since, until)`` under ``key``."""
+    pid, _ = await participant(request)
+    grid = grid_of(request)
+    since, until = _range(request)
+    async with grid.db.read() as conn:
+        rows = await read(conn, pid, since, until)
+    return json_response({key: [r.to_wire() for r in rows]})
 
 
 @router.get(
@@ -207,12 +222,7 @@ async def get_orders(request: Request) -> Response:
     responses=error_responses(*READ_ERRORS),
 )
 async def get_readings(request: Request) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
-    since, until = _range(request)
-    async with grid.db.read() as conn:
-        rows = await queries.stored_readings(conn, pid, since, until)  # type: ignore[arg-type]
-    return json_response({"readings": [r.to_wire() for r in rows]})
+    return await _own_in_range(request, queries.stored_readings, "readings")
 
 
 @router.get(
@@ -222,12 +232,7 @@ async def get_readings(request: Request) -> Response:
     responses=error_responses(*READ_ERRORS),
 )
 async def get_fills(request: Request) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
-    since, until = _range(request)
-    async with grid.db.read() as conn:
-        rows = await queries.participant_fills(conn, pid, since, until)  # type: ignore[arg-type]
-    return json_response({"fills": [f.to_wire() for f in rows]})
+    return await _own_in_range(request, queries.participant_fills, "fills")
 
 
 @router.get(
@@ -237,12 +242,7 @@ async def get_fills(request: Request) -> Response:
     responses=error_responses(*READ_ERRORS),
 )
 async def get_line_items(request: Request) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
-    since, until = _range(request)
-    async with grid.db.read() as conn:
-        rows = await queries.participant_lines(conn, pid, since, until)  # type: ignore[arg-type]
-    return json_response({"lines": [x.to_wire() for x in rows]})
+    return await _own_in_range(request, queries.participant_lines, "lines")
 
 
 @router.get(

@@ -326,7 +326,8 @@ class Replay:
 
     # --- helpers ---
 
-    def _t(self, text: str) -> datetime:
+    def time_of(self, text: str) -> datetime:
+        """A wire timestamp as a datetime (cached: the log repeats interval starts)."""
         t = self._times.get(text)
         if t is None:
             t = parse_utc(text)
@@ -354,36 +355,10 @@ class Replay:
         kind = payload["type"]
         sender = payload["sender"]
         if kind == "join":
-            known = self.participants.get(sender)
-            if known is None:
-                self.participants[sender] = _Participant(
-                    base64.b64decode(wire["public_key"]),
-                    payload["name"],
-                    None,
-                    None,
-                    "active",
-                    payload["seq"],
-                    created_at,
-                    None,
-                    seq,
-                    seq,
-                )
-            elif known.status == "active":
-                raise ReplayError(f"{sender} joins while a member")
-            else:  # back with a new invitation, under the same key
-                if payload["seq"] <= known.last_seq:
-                    raise ReplayError(
-                        f"seq {payload['seq']} of {sender} is not above {known.last_seq}"
-                    )
-                known.name, known.status, known.last_seq = payload["name"], "active", payload["seq"]
-                known.seq = known.last_write = seq
+            self._join(seq, created_at, wire)
             return "join"
         participant = self._participant(sender, seq)
-        if payload["seq"] <= participant.last_seq:
-            raise ReplayError(
-                f"seq {payload['seq']} of {sender} is not above {participant.last_seq}"
-            )
-        participant.last_seq = payload["seq"]
+        self._next_seq(participant, sender, payload["seq"])
         participant.last_write = seq
         if kind == "readings":
             self._readings(seq, created_at, sender, payload)
@@ -392,18 +367,53 @@ class Replay:
         elif kind == "assets":
             self._assets(seq, created_at, sender, payload)
         elif kind == "payment":
-            tx = payload.get("tx")
-            if payload.get("ledger") == "local":
-                tx = SignedTransfer.from_wire(payload["transfer"], "payload.transfer").tx_id
-            self.payment_envelopes[str(tx)] = seq
+            self._payment_envelope(seq, payload)
         elif kind not in ("session", "transfer"):
             self.not_replayed[f"envelope:{kind}"] += 1
         return str(kind)
 
+    @staticmethod
+    def _next_seq(participant: _Participant, sender: str, payload_seq: int) -> None:
+        """A key's sequence numbers only rise."""
+        if payload_seq <= participant.last_seq:
+            raise ReplayError(f"seq {payload_seq} of {sender} is not above {participant.last_seq}")
+        participant.last_seq = payload_seq
+
+    def _join(self, seq: int, created_at: datetime, wire: dict[str, Any]) -> None:
+        payload = wire["payload"]
+        sender = payload["sender"]
+        known = self.participants.get(sender)
+        if known is None:
+            self.participants[sender] = _Participant(
+                base64.b64decode(wire["public_key"]),
+                payload["name"],
+                None,
+                None,
+                "active",
+                payload["seq"],
+                created_at,
+                None,
+                seq,
+                seq,
+            )
+        elif known.status == "active":
+            raise ReplayError(f"{sender} joins while a member")
+        else:  # back with a new invitation, under the same key
+            self._next_seq(known, sender, payload["seq"])
+            known.name, known.status = payload["name"], "active"
+            known.seq = known.last_write = seq
+
+    def _payment_envelope(self, seq: int, payload: dict[str, Any]) -> None:
+        """Remember which envelope carried a payment: its ``payment`` entry names the tx."""
+        tx = payload.get("tx")
+        if payload.get("ledger") == "local":
+            tx = SignedTransfer.from_wire(payload["transfer"], "payload.transfer").tx_id
+        self.payment_envelopes[str(tx)] = seq
+
     def _readings(self, seq: int, at: datetime, sender: str, payload: dict[str, Any]) -> None:
         correction = payload.get("correction", False)
         for r in payload["readings"]:
-            t = self._t(r["interval"])
+            t = self.time_of(r["interval"])
             part = self.partition(t)
             key = (sender, r["asset"])
             old = part.readings.get(key)
@@ -429,7 +439,7 @@ class Replay:
         participant: _Participant,
         payload: dict[str, Any],
     ) -> None:
-        part = self.partition(self._t(payload["interval"]))
+        part = self.partition(self.time_of(payload["interval"]))
         book: dict[str, tuple[Any, ...]] = (
             {}
             if payload.get("replace_all")
@@ -484,7 +494,7 @@ class Replay:
             p.status, p.status_changed_at, p.last_write = body["status"], at, seq
         elif action == "price":
             self.prices.put(
-                (self._t(body["effective_from"]),),
+                (self.time_of(body["effective_from"]),),
                 (parse_price(body["retail"]), parse_price(body["feed_in"]), at),
                 seq,
             )
@@ -505,7 +515,7 @@ class Replay:
             self.not_replayed[f"operator:{action}"] += 1
 
     def market_result(self, seq: int, at: datetime, record: dict[str, Any]) -> None:
-        t = self._t(record["interval"])
+        t = self.time_of(record["interval"])
         part = self.partition(t)
         zone_prices: dict[str, int] = {}
         for z in record["zones"]:
@@ -540,7 +550,7 @@ class Replay:
         )
 
     def settlement(self, seq: int, at: datetime, record: dict[str, Any]) -> datetime:
-        t = self._t(record["interval"])
+        t = self.time_of(record["interval"])
         part = self.partition(t)
         if part.interval is None:
             raise ReplayError(f"{record['interval']} is settled before it was cleared")
@@ -567,8 +577,8 @@ class Replay:
             (body["id"],),
             (
                 body["participant"],
-                self._t(body["period_start"]),
-                self._t(body["period_end"]),
+                self.time_of(body["period_start"]),
+                self.time_of(body["period_end"]),
                 body["currency"],
                 due,
                 0,
@@ -588,7 +598,7 @@ class Replay:
                     terms["rate"],
                     terms["amount_due"],
                     terms.get("paid", 0),
-                    self._t(terms["due_at"]),
+                    self.time_of(terms["due_at"]),
                 ),
                 seq,
             )

@@ -38,19 +38,18 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.config import LedgerConfig
 from grid_server.domain.ledger import FixedRate, RateSource, statement_status
 from grid_server.storage import audit_log
+from grid_server.storage import statements as stored_statements
 from grid_server.storage.db import advisory_key
 from grid_server.storage.schema import (
     envelopes,
     participants,
     payments,
-    payout_items,
-    payouts,
     statement_terms,
     statements,
 )
@@ -69,7 +68,6 @@ from p2p_energy_client.protocol import (
 )
 from p2p_energy_client.units import (
     format_rate,
-    format_utc,
     ledger_amount,
     paid_micro,
     parse_rate,
@@ -393,31 +391,8 @@ class PaymentService:
     # --- views --------------------------------------------------------------------
 
     async def statement_view(self, conn: AsyncConnection, statement_id: str) -> Statement | None:
-        row = (
-            await conn.execute(
-                select(statements, participants.c.address)
-                .join(participants, participants.c.id == statements.c.participant_id)
-                .where(statements.c.id == statement_id)
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        extras = await statement_extras(conn, [row.id])
-        terms, records = extras.get(row.id, (None, ()))
-        return Statement(
-            row.id,
-            row.address,
-            row.period_start,
-            row.period_end,
-            row.currency,
-            row.amount_due_micro,
-            row.paid_micro,
-            row.status,
-            row.issued_at,
-            row.intervals,
-            ledger=terms,
-            payments=records,
-        )
+        """A statement with its terms and payments (the query lives in storage)."""
+        return await stored_statements.statement_view(conn, statement_id)
 
     # --- operator -----------------------------------------------------------------
 
@@ -441,62 +416,11 @@ class PaymentService:
         """Statements owed to the grid, not fully paid, past their due time (oldest first)."""
         moment = now or self.grid.clock.now()
         async with self.grid.db.read() as conn:
-            rows = await conn.execute(
-                select(
-                    statements.c.id,
-                    statements.c.period_start,
-                    statements.c.amount_due_micro,
-                    statements.c.paid_micro,
-                    statements.c.status,
-                    statements.c.currency,
-                    participants.c.address,
-                    participants.c.name,
-                    statement_terms.c.amount_due,
-                    statement_terms.c.paid,
-                    statement_terms.c.unit,
-                    statement_terms.c.due_at,
-                )
-                .join(statement_terms, statement_terms.c.statement_id == statements.c.id)
-                .join(participants, participants.c.id == statements.c.participant_id)
-                .where(
-                    statement_terms.c.amount_due > 0,
-                    statement_terms.c.paid < statement_terms.c.amount_due,
-                    statement_terms.c.due_at < moment,
-                )
-                .order_by(statement_terms.c.due_at, statements.c.id)
-            )
-            return [
-                {
-                    "statement": r.id,
-                    "participant": r.address,
-                    "name": r.name,
-                    "period_start": format_utc(r.period_start),
-                    "due_at": format_utc(r.due_at),
-                    "overdue_seconds": int((moment - r.due_at).total_seconds()),
-                    "currency": r.currency,
-                    "amount_due_micro": r.amount_due_micro,
-                    "paid_micro": r.paid_micro,
-                    "status": r.status,
-                    "ledger_amount_due": r.amount_due,
-                    "ledger_paid": r.paid,
-                    "unit": r.unit,
-                }
-                for r in rows
-            ]
+            found = await stored_statements.overdue(conn, moment)
+        return [o.to_json(moment) for o in found]
 
     async def has_overdue(self, conn: AsyncConnection, participant_id: int, now: datetime) -> bool:
-        found = await conn.scalar(
-            select(statements.c.id)
-            .join(statement_terms, statement_terms.c.statement_id == statements.c.id)
-            .where(
-                statements.c.participant_id == participant_id,
-                statement_terms.c.amount_due > 0,
-                statement_terms.c.paid < statement_terms.c.amount_due,
-                statement_terms.c.due_at < now,
-            )
-            .limit(1)
-        )
-        return found is not None
+        return await stored_statements.has_overdue(conn, participant_id, now)
 
     async def check_buy_allowed(
         self, conn: AsyncConnection, participant_id: int, now: datetime, field: str
@@ -544,34 +468,5 @@ class PaymentService:
 async def statement_extras(
     conn: AsyncConnection, ids: list[str]
 ) -> dict[str, tuple[LedgerTerms | None, tuple[PaymentRecord, ...]]]:
-    """Ledger terms and recorded payments (both directions) of the given statements."""
-    if not ids:
-        return {}
-    terms: dict[str, LedgerTerms] = {
-        r.statement_id: LedgerTerms(r.ledger, r.unit, r.rate, r.amount_due, r.paid, r.due_at)
-        for r in await conn.execute(
-            select(statement_terms).where(statement_terms.c.statement_id.in_(ids))
-        )
-    }
-    records: dict[str, list[PaymentRecord]] = {}
-    for r in await conn.execute(
-        select(payments).where(payments.c.statement_id.in_(ids)).order_by(payments.c.id)
-    ):
-        records.setdefault(r.statement_id, []).append(
-            PaymentRecord(r.tx_id, "in", r.credited, r.received, r.recorded_at)
-        )
-    for r in await conn.execute(
-        select(
-            payout_items.c.statement_id,
-            payout_items.c.amount,
-            payouts.c.tx_id,
-            payouts.c.completed_at,
-        )
-        .join(payouts, and_(payouts.c.id == payout_items.c.payout_id, payouts.c.state == "done"))
-        .where(payout_items.c.statement_id.in_(ids))
-        .order_by(payouts.c.id)
-    ):
-        records.setdefault(r.statement_id, []).append(
-            PaymentRecord(r.tx_id, "out", r.amount, r.amount, r.completed_at)
-        )
-    return {sid: (terms.get(sid), tuple(records.get(sid, ()))) for sid in set(terms) | set(records)}
+    """Ledger terms and recorded payments of the given statements (see storage)."""
+    return await stored_statements.statement_extras(conn, ids)

@@ -1,4 +1,8 @@
-"""Read-side queries: what the routes show to participants, the public and the operator."""
+"""Read-side views: what the routes show to participants, the public and the operator.
+
+The rows come from :mod:`grid_server.storage`; these functions turn them
+into the client's wire shapes.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.storage.schema import (
-    assets,
-    events,
-    fills,
-    intervals,
-    line_items,
-    orders,
-    participants,
-    reading_history,
-    readings,
-    sessions,
-    statements,
-    utility_prices,
-    zone_results,
-    zones,
-)
+from grid_server.domain.schedule import Schedule
+from grid_server.storage import events as stored_events
+from grid_server.storage import grid_setup, orders, participants, readings
+from grid_server.storage import intervals as stored_intervals
+from grid_server.storage import statements as stored_statements
 from p2p_energy_client.models import (
     Event,
     Fill,
@@ -44,9 +36,9 @@ from p2p_energy_client.protocol import MAX_CLOCK_SKEW_SECONDS, PROTOCOL_VERSION
 from p2p_energy_client.units import format_price
 
 from .handlers import AssetRow, assets_view, current_assets, token_hash
-from .payments import statement_extras
 
 MAX_ROWS = 10_000
+MAX_INTERVALS = 2000
 
 
 async def grid_info(conn: AsyncConnection, grid: Any) -> GridInfo:
@@ -54,17 +46,14 @@ async def grid_info(conn: AsyncConnection, grid: Any) -> GridInfo:
     now = grid.clock.now()
     schedule = grid.schedule
     steps = [
-        PriceStep(r.effective_from, r.retail, r.feed_in)
-        for r in await conn.execute(
-            select(utility_prices).order_by(utility_prices.c.effective_from)
-        )
+        PriceStep(r.effective_from, r.retail, r.feed_in) for r in await grid_setup.price_rows(conn)
     ]
     current_start = schedule.start_of(now)
     in_force = [s for s in steps if s.effective_from <= current_start]
     current = in_force[-1] if in_force else steps[0]
     zone_rows = [
         ZoneInfo(z.id, z.parent, z.fee, z.capacity_up_wh, z.capacity_down_wh, z.name)
-        for z in await conn.execute(select(zones).order_by(zones.c.id))
+        for z in await grid_setup.zone_rows(conn)
     ]
     return GridInfo(
         grid=grid.grid_id,
@@ -92,25 +81,16 @@ async def session_participant(
     conn: AsyncConnection, token: str, now: datetime
 ) -> tuple[int, str, str] | None:
     """``(participant id, address, status)`` of a valid session token, else None."""
-    row = (
-        await conn.execute(
-            select(participants.c.id, participants.c.address, participants.c.status)
-            .join(sessions, sessions.c.participant_id == participants.c.id)
-            .where(sessions.c.token_hash == token_hash(token), sessions.c.expires_at > now)
-        )
-    ).one_or_none()
-    return None if row is None else (int(row.id), str(row.address), str(row.status))
+    return await participants.session_participant(conn, token_hash(token), now)
 
 
 async def participant_view(conn: AsyncConnection, pid: int) -> Participant:
-    row = (await conn.execute(select(participants).where(participants.c.id == pid))).one()
+    row = await participants.by_id(conn, pid)
     asset_rows = [
         AssetRow(
             r.asset_id, r.category, r.kind, r.name, r.rated_power_w, r.valid_from, r.valid_until
         )
-        for r in await conn.execute(
-            select(assets).where(assets.c.participant_id == pid, assets.c.valid_until.is_(None))
-        )
+        for r in await participants.current_assets(conn, pid)
     ]
     return Participant(
         row.address,
@@ -124,15 +104,13 @@ async def participant_view(conn: AsyncConnection, pid: int) -> Participant:
     )
 
 
-async def order_book(conn: AsyncConnection, grid: Any, pid: int, interval: datetime) -> OrderBook:
-    rows = await conn.execute(
-        select(orders)
-        .where(orders.c.interval_start == interval, orders.c.participant_id == pid)
-        .order_by(orders.c.side, orders.c.order_id)
-    )
+async def order_book(
+    conn: AsyncConnection, schedule: Schedule, pid: int, interval: datetime
+) -> OrderBook:
+    rows = await orders.participant_orders(conn, pid, interval)
     return OrderBook(
         interval,
-        grid.schedule.gate_closure(interval),
+        schedule.gate_closure(interval),
         tuple(OrderView(r.order_id, r.side, r.energy_wh, r.price, r.zone) for r in rows),
     )
 
@@ -140,45 +118,9 @@ async def order_book(conn: AsyncConnection, grid: Any, pid: int, interval: datet
 async def stored_readings(
     conn: AsyncConnection, pid: int, since: datetime, until: datetime
 ) -> list[StoredReading]:
-    corrections = (
-        select(func.count())
-        .where(
-            reading_history.c.participant_id == readings.c.participant_id,
-            reading_history.c.interval_start == readings.c.interval_start,
-            reading_history.c.asset_id == readings.c.asset_id,
-        )
-        .scalar_subquery()
-    )
-    rows = await conn.execute(
-        select(readings, corrections.label("corrections"))
-        .where(
-            readings.c.participant_id == pid,
-            readings.c.interval_start >= since,
-            readings.c.interval_start < until,
-        )
-        .order_by(readings.c.interval_start, readings.c.asset_id)
-        .limit(MAX_ROWS)
-    )
+    rows = await readings.participant_readings(conn, pid, since, until, MAX_ROWS)
     return [
         StoredReading(r.interval_start, r.asset_id, r.energy_wh, r.recorded_at, r.corrections)
-        for r in rows
-    ]
-
-
-async def reading_corrections(
-    conn: AsyncConnection, pid: int, interval: datetime, asset: str
-) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(reading_history)
-        .where(
-            reading_history.c.participant_id == pid,
-            reading_history.c.interval_start == interval,
-            reading_history.c.asset_id == asset,
-        )
-        .order_by(reading_history.c.revision)
-    )
-    return [
-        {"energy_wh": r.energy_wh, "revision": r.revision, "replaced_by": r.replaced_by}
         for r in rows
     ]
 
@@ -199,32 +141,14 @@ def _fill(r: Any) -> Fill:
 async def participant_fills(
     conn: AsyncConnection, pid: int, since: datetime, until: datetime
 ) -> list[Fill]:
-    rows = await conn.execute(
-        select(fills)
-        .where(
-            fills.c.participant_id == pid,
-            fills.c.interval_start >= since,
-            fills.c.interval_start < until,
-        )
-        .order_by(fills.c.interval_start, fills.c.order_id)
-        .limit(MAX_ROWS)
-    )
+    rows = await stored_intervals.participant_fills(conn, pid, since, until, MAX_ROWS)
     return [_fill(r) for r in rows]
 
 
 async def participant_lines(
     conn: AsyncConnection, pid: int, since: datetime, until: datetime
 ) -> list[LineItem]:
-    rows = await conn.execute(
-        select(line_items)
-        .where(
-            line_items.c.participant_id == pid,
-            line_items.c.interval_start >= since,
-            line_items.c.interval_start < until,
-        )
-        .order_by(line_items.c.interval_start, line_items.c.id)
-        .limit(MAX_ROWS)
-    )
+    rows = await stored_intervals.participant_lines(conn, pid, since, until, MAX_ROWS)
     return [_line(r) for r in rows]
 
 
@@ -234,90 +158,48 @@ def _line(r: Any) -> LineItem:
     )
 
 
-def _statement(
-    r: Any, address: str, lines: tuple[LineItem, ...] = (), extras: Any = (None, ())
-) -> Statement:
-    terms, payments = extras
-    return Statement(
-        r.id,
-        address,
-        r.period_start,
-        r.period_end,
-        r.currency,
-        r.amount_due_micro,
-        r.paid_micro,
-        r.status,
-        r.issued_at,
-        r.intervals,
-        lines,
-        terms,
-        payments,
-    )
-
-
 async def participant_statements(
     conn: AsyncConnection, pid: int, address: str, since: datetime | None
 ) -> list[Statement]:
-    query = select(statements).where(statements.c.participant_id == pid)
-    if since is not None:
-        query = query.where(statements.c.period_start >= since)
-    rows = (await conn.execute(query.order_by(statements.c.period_start).limit(MAX_ROWS))).all()
-    extras = await statement_extras(conn, [r.id for r in rows])
-    return [_statement(r, address, (), extras.get(r.id, (None, ()))) for r in rows]
+    return await stored_statements.participant_statements(conn, pid, address, since, MAX_ROWS)
 
 
 async def statement_detail(
     conn: AsyncConnection, statement_id: str, pid: int | None
 ) -> Statement | None:
     """A statement with its lines; ``pid`` restricts to that participant's own."""
-    query = (
-        select(statements, participants.c.address)
-        .join(participants, participants.c.id == statements.c.participant_id)
-        .where(statements.c.id == statement_id)
-    )
-    if pid is not None:
-        query = query.where(statements.c.participant_id == pid)
-    row = (await conn.execute(query)).one_or_none()
+    row = await stored_statements.statement_row(conn, statement_id, pid)
     if row is None:
         return None
     lines = await participant_lines(conn, row.participant_id, row.period_start, row.period_end)
-    extras = await statement_extras(conn, [row.id])
-    return _statement(row, row.address, tuple(lines), extras.get(row.id, (None, ())))
+    extras = await stored_statements.statement_extras(conn, [row.id])
+    return stored_statements.statement_from_row(
+        row, row.address, tuple(lines), extras.get(row.id, stored_statements.NO_EXTRAS)
+    )
+
+
+def _zone_result(z: Any) -> ZoneResult:
+    return ZoneResult(
+        z.zone,
+        format_price(z.price_ticks),
+        z.bought_wh,
+        z.sold_wh,
+        z.utility_buy_wh,
+        z.utility_sell_wh,
+        z.flow_to_parent_wh,
+    )
 
 
 async def market_result(conn: AsyncConnection, interval: datetime, pid: int | None) -> MarketResult:
-    row = (
-        await conn.execute(
-            select(intervals.c.state, intervals.c.welfare).where(intervals.c.start == interval)
-        )
-    ).one_or_none()
+    row = await stored_intervals.interval(conn, interval)
     state = "open" if row is None else row.state
-    zone_rows = await conn.execute(
-        select(zone_results)
-        .where(zone_results.c.interval_start == interval)
-        .order_by(zone_results.c.zone)
-    )
     zone_views = tuple(
-        ZoneResult(
-            z.zone,
-            format_price(z.price_ticks),
-            z.bought_wh,
-            z.sold_wh,
-            z.utility_buy_wh,
-            z.utility_sell_wh,
-            z.flow_to_parent_wh,
-        )
-        for z in zone_rows
+        _zone_result(z) for z in await stored_intervals.zone_results_at(conn, interval)
     )
     own: tuple[Fill, ...] = ()
     if pid is not None:
         own = tuple(
-            _fill(r)
-            for r in await conn.execute(
-                select(fills)
-                .where(fills.c.interval_start == interval, fills.c.participant_id == pid)
-                .order_by(fills.c.order_id)
-            )
+            _fill(r) for r in await stored_intervals.participant_fills_at(conn, pid, interval)
         )
     return MarketResult(interval, state, zone_views, own, None if row is None else row.welfare)
 
@@ -325,31 +207,10 @@ async def market_result(conn: AsyncConnection, interval: datetime, pid: int | No
 async def market_range(
     conn: AsyncConnection, since: datetime, until: datetime
 ) -> list[MarketResult]:
-    interval_rows = (
-        await conn.execute(
-            select(intervals.c.start, intervals.c.state, intervals.c.welfare)
-            .where(intervals.c.start >= since, intervals.c.start < until)
-            .order_by(intervals.c.start)
-            .limit(2000)
-        )
-    ).all()
+    interval_rows = await stored_intervals.between(conn, since, until, MAX_INTERVALS)
     by_interval: dict[datetime, list[ZoneResult]] = {}
-    for z in await conn.execute(
-        select(zone_results)
-        .where(zone_results.c.interval_start >= since, zone_results.c.interval_start < until)
-        .order_by(zone_results.c.interval_start, zone_results.c.zone)
-    ):
-        by_interval.setdefault(z.interval_start, []).append(
-            ZoneResult(
-                z.zone,
-                format_price(z.price_ticks),
-                z.bought_wh,
-                z.sold_wh,
-                z.utility_buy_wh,
-                z.utility_sell_wh,
-                z.flow_to_parent_wh,
-            )
-        )
+    for z in await stored_intervals.zone_results_between(conn, since, until):
+        by_interval.setdefault(z.interval_start, []).append(_zone_result(z))
     return [
         MarketResult(r.start, r.state, tuple(by_interval.get(r.start, ())), (), r.welfare)
         for r in interval_rows
@@ -360,10 +221,5 @@ async def events_since(
     conn: AsyncConnection, pid: int | None, since: int, limit: int = 500
 ) -> list[Event]:
     """Events after ``since``: the participant's own and the public ones (all public for None)."""
-    visible: ColumnElement[bool] = events.c.public.is_(True)
-    if pid is not None:
-        visible = or_(visible, events.c.participant_id == pid)
-    rows = await conn.execute(
-        select(events).where(and_(events.c.id > since, visible)).order_by(events.c.id).limit(limit)
-    )
+    rows = await stored_events.visible_after(conn, pid, since, limit)
     return [Event(r.id, r.kind, r.created_at, orjson.loads(r.body)) for r in rows]

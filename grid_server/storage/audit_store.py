@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, Table, func, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,7 +40,14 @@ from p2p_energy_client.receipts import (
 
 from . import audit_log
 from .db import Database, advisory_key
-from .schema import audit_anchors, audit_roots, audit_verifications, chain_heads, log_entries
+from .schema import (
+    audit_anchor_attempts,
+    audit_anchors,
+    audit_roots,
+    audit_verifications,
+    chain_heads,
+    log_entries,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +75,8 @@ def _root_of(row: Row[tuple[object, ...]], anchor: AnchorRef | None = None) -> A
 
 
 async def latest_root(conn: AsyncConnection, grid: str) -> Row[tuple[object, ...]] | None:
-    return (
-        await conn.execute(
-            select(audit_roots)
-            .where(audit_roots.c.grid == grid)
-            .order_by(audit_roots.c.seq.desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    found = await latest_roots(conn, grid, 1)
+    return found[0] if found else None
 
 
 async def entry_hashes(conn: AsyncConnection, grid: str, first: int, last: int) -> list[bytes]:
@@ -325,11 +327,17 @@ async def anchors_for(
     return out
 
 
-async def unanchored_roots(conn: AsyncConnection, grid: str, limit: int) -> list[RootFields]:
-    """Roots after the last anchored batch, oldest first."""
-    anchored = await conn.scalar(
+async def anchored_to(conn: AsyncConnection, grid: str) -> int | None:
+    """The seq of the last root an anchor covers, None before the first anchor."""
+    found = await conn.scalar(
         select(func.max(audit_anchors.c.last_root_seq)).where(audit_anchors.c.grid == grid)
     )
+    return None if found is None else int(found)
+
+
+async def unanchored_roots(conn: AsyncConnection, grid: str, limit: int) -> list[RootFields]:
+    """Roots after the last anchored batch, oldest first."""
+    anchored = await anchored_to(conn, grid)
     query = select(audit_roots).where(audit_roots.c.grid == grid)
     if anchored is not None:
         query = query.where(audit_roots.c.seq > anchored)
@@ -343,23 +351,71 @@ async def unanchored_roots(conn: AsyncConnection, grid: str, limit: int) -> list
 
 
 async def latest_anchor(conn: AsyncConnection, grid: str) -> Row[tuple[object, ...]] | None:
-    return (
-        await conn.execute(
-            select(audit_anchors)
-            .where(audit_anchors.c.grid == grid)
-            .order_by(audit_anchors.c.last_root_seq.desc())
-            .limit(1)
-        )
-    ).one_or_none()
+    found = await latest_anchors(conn, grid, 1)
+    return found[0] if found else None
+
+
+async def _count(conn: AsyncConnection, table: Table, *where: ColumnElement[bool]) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
 
 
 async def anchor_count(conn: AsyncConnection, grid: str) -> int:
-    return int(
-        await conn.scalar(
-            select(func.count()).select_from(audit_anchors).where(audit_anchors.c.grid == grid)
-        )
-        or 0
+    return await _count(conn, audit_anchors, audit_anchors.c.grid == grid)
+
+
+async def root_count(conn: AsyncConnection, grid: str, after: int = 0) -> int:
+    """How many interval roots the grid has (with a seq above ``after``)."""
+    return await _count(conn, audit_roots, audit_roots.c.grid == grid, audit_roots.c.seq > after)
+
+
+async def attempt_count(conn: AsyncConnection, grid: str, after: int = 0) -> int:
+    """Anchoring transactions sent but not confirmed yet for roots above ``after``."""
+    return await _count(
+        conn,
+        audit_anchor_attempts,
+        audit_anchor_attempts.c.grid == grid,
+        audit_anchor_attempts.c.last_root_seq > after,
     )
+
+
+async def chain_head(conn: AsyncConnection, grid: str) -> Row[tuple[object, ...]] | None:
+    """The grid's ``chain_heads`` row: the last entry's seq and hash."""
+    return (await conn.execute(select(chain_heads).where(chain_heads.c.grid == grid))).one_or_none()
+
+
+async def latest_entries(conn: AsyncConnection, grid: str, limit: int) -> Sequence[Any]:
+    """The newest log entries' headers (no bodies), newest first."""
+    return (
+        await conn.execute(
+            select(
+                log_entries.c.seq,
+                log_entries.c.kind,
+                log_entries.c.ref,
+                log_entries.c.hash,
+                log_entries.c.created_at,
+            )
+            .where(log_entries.c.grid == grid)
+            .order_by(log_entries.c.seq.desc())
+            .limit(limit)
+        )
+    ).all()
+
+
+async def _newest(
+    conn: AsyncConnection, table: Table, grid: str, by: ColumnElement[int], limit: int
+) -> Sequence[Any]:
+    query = select(table).where(table.c.grid == grid).order_by(by.desc()).limit(limit)
+    return (await conn.execute(query)).all()
+
+
+async def latest_roots(conn: AsyncConnection, grid: str, limit: int) -> Sequence[Any]:
+    """The newest interval roots, newest first."""
+    return await _newest(conn, audit_roots, grid, audit_roots.c.seq, limit)
+
+
+async def latest_anchors(conn: AsyncConnection, grid: str, limit: int) -> Sequence[Any]:
+    """The newest anchors (by the last root they cover), newest first."""
+    return await _newest(conn, audit_anchors, grid, audit_anchors.c.last_root_seq, limit)
 
 
 async def record_verification(
@@ -404,15 +460,22 @@ async def latest_verification(conn: AsyncConnection, grid: str) -> Row[tuple[obj
 __all__ = [
     "ClosedRoot",
     "anchor_count",
+    "anchored_to",
     "anchors_for",
+    "attempt_count",
+    "chain_head",
     "close_due",
     "entry_hashes",
     "entry_header",
     "latest_anchor",
+    "latest_anchors",
+    "latest_entries",
     "latest_root",
+    "latest_roots",
     "latest_verification",
     "receipt",
     "record_verification",
+    "root_count",
     "root_covering",
     "roots_between",
     "unanchored_roots",

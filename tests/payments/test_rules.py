@@ -16,7 +16,6 @@ from grid_server.domain.ledger import (
     plan_payouts,
     statement_status,
 )
-from grid_server.domain.ledger.payouts import is_overdue
 from grid_server.service.payments import TermsFactory, make_rate_source
 from p2p_energy_client.units import (
     format_rate,
@@ -88,13 +87,6 @@ def test_payouts_follow_collection_threshold_and_budget() -> None:
         budget=10_000,
     )
     assert [(p.participant_id, p.total) for p in plans] == [(3, 500)]
-
-
-def test_overdue_rule() -> None:
-    assert is_overdue(10, 0, P1, P2)
-    assert not is_overdue(10, 10, P1, P2)
-    assert not is_overdue(-10, 0, P1, P2)
-    assert not is_overdue(10, 0, P2, P1)
 
 
 def test_ledger_config_validation() -> None:

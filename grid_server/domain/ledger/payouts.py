@@ -105,8 +105,3 @@ def plan_payouts(
         else:
             unfunded.append(plan)
     return plans, unfunded
-
-
-def is_overdue(amount_due: int, paid: int, due_at: datetime, now: datetime) -> bool:
-    """A statement owed to the grid, not fully paid, past its due time."""
-    return amount_due > 0 and paid < amount_due and now > due_at
