@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from p2p_energy_client.receipts import GENESIS_HASH, body_hash, entry_hash
+from p2p_energy_client.receipts import body_hash, entry_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +48,3 @@ def link(
         out.append(LinkedEntry(seq, kind, ref, body, prev, digest))
         prev = digest
     return out
-
-
-def first_break(entries: Iterable[LinkedEntry]) -> int | None:
-    """The seq of the first entry whose link or hash is wrong, or ``None``."""
-    prev = GENESIS_HASH
-    expected = 1
-    for entry in entries:
-        if (
-            entry.seq != expected
-            or entry.prev_hash != prev
-            or entry.hash
-            != entry_hash(prev, entry.seq, entry.kind, entry.ref, body_hash(entry.body))
-        ):
-            return entry.seq
-        prev = entry.hash
-        expected += 1
-    return None
