@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from p2p_energy_client.invitation import normalise_code
 from p2p_energy_client.protocol import (
     ROLES,
     Assets,
@@ -29,10 +30,6 @@ PARTICIPANT_STATUSES = ("active", "suspended", "removed")
 def new_invitation_code() -> str:
     raw = base64.b32encode(secrets.token_bytes(INVITATION_BYTES)).decode().rstrip("=")
     return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
-
-
-def normalise_code(code: str) -> str:
-    return code.strip().upper().replace(" ", "")
 
 
 def code_hash(code: str) -> bytes:
