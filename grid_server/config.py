@@ -7,7 +7,8 @@ Two layers:
   ``P2P_CONFIG`` …) or the ``[server]`` table of the config file; command-line
   options of ``p2p-grid serve`` override both.
 * :class:`GridConfig`: what the grid is (id, currency, interval length,
-  gate closure, settlement window and period, utility prices, zones, ledger),
+  gate closure, settlement window and period, utility prices, zones, ledger,
+  the meters it believes),
   from the TOML config file (see ``examples/grid.toml``). The file *seeds* the
   database: zones and price steps missing from the database are added at
   start; after that the operator API/CLI changes them and the database is
@@ -19,13 +20,13 @@ from __future__ import annotations
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from p2p_energy_client.crypto import is_address
-from p2p_energy_client.protocol import LedgerKind, check_id
+from p2p_energy_client.protocol import MAX_ENERGY_WH, LedgerKind, check_id
 from p2p_energy_client.units import (
     UnitError,
     check_interval_minutes,
@@ -33,6 +34,11 @@ from p2p_energy_client.units import (
     parse_price,
     parse_utc,
 )
+
+if TYPE_CHECKING:  # the domain (numpy, pvlib) loads only when a grid builds its rules
+    from grid_server.domain.approval import ApprovalLimits
+    from grid_server.domain.clear_sky import SolarMargins
+    from grid_server.domain.plausibility import BatteryRule, Rules
 
 DEFAULT_SQLITE = "sqlite:///p2p-grid.db"
 
@@ -186,6 +192,177 @@ class AuditConfig(BaseModel):
         return value
 
 
+class ApprovalLimitsConfig(BaseModel):
+    """What a household may declare without the operator's approval (``[grid.meters.approval]``).
+
+    Ratings are the AC power of a source (a PV inverter's output, a battery's
+    charge/discharge limit) or of a consumer meter's circuit. Above a limit
+    the asset waits for the operator; above the absolute maximum it is
+    refused. Defaults fit homes (docs/operators/meters.md says why).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Rooftop PV: homes have 5-15 kWp; 30 kWp is the top of residential
+    # (Germany treats rooftop PV up to 30 kWp on homes as a small system).
+    solar_w: int = Field(default=30_000, ge=0)
+    # Small domestic turbines: 1-10 kW.
+    wind_w: int = Field(default=10_000, ge=0)
+    # Home batteries: 3-11.5 kW (a Tesla Powerwall 3 gives 11.5 kW) ...
+    battery_w: int = Field(default=12_000, ge=0)
+    # ... and 5-20 kWh usable; two stacked units reach ~27 kWh.
+    battery_capacity_wh: int = Field(default=30_000, ge=0)
+    # Micro-CHP (1-5 kW electric), fuel cells, small generators.
+    other_w: int = Field(default=10_000, ge=0)
+    # A consumer meter's circuit: heat pumps 2-6 kW, wallboxes 11-22 kW, a
+    # whole house behind a 3 x 63 A connection 43 kW.
+    meter_w: int = Field(default=43_000, ge=0)
+    # Nobody, not even with the operator's approval: a neighbourhood's
+    # transformer carries 0.4-1 MVA.
+    absolute_power_w: int = Field(default=1_000_000, ge=1, le=10**9)
+    absolute_capacity_wh: int = Field(default=4_000_000, ge=1, le=MAX_ENERGY_WH)
+
+    @model_validator(mode="after")
+    def _within_absolute(self) -> ApprovalLimitsConfig:
+        for name in ("solar_w", "wind_w", "battery_w", "other_w", "meter_w"):
+            if getattr(self, name) > self.absolute_power_w:
+                raise ValueError(f"meters.approval.{name} must not exceed absolute_power_w")
+        if self.battery_capacity_wh > self.absolute_capacity_wh:
+            raise ValueError(
+                "meters.approval.battery_capacity_wh must not exceed absolute_capacity_wh"
+            )
+        return self
+
+    def limits(self) -> ApprovalLimits:
+        from grid_server.domain.approval import ApprovalLimits  # noqa: PLC0415
+
+        return ApprovalLimits(
+            solar_w=self.solar_w,
+            wind_w=self.wind_w,
+            battery_w=self.battery_w,
+            battery_capacity_wh=self.battery_capacity_wh,
+            other_w=self.other_w,
+            meter_w=self.meter_w,
+            absolute_power_w=self.absolute_power_w,
+            absolute_capacity_wh=self.absolute_capacity_wh,
+        )
+
+
+class LocationConfig(BaseModel):
+    """Where the grid is (``[grid.meters.location]``): the sun's path over it bounds PV."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    latitude: float = Field(ge=-90, le=90)  # degrees north
+    longitude: float = Field(ge=-180, le=180)  # degrees east
+    altitude_m: float = Field(default=0.0, ge=-500, le=9_000)  # above sea level
+
+
+class SolarRuleConfig(BaseModel):
+    """How far above clear sky a PV reading is believed (``[grid.meters.solar]``).
+
+    The bound per W of approved rating is ``cloud_enhancement × cold_cell_gain
+    × dc_ac_ratio × (DNI + DHI + ground_reflectance × GHI) / 1000 W/m²`` under
+    an Ineichen clear sky of ``linke_turbidity``, at least ``twilight_irradiance``
+    in civil twilight (see grid_server/domain/clear_sky.py).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    # Very clean, dry air (Central Europe's climatology is 3-6): more light.
+    linke_turbidity: float = Field(default=2.0, ge=1.0, le=7.0)
+    # Half the ground (a vertical plane's view) over fresh snow (~0.9).
+    ground_reflectance: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Cloud edges focus sunlight: minutes at up to ~1.5 x clear sky.
+    cloud_enhancement: float = Field(default=1.5, ge=1.0, le=3.0)
+    # Cells at -25 °C instead of 25 °C, at -0.4 %/K: +20 %.
+    cold_cell_gain: float = Field(default=1.2, ge=1.0, le=2.0)
+    # Panel peak power over the (AC) rating: inverters carry up to 1.5 x.
+    dc_ac_ratio: float = Field(default=1.5, ge=1.0, le=3.0)
+    # Sky light while the sun is less than 6° below the horizon (W/m²).
+    twilight_irradiance: float = Field(default=10.0, ge=0.0, le=100.0)
+    # The envelope's time grid (an upper sum over its cells).
+    sample_seconds: int = Field(default=300, ge=1, le=3_600)
+
+    @field_validator("sample_seconds")
+    @classmethod
+    def _divides_day(cls, value: int) -> int:
+        if 86_400 % value:
+            raise ValueError("meters.solar.sample_seconds must divide a day")
+        return value
+
+    def margins(self) -> SolarMargins:
+        from grid_server.domain.clear_sky import SolarMargins  # noqa: PLC0415
+
+        return SolarMargins(
+            linke_turbidity=self.linke_turbidity,
+            ground_reflectance=self.ground_reflectance,
+            cloud_enhancement=self.cloud_enhancement,
+            cold_cell_gain=self.cold_cell_gain,
+            dc_ac_ratio=self.dc_ac_ratio,
+            twilight_irradiance=self.twilight_irradiance,
+            sample_seconds=self.sample_seconds,
+        )
+
+
+class BatteryRuleConfig(BaseModel):
+    """How batteries are checked (``[grid.meters.battery]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    # Discharge <= this x charge + capacity. 1 is energy conservation, right
+    # for every battery and meter (AC or DC side); real ones give 0.85-0.95.
+    round_trip_efficiency: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Without a linked charge meter: at most this many full capacities a day.
+    unlinked_cycles_per_day: float = Field(default=3.0, gt=0.0, le=48.0)
+    # Without a declared capacity: this many hours of its rated power.
+    fallback_hours: float = Field(default=4.0, gt=0.0, le=48.0)
+
+    def rule(self) -> BatteryRule:
+        from grid_server.domain.plausibility import BatteryRule  # noqa: PLC0415
+
+        return BatteryRule(
+            round_trip_efficiency=self.round_trip_efficiency,
+            unlinked_cycles_per_day=self.unlinked_cycles_per_day,
+            fallback_hours=self.fallback_hours,
+        )
+
+
+class MetersConfig(BaseModel):
+    """Meters we can believe (``[grid.meters]``): approval limits and plausibility rules.
+
+    See docs/operators/meters.md. Without ``location`` the grid cannot
+    compute the sun: solar sources are then held to their rating only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approval: ApprovalLimitsConfig = ApprovalLimitsConfig()
+    location: LocationConfig | None = None
+    # A reading may hold energy from this long outside its interval (meters
+    # update every few minutes; the integration books late energy forward).
+    clock_skew_seconds: int = Field(default=300, ge=0, le=3_600)
+    solar: SolarRuleConfig = SolarRuleConfig()
+    battery: BatteryRuleConfig = BatteryRuleConfig()
+
+    def rules(self, household_max_power_w: int) -> Rules:
+        """The plausibility rules (the clear-sky envelope only with a location)."""
+        from grid_server.domain.plausibility import Rules  # noqa: PLC0415
+
+        solar = None
+        if self.location is not None:
+            from grid_server.domain.clear_sky import ClearSkyEnvelope, Site  # noqa: PLC0415
+
+            site = Site(self.location.latitude, self.location.longitude, self.location.altitude_m)
+            solar = ClearSkyEnvelope(site, self.solar.margins())
+        return Rules(
+            clock_skew_seconds=self.clock_skew_seconds,
+            unrated_power_w=household_max_power_w,
+            battery=self.battery.rule(),
+            solar=solar,
+        )
+
+
 class GridConfig(BaseModel):
     """The grid's parameters (the ``[grid]`` part of the config file)."""
 
@@ -211,6 +388,7 @@ class GridConfig(BaseModel):
     zones: tuple[ZoneConfig, ...] = (ZoneConfig(id="root"),)
     ledger: LedgerConfig = LedgerConfig()
     audit: AuditConfig = AuditConfig()
+    meters: MetersConfig = MetersConfig()
 
     @field_validator("id")
     @classmethod
@@ -262,6 +440,10 @@ class GridConfig(BaseModel):
     @property
     def join_zone(self) -> str:
         return self.default_zone or self.root_zone
+
+    def meter_rules(self) -> Rules:
+        """The plausibility rules of this grid's meters (build once: it caches the sun)."""
+        return self.meters.rules(self.household_max_power_w)
 
 
 class Settings(BaseSettings):

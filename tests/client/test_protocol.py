@@ -146,6 +146,104 @@ def test_names_refuse_unicode_tricks(keys: KeyPair, name: str) -> None:
     assert refusal(sign_raw(keys, payload)).field == "payload.name"
 
 
+BATTERY_ASSETS = Assets(
+    (
+        SourceDecl("pv", "Roof", SourceKind.SOLAR, 8000),
+        SourceDecl(
+            "battery",
+            "Home battery",
+            SourceKind.BATTERY,
+            5000,
+            charge_meter="battery-charge",
+            usable_capacity_wh=10_000,
+        ),
+    ),
+    (MeterDecl("house", "House"), MeterDecl("battery-charge", "Battery charging", 5000)),
+)
+
+
+def assets_payload(keys: KeyPair) -> dict[str, Any]:
+    return copy.deepcopy(sign(keys, "demo", 1, BATTERY_ASSETS, ts=NOW)["payload"])
+
+
+def test_battery_links_round_trip(keys: KeyPair) -> None:
+    envelope = open_envelope(sign(keys, "demo", 1, BATTERY_ASSETS, ts=NOW))
+    assert envelope.payload.body == BATTERY_ASSETS
+    battery = BATTERY_ASSETS.sources[1].to_wire()
+    assert (battery["charge_meter"], battery["usable_capacity_wh"]) == ("battery-charge", 10_000)
+
+
+def test_sources_without_battery_links_keep_their_wire_form(keys: KeyPair) -> None:
+    # Households that predate the battery fields send and sign exactly what they did.
+    plain = SourceDecl("battery", "Home battery", SourceKind.BATTERY, 5000)
+    assert plain.to_wire() == {
+        "id": "battery",
+        "name": "Home battery",
+        "kind": "battery",
+        "rated_power_w": 5000,
+    }
+    payload = assets_payload(keys)
+    for field in ("charge_meter", "usable_capacity_wh"):
+        del payload["sources"][1][field]
+    body = open_envelope(sign_raw(keys, payload)).payload.body
+    assert isinstance(body, Assets)
+    assert body.sources[1] == plain
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (
+            lambda p: p["sources"][0].update(charge_meter="battery-charge"),
+            "payload.sources[0].charge_meter",
+        ),
+        (
+            lambda p: p["sources"][0].update(usable_capacity_wh=1000),
+            "payload.sources[0].usable_capacity_wh",
+        ),
+        (
+            lambda p: p["sources"][1].update(usable_capacity_wh=0),
+            "payload.sources[1].usable_capacity_wh",
+        ),
+        (
+            lambda p: p["sources"][1].update(usable_capacity_wh=1.5),
+            "payload.sources[1].usable_capacity_wh",
+        ),
+        (
+            lambda p: p["sources"][1].update(usable_capacity_wh=True),
+            "payload.sources[1].usable_capacity_wh",
+        ),
+        (
+            lambda p: p["sources"][1].update(usable_capacity_wh=10**12 + 1),
+            "payload.sources[1].usable_capacity_wh",
+        ),
+        (
+            lambda p: p["sources"][1].update(charge_meter="bad id"),
+            "payload.sources[1].charge_meter",
+        ),
+        (
+            lambda p: p["sources"][1].update(charge_meter="nowhere"),
+            "payload.sources[1].charge_meter",
+        ),
+        # A source is not a meter: the charging is measured by a consumer meter.
+        (lambda p: p["sources"][1].update(charge_meter="pv"), "payload.sources[1].charge_meter"),
+        (
+            lambda p: p["sources"].append(
+                dict(p["sources"][1], id="battery-2", name="Second battery")
+            ),
+            "payload.sources[2].charge_meter",
+        ),
+    ],
+)
+def test_battery_link_refusals_are_named(keys: KeyPair, mutate: Any, field: str) -> None:
+    payload = assets_payload(keys)
+    mutate(payload)
+    err = refusal(sign_raw(keys, payload))
+    assert err.field == field, err
+    assert err.code is ErrorCode.INVALID_FIELD
+    assert field in err.message
+
+
 def test_envelope_shape_errors(keys: KeyPair) -> None:
     assert refusal([]).code is ErrorCode.INVALID_FIELD
     wire = reading_envelope(keys)

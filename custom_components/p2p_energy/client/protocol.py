@@ -403,32 +403,63 @@ class OpenSession(Body):
 
 @dataclass(frozen=True, slots=True)
 class SourceDecl:
+    """A source the household meters (what it produces or discharges).
+
+    A battery may say how the grid can check it (both optional, so older
+    households stay valid): ``charge_meter``, the id of the consumer meter in
+    the same declaration that measures its charging, and
+    ``usable_capacity_wh``, the energy it can give out from full. Without
+    them the grid checks it against a documented fallback bound
+    (docs/operators/meters.md).
+    """
+
     id: str
     name: str
     kind: SourceKind
     rated_power_w: int
+    charge_meter: str | None = None
+    usable_capacity_wh: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "kind": str(self.kind),
             "rated_power_w": self.rated_power_w,
         }
+        if self.charge_meter is not None:
+            out["charge_meter"] = self.charge_meter
+        if self.usable_capacity_wh is not None:
+            out["usable_capacity_wh"] = self.usable_capacity_wh
+        return out
 
     @classmethod
     def from_wire(cls, value: object, path: str) -> SourceDecl:
         obj = _obj(value, path)
-        _no_extra(obj, frozenset({"id", "name", "kind", "rated_power_w"}), path)
+        _no_extra(obj, _SOURCE_FIELDS, path)
         kind = _get(obj, "kind", path)
         if kind not in SourceKind.__members__.values():
             raise invalid(f"{path}.kind", f"must be one of {', '.join(SourceKind)}")
+        charge_meter, capacity = obj.get("charge_meter"), obj.get("usable_capacity_wh")
+        if kind != SourceKind.BATTERY:
+            for name in ("charge_meter", "usable_capacity_wh"):
+                if obj.get(name) is not None:
+                    raise invalid(f"{path}.{name}", "is only for sources of kind battery")
         return cls(
             check_id(_get(obj, "id", path), f"{path}.id"),
             check_name(_get(obj, "name", path), f"{path}.name"),
             SourceKind(kind),
             check_int(_get(obj, "rated_power_w", path), f"{path}.rated_power_w", 1, 10**9),
+            None if charge_meter is None else check_id(charge_meter, f"{path}.charge_meter"),
+            None
+            if capacity is None
+            else check_int(capacity, f"{path}.usable_capacity_wh", 1, MAX_ENERGY_WH),
         )
+
+
+_SOURCE_FIELDS: Final = frozenset(
+    {"id", "name", "kind", "rated_power_w", "charge_meter", "usable_capacity_wh"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +524,26 @@ class Assets(Body):
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise invalid("payload.meters", f"asset id {dup!r} is used twice")
+        _check_charge_meters(sources, {m.id for m in meters})
         return cls(sources, meters)
+
+
+def _check_charge_meters(sources: tuple[SourceDecl, ...], meters: set[str]) -> None:
+    """A battery's charge meter is a consumer meter of the same declaration, for it alone."""
+    linked: dict[str, int] = {}
+    for index, source in enumerate(sources):
+        if source.charge_meter is None:
+            continue
+        path = f"payload.sources[{index}].charge_meter"
+        if source.charge_meter not in meters:
+            raise invalid(path, f"{source.charge_meter!r} is not a meter of this declaration")
+        if source.charge_meter in linked:
+            raise invalid(
+                path,
+                f"{source.charge_meter!r} already measures the charging of "
+                f"payload.sources[{linked[source.charge_meter]}]",
+            )
+        linked[source.charge_meter] = index
 
 
 @dataclass(frozen=True, slots=True)
