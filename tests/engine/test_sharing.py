@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from grid_server.config import SharingConfig
 from grid_server.domain.market import (
     UNLIMITED,
     Book,
@@ -888,3 +890,61 @@ def test_market_power_can_pay_and_sharing_adds_to_it() -> None:
     assert paid[1000, "off"] == paid[1000, "on"] == 200_000
     assert paid[999, "off"] == 99_900 + 300
     assert paid[999, "on"] == 99_900 + 200
+
+
+# --- the operator's configuration ------------------------------------------------------------
+
+ADDRESS = "0x" + "ab" * 32
+
+
+def test_sharing_is_off_by_default_and_on_gives_the_domain_rule() -> None:
+    assert SharingConfig().rule() is None
+    config = SharingConfig.model_validate(
+        {
+            "enabled": True,
+            "key": "static",
+            "shortfall_share": 0.25,  # as TOML reads it
+            "surplus_share": "0.1",
+            "static_shares": {ADDRESS: 3},
+        }
+    )
+    rule = config.rule()
+    assert rule == SharingRule("static", Fraction(1, 4), Fraction(1, 10), {ADDRESS: 3})
+    rule.validate()
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "message"),
+    [
+        ({"key": "fair"}, "key", "must be one of proportional, dynamic, static, not 'fair'"),
+        ({"shortfall_share": "1.5"}, "shortfall_share", "must be within [0, 1], not 1.5"),
+        ({"surplus_share": -0.5}, "surplus_share", "must be within [0, 1], not -0.5"),
+        ({"surplus_share": "half"}, "surplus_share", "'half' is not a decimal number"),
+        ({"surplus_share": "NaN"}, "surplus_share", "must be within [0, 1], not NaN"),
+        (
+            {"key": "static", "static_shares": {"alice": 1}},
+            "static_shares",
+            "'alice' is not a participant address",
+        ),
+        (
+            {"key": "static", "static_shares": {ADDRESS: -1}},
+            "static_shares",
+            "weight must be within [0, 1000000000]",
+        ),
+        ({"key": "static"}, "", "sharing.static_shares: the static key needs a positive weight"),
+        (
+            {"static_shares": {ADDRESS: 1}},
+            "",
+            "sharing.static_shares: apply only to key = 'static', not 'proportional'",
+        ),
+        ({"keys": "static"}, "keys", "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_configuration_is_refused_naming_the_field(
+    fields: dict[str, object], where: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        SharingConfig.model_validate({"enabled": True, **fields})
+    (error,) = refused.value.errors()
+    assert ".".join(str(part) for part in error["loc"]) == where
+    assert message in error["msg"]
