@@ -9,7 +9,9 @@ deviations are first matched with each other; the utility covers only the
 rest. The rule, in the order it is applied:
 
 1. **Prices.** Each zone z gets two prices from its clearing price c (the
-   engine defines one for every zone in every interval, traded or not):
+   engine defines one for every zone in every interval, traded or not: the
+   midpoint of [feed-in, retail] when nothing in the grid traded, what an
+   order there would have traded at when only the zone itself did not):
    a shortfall pays ``p_in = c + ceil(a * (retail - c))`` per kWh shared and
    a surplus earns ``p_out = c - ceil(b * (c - feed_in))``, with the shares
    ``a`` and ``b`` in [0, 1] (default 1/2), rounded toward the grid. So
