@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # the domain (numpy, pvlib) loads only when a grid builds its
     from grid_server.domain.approval import ApprovalLimits
     from grid_server.domain.clear_sky import SolarMargins
     from grid_server.domain.plausibility import BatteryRule, Rules
+    from grid_server.domain.sharing import AllocationKey, SharingRule
 
 DEFAULT_SQLITE = "sqlite:///p2p-grid.db"
 
@@ -360,6 +363,89 @@ class MetersConfig(BaseModel):
             unrated_power_w=household_max_power_w,
             battery=self.battery.rule(),
             solar=solar,
+        )
+
+
+class SharingConfig(BaseModel):
+    """Sharing after delivery (``[grid.sharing]``), off unless ``enabled``.
+
+    Deviations from the traded positions are first shared between neighbours
+    (``docs/developers/sharing.md``): ``key`` divides shared energy
+    (``proportional`` to the deviation, ``dynamic`` by metered consumption and
+    production, ``static`` by ``static_shares``: participant address to
+    weight); a shortfall pays the clearing price plus ``shortfall_share`` of
+    the gap to retail, a surplus earns it minus ``surplus_share`` of the gap to
+    feed-in (decimals in [0, 1]).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    key: str = "proportional"
+    shortfall_share: str = "0.5"
+    surplus_share: str = "0.5"
+    static_shares: dict[str, int] = Field(default_factory=dict)
+
+    # The domain's names and bounds are imported where they are checked: the
+    # domain loads the market engine (NumPy, SciPy), which a process reading
+    # its configuration without sharing should not pay for.
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        from grid_server.domain.sharing import ALLOCATION_KEYS  # noqa: PLC0415
+
+        if value not in ALLOCATION_KEYS:
+            raise ValueError(f"must be one of {', '.join(ALLOCATION_KEYS)}, not {value!r}")
+        return value
+
+    @field_validator("shortfall_share", "surplus_share", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> Any:
+        # TOML gives 0.5 as a float; its shortest repr is what the operator wrote.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = repr(value)
+        if isinstance(value, str):
+            try:
+                share = Decimal(value)
+            except InvalidOperation as exc:
+                raise ValueError(f"{value!r} is not a decimal number") from exc
+            if not share.is_finite() or not 0 <= share <= 1:
+                raise ValueError(f"must be within [0, 1], not {value}")
+        return value
+
+    @field_validator("static_shares")
+    @classmethod
+    def _weights(cls, value: dict[str, int]) -> dict[str, int]:
+        from grid_server.domain.sharing import MAX_STATIC_WEIGHT  # noqa: PLC0415
+
+        for address, weight in value.items():
+            if not is_address(address):
+                raise ValueError(f"{address!r} is not a participant address (0x and 64 hex digits)")
+            if not 0 <= weight <= MAX_STATIC_WEIGHT:
+                raise ValueError(f"{address}: weight must be within [0, {MAX_STATIC_WEIGHT}]")
+        return value
+
+    @model_validator(mode="after")
+    def _rule(self) -> SharingConfig:
+        if self.key == "static" and not any(self.static_shares.values()):
+            raise ValueError("sharing.static_shares: the static key needs a positive weight")
+        if self.key != "static" and self.static_shares:
+            raise ValueError(
+                f"sharing.static_shares: apply only to key = 'static', not {self.key!r}"
+            )
+        return self
+
+    def rule(self) -> SharingRule | None:
+        """The domain's rule, or None when sharing is off."""
+        from grid_server.domain.sharing import SharingRule  # noqa: PLC0415
+
+        if not self.enabled:
+            return None
+        return SharingRule(
+            key=cast("AllocationKey", self.key),
+            shortfall_share=Fraction(Decimal(self.shortfall_share)),
+            surplus_share=Fraction(Decimal(self.surplus_share)),
+            static_shares=dict(self.static_shares),
         )
 
 

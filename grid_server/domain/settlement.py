@@ -16,13 +16,27 @@ Sign convention: an amount is what the account *receives*; payments are
 negative. Three kinds of account take part:
 
 * participants: ``market_buy``, ``market_sell``, ``shortfall_retail``,
-  ``surplus_feed_in``;
+  ``surplus_feed_in``, and with sharing ``shared_in`` (shortfall covered by
+  neighbours) and ``shared_out`` (surplus taken by neighbours);
 * the utility: ``market_sell`` / ``market_buy`` (its clearing trades in each
   zone, at that zone's price), ``shortfall_retail`` / ``surplus_feed_in``
   (the deviations, in total);
 * the grid: per link ``link_fee`` (fee x energy) and ``congestion``
-  ((price difference - fee) x energy, never negative at valid prices), and
-  one ``rounding`` line, the remainder.
+  ((price difference - fee) x energy, never negative at valid prices); with
+  sharing, per link ``sharing_link_fee`` (fee x shared energy over it) and
+  one ``sharing_spread`` (what shortfalls paid for shared energy minus what
+  surpluses earned and the sharing link fees: never negative); and one
+  ``rounding`` line, the remainder.
+
+Sharing after delivery (:mod:`grid_server.domain.sharing`, a
+:class:`~grid_server.domain.sharing.SharingRule` passed to :func:`settle`)
+first matches deviations between participants; the utility lines then carry
+only the rest. A participant's two lines of one side (``shared_in`` and
+``shortfall_retail``, or ``shared_out`` and ``surplus_feed_in``) are rounded
+together: the utility line as without sharing, the shared line the rest, so
+splitting a deviation never costs a rounding unit and sharing never leaves a
+participant below what the utility alone would give, to the micro-unit.
+Without a rule every line is exactly what it was before sharing existed.
 
 Every interval the amounts of all accounts sum to exactly zero, and the
 rounding line is at least 0 and below the number of lines (in micro-units),
@@ -35,8 +49,8 @@ so 100,000 households settle in milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -44,6 +58,8 @@ from numpy.typing import NDArray
 
 from grid_server.domain.market import MarketResult, Utility, ZoneTree
 from grid_server.domain.market.book import as_ints
+from grid_server.domain.market.clearing import ClearingInvariantError
+from grid_server.domain.sharing import Deviations, SharingError, SharingResult, SharingRule, share
 from p2p_energy_client.units import micro_ceil, micro_floor
 
 I64 = NDArray[np.int64]
@@ -65,7 +81,9 @@ class Participants:
 
     ``bought_wh``/``sold_wh``: matched energy, the sum of the participant's
     buy and sell fills (see :func:`matched_positions`); ``consumed_wh`` and
-    ``produced_wh``: what its meters measured.
+    ``produced_wh``: what its meters measured. ``ids`` (optional, unique):
+    what static sharing shares are keyed by, and the order in which sharing
+    breaks ties, so that its result does not depend on the arrays' order.
     """
 
     zone: NDArray[np.int32]
@@ -73,6 +91,7 @@ class Participants:
     sold_wh: I64
     consumed_wh: I64
     produced_wh: I64
+    ids: Sequence[str] | None = None
 
     def __len__(self) -> int:
         return len(self.zone)
@@ -93,16 +112,31 @@ def matched_positions(
 
 @dataclass(frozen=True, eq=False)
 class ParticipantLines:
-    """Micro-unit amounts per participant and kind (positive = received)."""
+    """Micro-unit amounts per participant and kind (positive = received).
+
+    ``shared_in``/``shared_out`` are zero without sharing (and default to it).
+    """
 
     market_buy: I64
     market_sell: I64
     shortfall_retail: I64
     surplus_feed_in: I64
+    shared_in: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    shared_out: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self) -> None:
+        for name in ("shared_in", "shared_out"):
+            if len(getattr(self, name)) != len(self.market_buy):  # the default: none shared
+                object.__setattr__(self, name, np.zeros_like(self.market_buy))
 
     def total(self) -> I64:
         total: I64 = (
-            self.market_buy + self.market_sell + self.shortfall_retail + self.surplus_feed_in
+            self.market_buy
+            + self.market_sell
+            + self.shortfall_retail
+            + self.surplus_feed_in
+            + self.shared_in
+            + self.shared_out
         )
         return total
 
@@ -125,11 +159,12 @@ class Settlement:
     feed_in_ticks: int
     bought_wh: I64
     sold_wh: I64
-    shortfall_wh: I64  # bought from the utility at retail
-    surplus_wh: I64  # sold to the utility at feed-in
+    shortfall_wh: I64  # bought from the utility at retail (after sharing)
+    surplus_wh: I64  # sold to the utility at feed-in (after sharing)
     participants: ParticipantLines
     utility: tuple[LineItem, ...]
     grid: tuple[LineItem, ...]
+    sharing: SharingResult | None = None  # None: sharing is off
 
     def total_micro(self) -> int:
         """Sum over every account; zero by construction."""
@@ -147,11 +182,18 @@ class Settlement:
         and grid (rounding last). A line can be worth 0 micro-units after rounding."""
         retail = np.full(len(self.price_ticks), self.retail_ticks)
         feed_in = np.full(len(self.price_ticks), self.feed_in_ticks)
+        none = np.zeros_like(self.price_ticks)
+        shared_in, shared_out, p_in, p_out = none, none, none, none
+        if self.sharing is not None:
+            shared_in, shared_out = self.sharing.shared_in_wh, self.sharing.shared_out_wh
+            p_in, p_out = self.sharing.participant_prices()
         terms = {
             "market_buy": (self.bought_wh, self.price_ticks),
             "market_sell": (self.sold_wh, self.price_ticks),
             "shortfall_retail": (self.shortfall_wh, retail),
             "surplus_feed_in": (self.surplus_wh, feed_in),
+            "shared_in": (shared_in, p_in),
+            "shared_out": (shared_out, p_out),
         }
         for f in fields(ParticipantLines):
             amounts = getattr(self.participants, f.name)
@@ -170,9 +212,17 @@ class Settlement:
 
 
 def settle(
-    tree: ZoneTree, utility: Utility, market: MarketResult, participants: Participants
+    tree: ZoneTree,
+    utility: Utility,
+    market: MarketResult,
+    participants: Participants,
+    sharing: SharingRule | None = None,
 ) -> Settlement:
-    """Line items of one interval for every participant, the utility and the grid."""
+    """Line items of one interval for every participant, the utility and the grid.
+
+    With a ``sharing`` rule, deviations are first shared between participants
+    (:func:`grid_server.domain.sharing.share`); without one, nothing is.
+    """
     _check(tree, market, participants)
     price = market.price_ticks[participants.zone]
     position = participants.sold_wh - participants.bought_wh
@@ -180,18 +230,44 @@ def settle(
     shortfall = np.maximum(position - metered, 0)
     surplus = np.maximum(metered - position, 0)
     _check_range(utility, market, participants, shortfall, surplus)
+    shared = None
+    none: I64 = np.zeros(len(participants), np.int64)
+    shared_in, shared_out, p_in, p_out = none, none, none, none
+    sharing_lines: list[LineItem] = []
+    if sharing is not None:
+        deviations = Deviations(
+            zone=participants.zone,
+            shortfall_wh=shortfall,
+            surplus_wh=surplus,
+            consumed_wh=participants.consumed_wh,
+            produced_wh=participants.produced_wh,
+            ids=participants.ids,
+        )
+        shared = _share(tree, utility, market, deviations, sharing)
+        shared_in, shared_out = shared.shared_in_wh, shared.shared_out_wh
+        p_in, p_out = shared.participant_prices()
+        sharing_lines = _sharing_lines(tree, shared)
+    from_utility = shortfall - shared_in
+    to_utility = surplus - shared_out
+    shortfall_retail = -micro_ceil(utility.retail_ticks * from_utility)
+    surplus_feed_in = micro_floor(utility.feed_in_ticks * to_utility)
     lines = ParticipantLines(
         market_buy=-micro_ceil(price * participants.bought_wh),
         market_sell=micro_floor(price * participants.sold_wh),
-        shortfall_retail=-micro_ceil(utility.retail_ticks * shortfall),
-        surplus_feed_in=micro_floor(utility.feed_in_ticks * surplus),
+        shortfall_retail=shortfall_retail,
+        surplus_feed_in=surplus_feed_in,
+        # Each side's two lines are rounded together (module docstring).
+        shared_in=-micro_ceil(utility.retail_ticks * from_utility + p_in * shared_in)
+        - shortfall_retail,
+        shared_out=micro_floor(utility.feed_in_ticks * to_utility + p_out * shared_out)
+        - surplus_feed_in,
     )
-    utility_lines = _utility_lines(utility, market, int(shortfall.sum()), int(surplus.sum()))
-    link_lines = _link_lines(tree, market)
+    utility_lines = _utility_lines(utility, market, int(from_utility.sum()), int(to_utility.sum()))
+    grid_lines = [*_link_lines(tree, market), *sharing_lines]
     so_far = (
         int(lines.total().sum())
         + sum(line.amount_micro for line in utility_lines)
-        + sum(line.amount_micro for line in link_lines)
+        + sum(line.amount_micro for line in grid_lines)
     )
     rounding = LineItem("grid", "rounding", 0, 0, -so_far)
     return Settlement(
@@ -200,12 +276,54 @@ def settle(
         feed_in_ticks=utility.feed_in_ticks,
         bought_wh=participants.bought_wh,
         sold_wh=participants.sold_wh,
-        shortfall_wh=shortfall,
-        surplus_wh=surplus,
+        shortfall_wh=from_utility,
+        surplus_wh=to_utility,
         participants=lines,
         utility=tuple(utility_lines),
-        grid=(*link_lines, rounding),
+        grid=(*grid_lines, rounding),
+        sharing=shared,
     )
+
+
+def _share(
+    tree: ZoneTree,
+    utility: Utility,
+    market: MarketResult,
+    deviations: Deviations,
+    rule: SharingRule,
+) -> SharingResult:
+    try:
+        return share(tree, utility, market, deviations, rule)
+    except SharingError as exc:
+        raise SettlementError(str(exc)) from exc
+
+
+def _sharing_lines(tree: ZoneTree, shared: SharingResult) -> list[LineItem]:
+    """The grid's income from sharing: each link's fees, then the spread (the rest).
+
+    The spread is never negative: inside a zone ``p_in >= p_out``, and energy
+    crosses links only where the buyer's ``p_in`` covers the seller's ``p_out``
+    plus the fees on its way.
+    """
+    lines = []
+    fees = 0
+    for z, flow in enumerate(as_ints(shared.flow_to_parent_wh)):
+        if flow:
+            fee, energy = int(tree.fee_ticks[z]), abs(flow)
+            fees += fee * energy
+            lines.append(
+                LineItem("grid", "sharing_link_fee", energy, fee, micro_floor(fee * energy), zone=z)
+            )
+    energy = shared.shared_wh
+    if energy:
+        p_in, p_out = shared.participant_prices()
+        spread = (
+            int(np.dot(p_in, shared.shared_in_wh)) - int(np.dot(p_out, shared.shared_out_wh)) - fees
+        )
+        if spread < 0:
+            raise ClearingInvariantError(f"sharing spread {spread} nano is negative")
+        lines.append(LineItem("grid", "sharing_spread", energy, 0, micro_floor(spread)))
+    return lines
 
 
 def _utility_lines(
