@@ -17,7 +17,6 @@ the grid); a ``periods`` row (inserted once) makes that exactly once too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -53,6 +52,7 @@ from p2p_energy_client.protocol import canonical_json
 from p2p_energy_client.units import format_nano, format_price, format_utc
 
 from . import audit, settlement_port
+from .background import BackgroundLoop
 from .events import add_events
 
 if TYPE_CHECKING:
@@ -75,41 +75,30 @@ class Prices:
 class IntervalCycle:
     def __init__(self, grid: GridService) -> None:
         self.grid = grid
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._loop = BackgroundLoop(
+            "p2p-cycle",
+            self.run_due,
+            self._next_pass_delay,
+            failure="interval cycle step failed; retrying",
+            logger=_LOGGER,
+        )
         self._stopping = False
-        # Test hook: an event set when each step pass finishes.
-        self.passes = 0
 
     def start(self) -> None:
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="p2p-cycle")
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def stop(self) -> None:
         self._stopping = True
         await audit.stop(self.grid)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.run_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _LOGGER.exception("interval cycle step failed; retrying")
-            self.passes += 1
-            delay = max(0.0, min(self._seconds_to_next(), 5.0))
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(delay, 0.01))
+    def _next_pass_delay(self) -> float:
+        """Until the next gate closure or window close (at most 5 s, at least 10 ms)."""
+        return max(min(self._seconds_to_next(), 5.0), 0.01)
 
     def _seconds_to_next(self) -> float:
         grid = self.grid

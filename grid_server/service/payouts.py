@@ -64,6 +64,7 @@ from p2p_energy_client.ledger.iota import (
 from p2p_energy_client.ledger.local import SignedTransfer
 from p2p_energy_client.protocol import LedgerKind, canonical_json
 
+from .background import BackgroundLoop
 from .events import add_events
 
 if TYPE_CHECKING:
@@ -112,41 +113,28 @@ class PayoutWorker:
     def __init__(self, grid: GridService, payments: PaymentService) -> None:
         self.grid = grid
         self.payments = payments
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._loop = BackgroundLoop(
+            "p2p-payouts",
+            self.run_once,
+            lambda: self.payments.config.payout_interval_seconds,
+            failure="payout pass failed; retrying",
+            logger=_LOGGER,
+        )
         self._lock = asyncio.Lock()
         self._stopping = False
-        self.passes = 0
 
     # --- running --------------------------------------------------------------------
 
     def start(self) -> None:
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="p2p-payouts")
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        interval = self.payments.config.payout_interval_seconds
-        while not self._stopping:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _LOGGER.exception("payout pass failed; retrying")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+        await self._loop.stop()
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[bool]:
@@ -181,7 +169,6 @@ class PayoutWorker:
                 if self._stopping:
                     break
                 await self._pay(plan, report)
-        self.passes += 1
         return report
 
     # --- planning -------------------------------------------------------------------
