@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import Grid as GridService
 from grid_server.storage.schema import (
     fills,
     intervals,

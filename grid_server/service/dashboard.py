@@ -74,7 +74,7 @@ from p2p_energy_client.units import format_price, format_utc
 if TYPE_CHECKING:
     from grid_server.domain.clock import Clock
 
-    from .grid import GridService
+    from .wiring import Grid as GridService
 
 MAX_HOURS: Final = 7 * 24
 DEFAULT_HOURS: Final = 24

@@ -27,7 +27,6 @@ from custom_components.p2p_energy.const import (
 )
 from custom_components.p2p_energy.diagnostics import async_get_config_entry_diagnostics
 from grid_server.domain.clock import SystemClock
-from grid_server.service import operator as ops
 from tests.support.grid_server import RunningGrid, run_grid_server, sqlite_url
 
 from .conftest import Member, advance, entity_of, grid_config, setup_member
@@ -42,7 +41,7 @@ async def test_reauth_after_removal(
     member = await join("Evicted")
     entry = member.entry(grid)
     await setup_member(hass, entry)
-    await ops.set_participant_status(grid.grid, member.keys.address, "removed")
+    await grid.grid.operator.set_participant_status(member.keys.address, "removed")
     await advance(hass, grid, clock, timedelta(minutes=1))
 
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"key_rejected_{entry.entry_id}")

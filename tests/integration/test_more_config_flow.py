@@ -35,7 +35,6 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_SOURCE,
 )
 from grid_server.domain.clock import SystemClock
-from grid_server.service import operator as ops
 from tests.support.grid_server import RunningGrid, run_grid_server, sqlite_url
 
 from .conftest import Member, add_asset, advance, energy_sensor, grid_config, setup_member
@@ -87,7 +86,7 @@ async def test_reauth_refused_while_the_key_is_still_a_member(
     member = await join("Paused")
     entry = member.entry(grid)
     await setup_member(hass, entry)
-    await ops.set_participant_status(grid.grid, member.keys.address, "suspended")
+    await grid.grid.operator.set_participant_status(member.keys.address, "suspended")
     await advance(hass, grid, clock, timedelta(minutes=1))
     (flow,) = [
         f
@@ -96,7 +95,7 @@ async def test_reauth_refused_while_the_key_is_still_a_member(
     ]
     # The operator reinstates the household before its owner enters a new code:
     # the grid refuses the join (the key is a member) and the form says so.
-    await ops.set_participant_status(grid.grid, member.keys.address, "active")
+    await grid.grid.operator.set_participant_status(member.keys.address, "active")
     result = await hass.config_entries.flow.async_configure(
         flow["flow_id"], {CONF_INVITATION: await grid.invite()}
     )

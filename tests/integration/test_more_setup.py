@@ -20,7 +20,6 @@ from homeassistant.data_entry_flow import FlowResultType
 
 from custom_components.p2p_energy.const import CONF_ADDRESS, CONF_GRID_URL, CONF_INVITATION, DOMAIN
 from grid_server.domain.clock import SystemClock
-from grid_server.service import operator as ops
 from tests.support.grid_server import RunningGrid, run_grid_server, sqlite_url
 
 from .conftest import Member, advance, grid_config, setup_member
@@ -43,7 +42,7 @@ async def test_suspended_while_home_assistant_was_off(
         client = first.client()
         await client.join(await first.invite(), "Paused")
         member = Member(client.keys, "Paused")
-        await ops.set_participant_status(first.grid, member.keys.address, "suspended")
+        await first.grid.operator.set_participant_status(member.keys.address, "suspended")
         invitation = await first.invite()
 
         # Home Assistant starts: the grid refuses the key, so no retries but a reauth.
