@@ -69,6 +69,11 @@ def error_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def read_responses(answer: type, *extra: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a participant's read: its answer, and the refusals."""
+    return {200: {"model": answer}, **error_responses(*READ_ERRORS, *extra)}
+
+
 ENVELOPE_ERRORS = (
     ErrorCode.MALFORMED,
     ErrorCode.INVALID_FIELD,
@@ -100,4 +105,5 @@ __all__ = [
     "participant",
     "path_time",
     "query_time",
+    "read_responses",
 ]

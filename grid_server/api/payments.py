@@ -17,10 +17,10 @@ from p2p_energy_client.protocol import MAX_SEQ, ErrorCode, ProtocolError, canoni
 
 from .common import (
     JSON,
-    READ_ERRORS,
     client_address,
     error_responses,
     json_response,
+    read_responses,
 )
 from .deps import DbDep, GridDep, OperatorAuth, ParticipantDep, PaymentsDep
 from .envelopes import ENVELOPE_BODY, envelope_responses, open_intake
@@ -86,10 +86,7 @@ async def transfer(request: Request, grid: GridDep) -> Response:
     "/ledger/accounts/{address}",
     tags=["participant"],
     summary="A local-ledger account (own, or the grid's): balance and last sequence number",
-    responses={
-        200: {"model": shapes.LedgerAccount},
-        **error_responses(*READ_ERRORS, ErrorCode.FORBIDDEN),
-    },
+    responses=read_responses(shapes.LedgerAccount, ErrorCode.FORBIDDEN),
 )
 async def account(
     address: str, member: ParticipantDep, payments: PaymentsDep, db: DbDep
@@ -111,10 +108,7 @@ async def account(
     "/ledger/transactions/{tx_id}",
     tags=["participant"],
     summary="A local-ledger transaction this participant sent or received",
-    responses={
-        200: {"model": shapes.LedgerEntry},
-        **error_responses(*READ_ERRORS, ErrorCode.NOT_FOUND),
-    },
+    responses=read_responses(shapes.LedgerEntry, ErrorCode.NOT_FOUND),
 )
 async def transaction(
     tx_id: str, member: ParticipantDep, payments: PaymentsDep, db: DbDep

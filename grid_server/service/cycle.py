@@ -143,22 +143,25 @@ class ClearedInterval:
 def cleared_interval(
     t: datetime, orders: Sequence[Row[Any]], prices: cq.Prices, result: market.MarketResult
 ) -> ClearedInterval:
+    """What clearing ``orders`` gave, with each zone's energy bought and sold in it."""
     fills_wh = as_ints(result.fills_wh)
-    zone_prices = dict(zip(result.zone_ids, as_ints(result.price_ticks), strict=True))
+    outcomes = result.zones()
+    zone_prices = {z.zone: z.price_ticks for z in outcomes}
     bought: dict[str, int] = defaultdict(int)
     sold: dict[str, int] = defaultdict(int)
     for r, filled in zip(orders, fills_wh, strict=True):
         (bought if r.side == "buy" else sold)[r.zone] += filled
     zones = [
-        ZoneResult(zone_id, format_price(price), bought[zone_id], sold[zone_id], ubuy, usell, flow)
-        for zone_id, price, ubuy, usell, flow in zip(
-            result.zone_ids,
-            as_ints(result.price_ticks),
-            as_ints(result.utility_buy_wh),
-            as_ints(result.utility_sell_wh),
-            as_ints(result.flow_to_parent_wh),
-            strict=True,
+        ZoneResult(
+            z.zone,
+            format_price(z.price_ticks),
+            bought[z.zone],
+            sold[z.zone],
+            z.utility_buy_wh,
+            z.utility_sell_wh,
+            z.flow_to_parent_wh,
         )
+        for z in outcomes
     ]
     return ClearedInterval(
         t, orders, prices, fills_wh, zone_prices, zones, format_nano(result.welfare_nano)

@@ -37,7 +37,7 @@ from p2p_energy_client.ledger.local import (
     mint_record,
     time_ms,
 )
-from p2p_energy_client.protocol import ErrorCode
+from p2p_energy_client.protocol import ErrorCode, canonical_json
 
 
 class LedgerHeadMismatch(RuntimeError):
@@ -354,6 +354,11 @@ def next_entry(
     head.minted += minted
     head.mints += 1 if minted else 0
     return row
+
+
+def log_item(entry: LedgerEntry) -> tuple[str, str, bytes]:
+    """The audit log item ``(kind, ref, body)`` of a ledger entry."""
+    return ("ledger", entry.tx_id, canonical_json(entry.to_wire()))
 
 
 def row_view(row: dict[str, Any]) -> LedgerEntry:

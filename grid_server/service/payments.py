@@ -49,11 +49,10 @@ from p2p_energy_client.protocol import (
     LedgerKind,
     Payment,
     ProtocolError,
-    canonical_json,
 )
 from p2p_energy_client.units import format_utc
 
-from .local_ledger import LocalLedgerStore
+from .local_ledger import LocalLedgerStore, log_item
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -319,13 +318,7 @@ class PaymentService:
         async with db.write() as conn:
             await audit_log.lock_head(conn, db, self.grid_id)
             entry = await self.store.mint(conn, address, amount, memo, now)
-            await audit_log.append(
-                conn,
-                db,
-                self.grid_id,
-                [("ledger", entry.tx_id, canonical_json(entry.to_wire()))],
-                now,
-            )
+            await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
         return entry
 
     async def overdue(self, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -62,6 +62,7 @@ from p2p_energy_client.protocol import LedgerKind, canonical_json
 from .background import BackgroundLoop
 from .events import EventHub, add_events
 from .faults import Faults
+from .local_ledger import log_item
 from .payments import PaymentService
 from .transaction import Event
 
@@ -324,13 +325,7 @@ class PayoutWorker:
                 entry = await self.payments.store.apply_transfer(
                     conn, transfer, signer=self.payments.grid_keys.public_key, now=now
                 )
-                await audit_log.append(
-                    conn,
-                    db,
-                    self.grid_id,
-                    [("ledger", entry.tx_id, canonical_json(entry.to_wire()))],
-                    now,
-                )
+                await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
                 await self._record_done(conn, payout, report)
                 await self.faults.reach("payout.send", payout.tx_id)
         except TransferRefused as exc:

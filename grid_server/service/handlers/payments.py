@@ -48,7 +48,7 @@ from p2p_energy_client.protocol import (
 )
 
 from ..events import add_events
-from ..local_ledger import next_entry, row_view
+from ..local_ledger import log_item, next_entry, row_view
 from ..payments import PaymentService, statement_extras
 from ..transaction import (
     BatchStatement,
@@ -213,7 +213,7 @@ async def _apply_local(
     )
     state.entries.append(row)
     entry = row_view(row)
-    state.log.append(("ledger", entry.tx_id, canonical_json(entry.to_wire())))
+    state.log.append(log_item(entry))
     return entry
 
 
