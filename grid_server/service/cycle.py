@@ -52,7 +52,7 @@ from .transaction import Event
 
 _LOGGER = logging.getLogger(__name__)
 
-# Clear big books off the event loop so requests keep flowing meanwhile.
+# Books bigger than this are cleared off the event loop.
 THREAD_CLEARING_ORDERS = 20_000
 
 
@@ -250,32 +250,17 @@ class IntervalCycle:
 
     async def clear_interval(self, t: datetime) -> bool:
         """Clear interval ``t``; False when another worker holds it (try again later)."""
-        db = self.db
         started = time.perf_counter()
-        async with db.write() as conn:
+        async with self.db.write() as conn:
             if not await self._lock_interval(conn, t):
                 return False
             if await cq.ensure_interval(conn, t) != "open":
                 return True
             now = self.clock.now()
-            cleared = await self._clear(conn, t)
-            await cq.move_interval(
-                conn,
-                t,
-                "open",
-                "clearing",
-                state="cleared",
-                cleared_at=now,
-                welfare=cleared.welfare,
-                orders=len(cleared.orders),
-                clearing_ms=int((time.perf_counter() - started) * 1000),
-            )
-            await cq.insert_clearing(conn, cleared.zone_rows(), cleared.fill_rows())
-            record = canonical_json(cleared.record())
-            await audit_log.append(
-                conn, db, self.grid_id, [("market_result", format_utc(t), record)], now
-            )
-            await add_events(conn, cleared.events(), now, postgres=db.is_postgres)
+            orders, prices, book = await self._load_book(conn, t)
+            cleared = cleared_interval(t, orders, prices, await _solve(book))
+            await self._store_clearing(conn, cleared, now, started)
+            await self._announce(conn, cleared, now)
             await self.faults.reach("cycle.clear", format_utc(t))
         self._done("cleared", self.metrics.clearing_seconds, started)
         _LOGGER.info(
@@ -283,8 +268,10 @@ class IntervalCycle:
         )
         return True
 
-    async def _clear(self, conn: AsyncConnection, t: datetime) -> ClearedInterval:
-        """Load interval ``t``'s book (orders, zones, the utility's prices) and clear it."""
+    async def _load_book(
+        self, conn: AsyncConnection, t: datetime
+    ) -> tuple[Sequence[Row[Any]], cq.Prices, market.Book]:
+        """Interval ``t``'s orders, the utility's prices then, and the book they make."""
         orders = await cq.book_orders(conn, t)
         zones = await cq.load_zones(conn)
         prices = await cq.prices_at(conn, t)
@@ -302,11 +289,34 @@ class IntervalCycle:
                 for r in orders
             ),
         )
-        if len(book.orders) > THREAD_CLEARING_ORDERS:
-            result = await asyncio.to_thread(market.clear, book)
-        else:
-            result = market.clear(book)
-        return cleared_interval(t, orders, prices, result)
+        return orders, prices, book
+
+    async def _store_clearing(
+        self, conn: AsyncConnection, cleared: ClearedInterval, now: datetime, started: float
+    ) -> None:
+        """The interval ``cleared`` (compare-and-set), its zone results and fills."""
+        await cq.move_interval(
+            conn,
+            cleared.t,
+            "open",
+            "clearing",
+            state="cleared",
+            cleared_at=now,
+            welfare=cleared.welfare,
+            orders=len(cleared.orders),
+            clearing_ms=int((time.perf_counter() - started) * 1000),
+        )
+        await cq.insert_clearing(conn, cleared.zone_rows(), cleared.fill_rows())
+
+    async def _announce(
+        self, conn: AsyncConnection, cleared: ClearedInterval, now: datetime
+    ) -> None:
+        """The market result in the audit log, and the live events (public and each fill)."""
+        record = canonical_json(cleared.record())
+        await audit_log.append(
+            conn, self.db, self.grid_id, [("market_result", format_utc(cleared.t), record)], now
+        )
+        await add_events(conn, cleared.events(), now, postgres=self.db.is_postgres)
 
     # --- settlement ---------------------------------------------------------------
 
@@ -483,6 +493,13 @@ class IntervalCycle:
             now,
             postgres=self.db.is_postgres,
         )
+
+
+async def _solve(book: market.Book) -> market.MarketResult:
+    """Clear ``book`` (a big one in a thread, so requests keep flowing meanwhile)."""
+    if len(book.orders) > THREAD_CLEARING_ORDERS:
+        return await asyncio.to_thread(market.clear, book)
+    return market.clear(book)
 
 
 def statement_id(grid: str, address: str, period_start: datetime) -> str:
