@@ -9,7 +9,7 @@ table. Everything runs in the writer's transaction.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -305,24 +305,32 @@ def _value(value: RecordedReading) -> dict[str, Any]:
 
 
 def _reading_row(w: ReadingWrite) -> dict[str, Any]:
-    key = {"participant_id": w.participant_id, "interval_start": w.interval, "asset_id": w.asset}
-    return {**key, **_value(w.value)}
+    return {
+        "participant_id": w.participant_id,
+        "interval_start": w.interval,
+        "asset_id": w.asset,
+        **_value(w.value),
+    }
 
 
 def _history_row(w: ReadingWrite) -> dict[str, Any]:
     """The replaced value, when and by which envelope it was replaced."""
     assert w.replaces is not None
-    replaced = ReadingWrite(w.participant_id, w.interval, w.asset, w.replaces)
     return {
-        **_reading_row(replaced),
+        **_reading_row(replace(w, value=w.replaces)),
         "replaced_at": w.value.recorded_at,
         "replaced_by": w.value.envelope,
     }
 
 
 def _correction_row(w: ReadingWrite) -> dict[str, Any]:
-    key = {"k_pid": w.participant_id, "k_interval": w.interval, "k_asset": w.asset}
-    return {**key, **_value(w.value)}
+    """The new value of a corrected reading, keyed for the update (``k_*``)."""
+    return {
+        "k_pid": w.participant_id,
+        "k_interval": w.interval,
+        "k_asset": w.asset,
+        **_value(w.value),
+    }
 
 
 # --- orders -----------------------------------------------------------------------
