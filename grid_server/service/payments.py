@@ -1,3 +1,33 @@
+"""Paying statements, the grid's ledger account, and the local ledger's service side.
+
+Statements are issued in the grid's currency; each gets *ledger terms* at
+issue (:meth:`PaymentService.terms_factory`): the rate and the amount in the
+ledger's unit, and a due time. Then:
+
+* **local ledger** — the household posts a ``payment`` envelope holding a
+  transfer it signed to the grid's address. Inside the writer's transaction
+  (:func:`.handlers.payments.apply_payment`) the grid checks the statement (own,
+  owed to the grid, not paid yet), the transfer (signature by the envelope's
+  key, this grid, recipient = the grid's address, memo = the statement or
+  none, amount ≤ outstanding, ledger sequence number, funds), applies it to
+  the ledger and records the payment against the statement — one
+  transaction, with the audit log entries and the live event.
+* **IOTA** — the household pays on chain itself and posts the digest. The
+  route verifies it on the grid's node first (:meth:`PaymentService.preverify`:
+  succeeded, checkpointed, sent by the participant, paying the grid's
+  address), then the writer checks that the digest never settled anything
+  before (``payments.tx_id`` is unique) and records it. Less than
+  outstanding is a partial payment; more is recorded as received (and the
+  statement as paid).
+
+Refusals: ``payment_invalid`` (wrong ledger, recipient, sender, amount,
+memo, signature, sequence number; a statement already paid or owed by the
+grid), ``payment_reused`` (the transaction settled something before),
+``insufficient_funds``, ``payment_pending`` (IOTA: not final on the node yet,
+or the node is unreachable), ``not_found`` (no such statement of the sender).
+The identical envelope sent again is answered with the original result.
+"""
+
 from __future__ import annotations
 
 import importlib
