@@ -257,7 +257,7 @@ async def insert_assets(
 # --- readings ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per reading on the ingest hot path (see RecordedReading)
 class ReadingWrite:
     """A reading to store; a correction also keeps the value it replaces in the history."""
 
