@@ -1,14 +1,17 @@
 """The FastAPI application: ``create_app(settings, clock)``.
 
-The app owns a :class:`~grid_server.service.grid.GridService` started and
-stopped with it (lifespan): migrations, the group-commit writer, the interval
-cycle. Shutdown drains the writer, so every acknowledged envelope is committed.
+The app owns a :class:`~grid_server.service.wiring.Grid` (built by
+:func:`~grid_server.service.wiring.build_grid`) started and stopped with it
+(lifespan): migrations, the group-commit writer, the interval cycle. Shutdown
+drains the writer, so every acknowledged envelope is committed. Routes reach
+the grid through :mod:`.deps`.
 Every refusal answers ``{"error": {"code", "field", "message"}}`` with the
 status from ``p2p_energy_client.protocol.ERRORS``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from grid_server.config import Settings
 from grid_server.domain.clock import Clock
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import Grid, build_grid
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
 from . import audit, dashboard, envelopes, operator, reads, stream
@@ -63,10 +66,8 @@ class GridApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(
-    settings: Settings, clock: Clock | None = None, grid: GridService | None = None
-) -> GridApp:
-    grid = grid or GridService(settings, clock)
+def create_app(settings: Settings, clock: Clock | None = None, grid: Grid | None = None) -> GridApp:
+    grid = grid or build_grid(settings, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +93,13 @@ def create_app(
     app.include_router(payment_routes.operator_router)
     app.include_router(audit.router)
     dashboard.install(app)
+    _install_error_handlers(app, grid)
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
+    return app
+
+
+def _install_error_handlers(app: FastAPI, grid: Grid) -> None:
+    """Every refusal as ``{"error": {"code", "field", "message"}}`` (and counted)."""
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> Response:
@@ -122,21 +130,20 @@ def create_app(
         _LOGGER.exception("unexpected error on %s", request.url.path)
         return error_response(ProtocolError(ErrorCode.UNAVAILABLE, "internal error; retry later"))
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Error"] = ERROR_SCHEMA
-            components["Envelope"] = ENVELOPE_SCHEMA
-            _document_unparsable_bodies(schema)
-            schema["info"]["description"] = error_table_markdown()
-            app.openapi_schema = schema
-        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the error and envelope schemas and the error table."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Error"] = ERROR_SCHEMA
+        components["Envelope"] = ENVELOPE_SCHEMA
+        _document_unparsable_bodies(schema)
+        schema["info"]["description"] = error_table_markdown()
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _document_unparsable_bodies(schema: dict[str, Any]) -> None:

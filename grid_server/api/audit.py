@@ -20,18 +20,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from grid_server.service import audit
+from grid_server.service.audit import MAX_ROOTS
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
-from .common import (
-    JSON,
-    READ_ERRORS,
-    error_responses,
-    grid_of,
-    json_response,
-    participant,
-    path_time,
-)
+from .common import JSON, READ_ERRORS, error_responses, json_response, path_time
+from .deps import AuditDep, current_participant
 
 router = APIRouter(prefix="/api/v1")
 
@@ -113,11 +106,12 @@ MAX_SEQ = 2**63 - 1
     summary="Receipt of a log entry: header, Merkle path to the interval root, root, anchor",
     responses=_RECEIPT_RESPONSES,
 )
-async def receipt_by_log_seq(request: Request, log_seq: int) -> Response:
-    _, address = await participant(request)
+async def receipt_by_log_seq(request: Request, log_seq: int, trail: AuditDep) -> Response:
+    # Authenticated here, after FastAPI validated log_seq (as this route always answered).
+    _, address = await current_participant(request)
     if not 1 <= log_seq <= MAX_SEQ:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "log_seq: must be positive", "log_seq")
-    found = await audit.receipt(grid_of(request), address, log_seq=log_seq)
+    found = await trail.receipt(address, log_seq=log_seq)
     return json_response(found.to_wire())
 
 
@@ -129,13 +123,14 @@ async def receipt_by_log_seq(request: Request, log_seq: int) -> Response:
 )
 async def receipt_of_envelope(
     request: Request,
+    trail: AuditDep,
     seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     signature: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    _, address = await participant(request)
-    grid = grid_of(request)
+    # Authenticated here, after FastAPI validated the query (as this route always answered).
+    _, address = await current_participant(request)
     if seq is not None:
-        found = await audit.receipt(grid, address, seq=seq)
+        found = await trail.receipt(address, seq=seq)
     elif signature is not None:
         try:
             raw = base64.b64decode(signature, validate=True)
@@ -143,7 +138,7 @@ async def receipt_of_envelope(
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD, "signature: must be base64", "signature"
             ) from exc
-        found = await audit.receipt(grid, address, signature=raw)
+        found = await trail.receipt(address, signature=raw)
     else:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "seq: give seq or signature", "seq")
     return json_response(found.to_wire())
@@ -169,15 +164,13 @@ async def receipt_of_envelope(
     },
 )
 async def list_roots(
-    request: Request,
+    trail: AuditDep,
     since: Annotated[str | None, Query(max_length=40)] = None,
     until: Annotated[str | None, Query(max_length=40)] = None,
     from_seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
-    limit: Annotated[int, Query(ge=1, le=audit.MAX_ROOTS)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=MAX_ROOTS)] = 1000,
 ) -> Response:
-    grid = grid_of(request)
-    found = await audit.roots(
-        grid,
+    found = await trail.roots(
         since=None if since is None else path_time(since, "since"),
         until=None if until is None else path_time(until, "until"),
         from_seq=from_seq,

@@ -1,8 +1,11 @@
-"""Responses, errors and authentication shared by the routes."""
+"""Responses, errors, times and the OpenAPI error documentation shared by the routes.
+
+What routes take from the grid and the request (the grid, its parts, the
+session participant, the operator's token) is :mod:`.deps`.
+"""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +13,13 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from grid_server.service import queries
-from grid_server.service.grid import GridService
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 from p2p_energy_client.units import UnitError, parse_utc
+
+# Re-exported for api/reads.py and api/dashboard.py (branch s12-storage reworks them),
+# until they take these from .deps as the other routes do.
+from .deps import authenticate, bearer, grid_of
+from .deps import current_participant as participant
 
 JSON = "application/json"
 
@@ -26,59 +32,8 @@ def error_response(exc: ProtocolError) -> Response:
     return Response(orjson.dumps(exc.to_wire()), status_code=exc.status, media_type=JSON)
 
 
-def grid_of(request: Request) -> GridService:
-    grid: GridService = request.app.state.grid
-    return grid
-
-
 def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "?"
-
-
-def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ProtocolError(
-            ErrorCode.UNAUTHENTICATED, "use 'Authorization: Bearer <token>'", "authorization"
-        )
-    return token.strip()
-
-
-async def authenticate(grid: GridService, token: str | None) -> tuple[int, str]:
-    """The participant a session token belongs to: ``(id, address)``."""
-    if token is None:
-        raise ProtocolError(
-            ErrorCode.UNAUTHENTICATED,
-            "this needs a session token: POST a signed session envelope to /api/v1/sessions",
-            "authorization",
-        )
-    async with grid.db.read() as conn:
-        found = await queries.session_participant(conn, token, grid.clock.now())
-    if found is None:
-        raise ProtocolError(
-            ErrorCode.UNAUTHENTICATED, "the session token is unknown or expired", "authorization"
-        )
-    pid, address, status = found
-    if status != "active":
-        raise ProtocolError(ErrorCode.SUSPENDED, f"the participant is {status}", "authorization")
-    return pid, address
-
-
-async def participant(request: Request) -> tuple[int, str]:
-    return await authenticate(grid_of(request), bearer(request))
-
-
-def check_operator(request: Request) -> None:
-    grid = grid_of(request)
-    expected = grid.settings.operator_token
-    token = bearer(request)
-    if not expected or token is None or not secrets.compare_digest(token, expected):
-        raise ProtocolError(
-            ErrorCode.UNAUTHENTICATED, "the operator API needs the operator token", "authorization"
-        )
 
 
 def query_time(request: Request, name: str, default: datetime | None = None) -> datetime:
@@ -114,6 +69,11 @@ def error_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def read_responses(answer: type, *extra: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a participant's read: its answer, and the refusals."""
+    return {200: {"model": answer}, **error_responses(*READ_ERRORS, *extra)}
+
+
 ENVELOPE_ERRORS = (
     ErrorCode.MALFORMED,
     ErrorCode.INVALID_FIELD,
@@ -129,3 +89,21 @@ ENVELOPE_ERRORS = (
     ErrorCode.UNAVAILABLE,
 )
 READ_ERRORS = (ErrorCode.UNAUTHENTICATED, ErrorCode.SUSPENDED, ErrorCode.INVALID_FIELD)
+
+
+__all__ = [
+    "ENVELOPE_ERRORS",
+    "JSON",
+    "READ_ERRORS",
+    "authenticate",
+    "bearer",
+    "client_address",
+    "error_response",
+    "error_responses",
+    "grid_of",
+    "json_response",
+    "participant",
+    "path_time",
+    "query_time",
+    "read_responses",
+]

@@ -48,8 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import RedirectResponse, Response
 
 from grid_server.service import dashboard as views
-from grid_server.service.grid import GridService
 from grid_server.service.ratelimit import TokenBuckets
+from grid_server.service.wiring import Grid as GridService
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
 from .common import client_address, error_responses, grid_of, json_response, path_time

@@ -4,43 +4,39 @@ The routes below describe the API (OpenAPI) and serve it through FastAPI.
 Their requests are the grid's hot path, so :func:`asgi_intake` also serves
 them as a plain ASGI handler that :class:`grid_server.api.app.GridApp` calls
 before FastAPI's middleware and routing: the same :func:`accept` runs either
-way and answers the same bytes, statuses and errors.
+way and answers the same bytes, statuses and errors. :func:`open_intake`
+(limits, body, signature, type) is shared with the payment routes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import Grid
 from p2p_energy_client import models as shapes
 from p2p_energy_client.protocol import (
     ERRORS,
     MAX_BODY_BYTES,
+    Envelope,
     ErrorCode,
     ProtocolError,
     parse_envelope,
 )
 
-from .common import ENVELOPE_ERRORS, JSON, client_address, error_responses, grid_of
+from .common import ENVELOPE_ERRORS, JSON, client_address, error_responses
+from .deps import GridDep
 
 _LOGGER = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["signed writes"])
-
-# Path → the payload type its route takes (the routes are declared below).
-ENVELOPE_ROUTES: dict[str, str] = {
-    "/api/v1/participants": "join",
-    "/api/v1/sessions": "session",
-    "/api/v1/assets": "assets",
-    "/api/v1/readings": "readings",
-    "/api/v1/orders": "orders",
-}
 
 _INVITATION_ERRORS = {
     str(ErrorCode.INVITATION_UNKNOWN),
@@ -70,18 +66,14 @@ async def collect_body(length: str | None, chunks: AsyncIterator[bytes]) -> byte
     return b"".join(parts)
 
 
-async def read_body(request: Request) -> bytes:
-    return await collect_body(request.headers.get("content-length"), request.stream())
-
-
-async def accept(
-    grid: GridService,
+async def open_intake(
+    grid: Grid,
     expected: str,
     address: str,
     length: str | None,
     chunks: AsyncIterator[bytes],
-) -> tuple[int, bytes]:
-    """Read, check and hand to the writer one envelope of type ``expected``: (status, body)."""
+) -> tuple[bytes, Envelope]:
+    """Read and check one envelope of type ``expected`` (rate limits, JSON, signature)."""
     if not grid.ready:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
     grid.limiter.check_address(address)
@@ -94,6 +86,18 @@ async def accept(
             "payload.type",
         )
     grid.limiter.check_key(envelope.sender)
+    return raw, envelope
+
+
+async def accept(
+    grid: Grid,
+    expected: str,
+    address: str,
+    length: str | None,
+    chunks: AsyncIterator[bytes],
+) -> tuple[int, bytes]:
+    """Read, check and hand to the writer one envelope of type ``expected``: (status, body)."""
+    raw, envelope = await open_intake(grid, expected, address, length, chunks)
     if expected == "join":
         grid.limiter.check_join_allowed(address)
     outcome = await grid.writer.submit(raw, envelope, address)
@@ -104,9 +108,9 @@ async def accept(
     return outcome.status, outcome.body
 
 
-async def intake(request: Request, expected: str) -> Response:
+async def intake(request: Request, grid: Grid, expected: str) -> Response:
     status, body = await accept(
-        grid_of(request),
+        grid,
         expected,
         client_address(request),
         request.headers.get("content-length"),
@@ -116,7 +120,7 @@ async def intake(request: Request, expected: str) -> Response:
 
 
 async def asgi_intake(
-    grid: GridService, expected: str, scope: Scope, receive: Receive, send: Send
+    grid: Grid, expected: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """:func:`intake` as a bare ASGI handler (see the module documentation)."""
     try:
@@ -166,8 +170,9 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-def _doc(model: type, *extra: ErrorCode) -> dict[int | str, dict[str, object]]:
-    responses: dict[int | str, dict[str, object]] = {200: {"model": model}}
+def envelope_responses(answer: type, *extra: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a signed write: its answer, and every refusal it can get."""
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": answer}}
     responses.update(error_responses(*ENVELOPE_ERRORS, *extra))
     return responses
 
@@ -180,70 +185,91 @@ ENVELOPE_BODY = {
 }
 
 
-@router.post(
-    "/participants",
-    summary="Join the grid with a one-time invitation (signed `join` envelope)",
-    responses=_doc(
+@dataclass(frozen=True, slots=True)
+class EnvelopeRoute:
+    """One signed-write route: ``POST /api/v1{path}`` takes ``payload_type`` envelopes."""
+
+    path: str
+    payload_type: str
+    name: str  # the endpoint's name (the OpenAPI operation id is made of it)
+    summary: str
+    answer: type
+    errors: tuple[ErrorCode, ...] = ()
+
+
+ROUTES = (
+    EnvelopeRoute(
+        "/participants",
+        "join",
+        "join",
+        "Join the grid with a one-time invitation (signed `join` envelope)",
         shapes.Participant,
-        ErrorCode.INVITATION_UNKNOWN,
-        ErrorCode.INVITATION_USED,
-        ErrorCode.INVITATION_EXPIRED,
-        ErrorCode.INVITATION_REVOKED,
-        ErrorCode.ALREADY_REGISTERED,
+        (
+            ErrorCode.INVITATION_UNKNOWN,
+            ErrorCode.INVITATION_USED,
+            ErrorCode.INVITATION_EXPIRED,
+            ErrorCode.INVITATION_REVOKED,
+            ErrorCode.ALREADY_REGISTERED,
+        ),
     ),
-    openapi_extra=ENVELOPE_BODY,
-)
-async def join(request: Request) -> Response:
-    return await intake(request, "join")
-
-
-@router.post(
-    "/sessions",
-    summary="Open a session (signed `session` envelope); returns a bearer token for reads",
-    responses=_doc(shapes.SessionToken),
-    openapi_extra=ENVELOPE_BODY,
-)
-async def open_session(request: Request) -> Response:
-    return await intake(request, "session")
-
-
-@router.post(
-    "/assets",
-    summary="Declare the complete set of sources and consumer meters (signed `assets`)",
-    responses=_doc(shapes.AssetsView, ErrorCode.FORBIDDEN),
-    openapi_extra=ENVELOPE_BODY,
-)
-async def set_assets(request: Request) -> Response:
-    return await intake(request, "assets")
-
-
-@router.post(
-    "/readings",
-    summary="Report metered energy per interval and asset (signed `readings`, all-or-nothing)",
-    responses=_doc(
+    EnvelopeRoute(
+        "/sessions",
+        "session",
+        "open_session",
+        "Open a session (signed `session` envelope); returns a bearer token for reads",
+        shapes.SessionToken,
+    ),
+    EnvelopeRoute(
+        "/assets",
+        "assets",
+        "set_assets",
+        "Declare the complete set of sources and consumer meters (signed `assets`)",
+        shapes.AssetsView,
+        (ErrorCode.FORBIDDEN,),
+    ),
+    EnvelopeRoute(
+        "/readings",
+        "readings",
+        "send_readings",
+        "Report metered energy per interval and asset (signed `readings`, all-or-nothing)",
         shapes.ReadingsResult,
-        ErrorCode.UNKNOWN_ASSET,
-        ErrorCode.OVER_CAPACITY,
-        ErrorCode.READING_CONFLICT,
-        ErrorCode.WINDOW_CLOSED,
+        (
+            ErrorCode.UNKNOWN_ASSET,
+            ErrorCode.OVER_CAPACITY,
+            ErrorCode.READING_CONFLICT,
+            ErrorCode.WINDOW_CLOSED,
+        ),
     ),
-    openapi_extra=ENVELOPE_BODY,
-)
-async def send_readings(request: Request) -> Response:
-    return await intake(request, "readings")
-
-
-@router.post(
-    "/orders",
-    summary="Place, replace and cancel orders for one interval (signed `orders`)",
-    responses=_doc(
+    EnvelopeRoute(
+        "/orders",
+        "orders",
+        "submit_orders",
+        "Place, replace and cancel orders for one interval (signed `orders`)",
         shapes.OrderBook,
-        ErrorCode.GATE_CLOSED,
-        ErrorCode.BEYOND_HORIZON,
-        ErrorCode.NO_SOURCES,
-        ErrorCode.OVER_CAPACITY,
+        (
+            ErrorCode.GATE_CLOSED,
+            ErrorCode.BEYOND_HORIZON,
+            ErrorCode.NO_SOURCES,
+            ErrorCode.OVER_CAPACITY,
+        ),
     ),
-    openapi_extra=ENVELOPE_BODY,
 )
-async def submit_orders(request: Request) -> Response:
-    return await intake(request, "orders")
+# Full path → the payload type its route takes (the ASGI fast path's table).
+ENVELOPE_ROUTES: dict[str, str] = {f"{router.prefix}{r.path}": r.payload_type for r in ROUTES}
+
+
+def _add(route: EnvelopeRoute) -> None:
+    async def endpoint(request: Request, grid: GridDep) -> Response:
+        return await intake(request, grid, route.payload_type)
+
+    endpoint.__name__ = endpoint.__qualname__ = route.name
+    router.post(
+        route.path,
+        summary=route.summary,
+        responses=envelope_responses(route.answer, *route.errors),
+        openapi_extra=ENVELOPE_BODY,
+    )(endpoint)
+
+
+for _route in ROUTES:
+    _add(_route)

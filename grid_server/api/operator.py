@@ -4,27 +4,28 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from grid_server.service import operator as ops
+from grid_server.service.operator import OperatorError
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 from p2p_energy_client.units import parse_utc
 
-from .common import check_operator, error_responses, grid_of, json_response, path_time, query_time
+from .common import error_responses, json_response, path_time, query_time
+from .deps import ClockDep, GridDep, OperatorAuth, OperatorsDep
 
 router = APIRouter(
     prefix="/api/v1/operator",
     tags=["operator"],
-    dependencies=[Depends(check_operator)],
+    dependencies=[OperatorAuth],
     responses=error_responses(
         ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN
     ),
 )
 
 
-def _translate(exc: ops.OperatorError) -> ProtocolError:
+def _translate(exc: OperatorError) -> ProtocolError:
     try:
         code = ErrorCode(exc.code)
     except ValueError:
@@ -62,16 +63,17 @@ class ZoneRequest(BaseModel):
 
 
 @router.post("/invitations", status_code=201, summary="Issue a one-time invitation code")
-async def create_invitation(request: Request, body: InvitationRequest) -> Response:
-    grid = grid_of(request)
+async def create_invitation(
+    body: InvitationRequest, operators: OperatorsDep, clock: ClockDep
+) -> Response:
     expires: datetime | None = None
     if body.expires_in_seconds is not None:
-        expires = grid.clock.now() + timedelta(seconds=body.expires_in_seconds)
+        expires = clock.now() + timedelta(seconds=body.expires_in_seconds)
     try:
-        issued = await ops.create_invitations(
-            grid, body.count, zone=body.zone, role=body.role, expires_at=expires
+        issued = await operators.create_invitations(
+            body.count, zone=body.zone, role=body.role, expires_at=expires
         )
-    except ops.OperatorError as exc:
+    except OperatorError as exc:
         raise _translate(exc) from exc
     if body.count == 1:
         return json_response(issued[0].to_wire(), 201)
@@ -79,36 +81,35 @@ async def create_invitation(request: Request, body: InvitationRequest) -> Respon
 
 
 @router.get("/invitations", summary="Invitations (codes are not stored; only a hint)")
-async def list_invitations(request: Request) -> Response:
-    return json_response({"invitations": await ops.list_invitations(grid_of(request))})
+async def list_invitations(operators: OperatorsDep) -> Response:
+    return json_response({"invitations": await operators.list_invitations()})
 
 
 @router.delete("/invitations/{code}", summary="Revoke an invitation")
-async def revoke_invitation(request: Request, code: str) -> Response:
+async def revoke_invitation(code: str, operators: OperatorsDep) -> Response:
     try:
-        await ops.revoke_invitation(grid_of(request), code)
-    except ops.OperatorError as exc:
+        await operators.revoke_invitation(code)
+    except OperatorError as exc:
         raise _translate(exc) from exc
     return json_response({"revoked": True})
 
 
 @router.get("/participants", summary="All participants")
-async def list_participants(request: Request) -> Response:
-    return json_response({"participants": await ops.list_participants(grid_of(request))})
+async def list_participants(operators: OperatorsDep) -> Response:
+    return json_response({"participants": await operators.list_participants()})
 
 
 @router.post("/participants/{address}/status", summary="Suspend, reinstate or remove")
-async def set_status(request: Request, address: str, body: StatusRequest) -> Response:
+async def set_status(address: str, body: StatusRequest, operators: OperatorsDep) -> Response:
     try:
-        await ops.set_participant_status(grid_of(request), address, body.status)
-    except ops.OperatorError as exc:
+        await operators.set_participant_status(address, body.status)
+    except OperatorError as exc:
         raise _translate(exc) from exc
     return json_response({"address": address, "status": body.status})
 
 
 @router.post("/prices", summary="Utility prices from an interval on")
-async def set_price(request: Request, body: PriceRequest) -> Response:
-    grid = grid_of(request)
+async def set_price(body: PriceRequest, operators: OperatorsDep) -> Response:
     try:
         effective = parse_utc(body.effective_from)
     except ValueError as exc:
@@ -116,8 +117,8 @@ async def set_price(request: Request, body: PriceRequest) -> Response:
             ErrorCode.INVALID_FIELD, f"effective_from: {exc}", "effective_from"
         ) from exc
     try:
-        await ops.set_price(grid, effective, body.retail, body.feed_in)
-    except ops.OperatorError as exc:
+        await operators.set_price(effective, body.retail, body.feed_in)
+    except OperatorError as exc:
         raise _translate(exc) from exc
     return json_response(
         {"effective_from": body.effective_from, "retail": body.retail, "feed_in": body.feed_in}
@@ -125,10 +126,9 @@ async def set_price(request: Request, body: PriceRequest) -> Response:
 
 
 @router.put("/zones/{zone_id}", summary="Add a zone or change its fee and capacities")
-async def put_zone(request: Request, zone_id: str, body: ZoneRequest) -> Response:
+async def put_zone(zone_id: str, body: ZoneRequest, operators: OperatorsDep) -> Response:
     try:
-        await ops.upsert_zone(
-            grid_of(request),
+        await operators.upsert_zone(
             zone_id,
             parent=body.parent,
             fee=body.fee,
@@ -136,30 +136,27 @@ async def put_zone(request: Request, zone_id: str, body: ZoneRequest) -> Respons
             capacity_down_wh=body.capacity_down_wh,
             name=body.name,
         )
-    except ops.OperatorError as exc:
+    except OperatorError as exc:
         raise _translate(exc) from exc
     return json_response({"id": zone_id, **body.model_dump()})
 
 
 @router.get("/intervals", summary="Intervals in [since, until) with their state")
-async def list_intervals(request: Request) -> Response:
-    grid = grid_of(request)
-    now = grid.clock.now()
+async def list_intervals(request: Request, operators: OperatorsDep, clock: ClockDep) -> Response:
+    now = clock.now()
     since = query_time(request, "since", now - timedelta(days=1))
     until = query_time(request, "until", now + timedelta(days=1))
-    return json_response({"intervals": await ops.list_intervals(grid, since, until)})
+    return json_response({"intervals": await operators.list_intervals(since, until)})
 
 
 @router.get("/intervals/{interval}", summary="One interval: state, counts, zone results")
-async def interval_detail(request: Request, interval: str) -> Response:
-    grid = grid_of(request)
+async def interval_detail(interval: str, grid: GridDep) -> Response:
     t = path_time(interval, "interval")
     grid.schedule.check_interval(t, "interval")
-    return json_response(await ops.interval_detail(grid, t))
+    return json_response(await grid.operator.interval_detail(t))
 
 
 @router.post("/cycle/run", summary="Run the interval cycle now (clear/settle what is due)")
-async def run_cycle(request: Request) -> Response:
-    grid = grid_of(request)
+async def run_cycle(grid: GridDep) -> Response:
     await grid.cycle.run_due()
     return json_response({"ran": True, "now": grid.clock.now().isoformat()})

@@ -9,9 +9,10 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from grid_server.service import queries
+from grid_server.service.wiring import Grid
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
-from .common import authenticate
+from .deps import authenticate, grid_of
 
 router = APIRouter(prefix="/api/v1")
 # Fallback when no notification arrives (another worker without LISTEN).
@@ -39,7 +40,7 @@ async def participant_stream(ws: WebSocket) -> None:
     Authenticate with ``Authorization: Bearer <token>`` or ``?token=``; pass
     ``?since=<last event id>`` to resume. Each message is one event JSON.
     """
-    grid = ws.app.state.grid
+    grid = grid_of(ws)
     await ws.accept()
     try:
         pid, _ = await authenticate(grid, _token(ws))
@@ -54,7 +55,7 @@ async def participant_stream(ws: WebSocket) -> None:
 @router.websocket("/operator/stream")
 async def operator_stream(ws: WebSocket) -> None:
     """All public market events, for the operator's dashboard (operator token)."""
-    grid = ws.app.state.grid
+    grid = grid_of(ws)
     await ws.accept()
     token = _token(ws)
     expected = grid.settings.operator_token
@@ -72,10 +73,7 @@ async def operator_stream(ws: WebSocket) -> None:
     await _pump(ws, grid, None, since)
 
 
-async def _pump(ws: WebSocket, grid: object, pid: int | None, since: int) -> None:
-    from grid_server.service.grid import GridService  # noqa: PLC0415
-
-    assert isinstance(grid, GridService)
+async def _pump(ws: WebSocket, grid: Grid, pid: int | None, since: int) -> None:
     grid.metrics.stream_clients.inc()
     closed = asyncio.Event()
 

@@ -31,9 +31,8 @@ from sqlalchemy import func, select
 
 from grid_server.config import GridConfig, Settings
 from grid_server.domain.clock import ManualClock
-from grid_server.service import operator as ops
 from grid_server.service.audit_verify import verify_log
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import build_grid
 from grid_server.storage.db import Database
 from grid_server.storage.schema import log_entries
 from p2p_energy_client.crypto import KeyPair, b64encode
@@ -184,7 +183,7 @@ async def build(url: str, *, entries: int, households: int, seed: int) -> None:
         ledger_key=KeyPair.generate().seed_hex,
     )
     clock = ManualClock(START)
-    grid = GridService(settings, clock)
+    grid = build_grid(settings, clock)
     await grid.open()
     grid.writer.start()
     rng = random.Random(seed)
@@ -206,7 +205,7 @@ async def build(url: str, *, entries: int, households: int, seed: int) -> None:
                 if bad:
                     raise RuntimeError(f"the grid refused: {bad[0].body[:200]!r}")
 
-        codes = await ops.create_invitations(grid, households)
+        codes = await grid.operator.create_invitations(households)
         await send([(i, Join(codes[i].code, f"House {i}")) for i in range(households)])
         assets = Assets(
             (SourceDecl("pv", "Roof", SourceKind.SOLAR, 6_000),),

@@ -104,7 +104,7 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop  # noqa: PLC0415 - optional (uvicorn[standard]); asyncio's loop without it
 
         result = uvloop.run(_bench(args))
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
@@ -131,7 +131,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 async def _measure(
     args: argparse.Namespace, url: str, token: str, server: ProcessTree | None
 ) -> dict[str, Any]:
-    import aiohttp  # noqa: PLC0415
+    import aiohttp  # noqa: PLC0415 - heavy; only the load generator needs it
 
     n = args.households
     load_before = load_average()

@@ -1,7 +1,7 @@
 """``p2p-grid bench interval``: one whole interval of the market cycle for N households.
 
 The grid's own code runs in process (no HTTP, like ``bench audit``): a
-:class:`GridService` on a manual clock, envelopes handed straight to its
+:class:`~grid_server.service.wiring.Grid` on a manual clock, envelopes handed straight to its
 group-commit writer, the interval cycle and the payout worker driven by hand.
 Every interval is one settlement period, so statements follow settlement.
 
@@ -53,9 +53,8 @@ from sqlalchemy import func, select, text
 
 from grid_server.config import GridConfig, LedgerConfig, Settings
 from grid_server.domain.clock import ManualClock
-from grid_server.service import operator as ops
-from grid_server.service.grid import GridService
-from grid_server.service.ingest import Outcome
+from grid_server.service.transaction import Outcome
+from grid_server.service.wiring import build_grid
 from grid_server.storage.schema import (
     ledger_accounts,
     participants,
@@ -198,7 +197,7 @@ class _Bench:
             ledger_key=KeyPair.generate().seed_hex,
         )
         self.clock = ManualClock(START)
-        self.grid = GridService(settings, self.clock)
+        self.grid = build_grid(settings, self.clock)
         self.keys: list[KeyPair] = []
         self.producer = [i % 2 == 0 for i in range(households)]
         self.seqs = [0] * households
@@ -294,7 +293,7 @@ class _Bench:
         self.signing += time.perf_counter() - started  # keys are made at home too
         codes: list[str] = []
         for first in range(0, n, MAX_INVITATIONS):
-            issued = await ops.create_invitations(grid, min(MAX_INVITATIONS, n - first))
+            issued = await grid.operator.create_invitations(min(MAX_INVITATIONS, n - first))
             codes.extend(c.code for c in issued)
         now = self.clock.now()
         joins = self._sign([(i, Join(codes[i], f"House {i}")) for i in range(n)], now)
@@ -425,7 +424,7 @@ class _Bench:
         async def pay_out() -> None:
             nonlocal passes
             while True:
-                report = await grid.payments.payouts.run_once()
+                report = await grid.payouts.run_once()
                 passes += 1
                 if report.failed or report.in_doubt or report.skipped:
                     raise RuntimeError(f"payout pass went wrong: {report.to_wire()}")

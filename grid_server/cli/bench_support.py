@@ -62,7 +62,7 @@ async def scratch_database(url: str | None, folder: Path) -> AsyncIterator[str]:
 
 
 async def pg_admin(url: str, statement: str) -> None:
-    import asyncpg  # noqa: PLC0415
+    import asyncpg  # noqa: PLC0415 - optional, PostgreSQL only
 
     base = url.replace("postgresql+asyncpg://", "postgresql://").replace(
         "postgres://", "postgresql://"

@@ -21,6 +21,7 @@ from p2p_energy_client.units import format_money_micro, format_price, parse_utc
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
 
     from grid_server.demo.runner import DemoOptions, DemoResult, Started, Status
 
@@ -110,6 +111,7 @@ def register(subparsers: Any) -> None:
 
 
 def options_from(args: argparse.Namespace) -> DemoOptions:
+    # Heavy (pvlib, demandlib, the app): only `demo` needs it, not every command's start.
     from grid_server.demo.runner import DEFAULT_START, DemoOptions  # noqa: PLC0415
 
     return DemoOptions(
@@ -130,6 +132,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        # Heavy (the demo extra): imported only when the demo runs (module doc).
         from rich.console import Console  # noqa: PLC0415
 
         from grid_server.demo.runner import Demo  # noqa: PLC0415
@@ -185,7 +188,7 @@ async def _run(demo: Any, view: _View) -> DemoResult:
 
 
 def _configure_logging(console: Console, level: str) -> None:
-    from rich.logging import RichHandler  # noqa: PLC0415
+    from rich.logging import RichHandler  # noqa: PLC0415 - imported when the demo runs
 
     handler = RichHandler(console=console, show_path=False, markup=False)
     root = logging.getLogger()
@@ -207,8 +210,6 @@ class _View:
     """The start-up banner, the live status line (rich) and the closing summary."""
 
     def __init__(self, console: Console, specs: list[Any]) -> None:
-        from rich.live import Live  # noqa: PLC0415
-
         self.console = console
         self.specs = specs
         self.live: Live | None = None
@@ -217,7 +218,7 @@ class _View:
         self._started: Started | None = None
 
     def started(self, info: Started) -> None:
-        from rich.live import Live  # noqa: PLC0415
+        from rich.live import Live  # noqa: PLC0415 - imported when the demo runs (module doc)
 
         self._started = info
         kinds = Counter(spec.kind for spec in self.specs)

@@ -8,8 +8,8 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from grid_server.service import operator as ops
-from grid_server.service.grid import GridService
+from grid_server.service.operator import OperatorError
+from grid_server.service.wiring import build_grid
 
 from .serve import add_common, settings_from
 
@@ -36,23 +36,23 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    grid = GridService(settings_from(args))
+    grid = build_grid(settings_from(args))
 
     async def go() -> int:
         await grid.open()
         try:
             if args.revoke:
-                await ops.revoke_invitation(grid, args.revoke)
+                await grid.operator.revoke_invitation(args.revoke)
                 print(f"revoked {args.revoke}")
                 return 0
             expires = grid.clock.now() + args.expires
             for _ in range(args.count):
-                issued = await ops.create_invitation(
-                    grid, zone=args.zone, role=args.role, expires_at=expires
+                issued = await grid.operator.create_invitation(
+                    zone=args.zone, role=args.role, expires_at=expires
                 )
                 print(issued.code)
             return 0
-        except ops.OperatorError as exc:
+        except OperatorError as exc:
             print(f"error: {exc} ({exc.code}, {exc.field})")
             return 2
         finally:

@@ -24,7 +24,9 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from grid_server.service.grid import GridService
+from grid_server.service.local_ledger import verify_ledger
+from grid_server.service.payments import PaymentService
+from grid_server.service.wiring import Grid, build_grid
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.protocol import MAX_SEQ
 
@@ -74,53 +76,51 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from grid_server.api.payments import verify_local_ledger  # noqa: PLC0415
-
-    grid = GridService(settings_from(args))
+    grid = build_grid(settings_from(args))
     await grid.open()
-    payments = grid.payments
-    status = 0
     try:
-        result: Any
-        if args.action == "show":
-            result = await payments.ledger_summary()
-        elif args.action == "mint":
-            if len(args.args) != 2 or not is_address(args.args[0]):
-                print("usage: p2p-grid ledger mint ADDRESS AMOUNT [--micro] [--memo TEXT]")
-                return 2
-            try:
-                amount = parse_amount(args.args[1], micro=args.micro)
-            except ValueError as exc:
-                print(f"error: {exc}")
-                return 2
-            result = (await payments.mint(args.args[0], amount, args.memo)).to_wire()
-        elif args.action == "balances":
-            async with grid.db.read() as conn:
-                rows = await payments.store.balances(conn)
-                total, minted = await payments.store.totals(conn)
-            result = {
-                "accounts": [{"address": a, "balance": b, "seq": s} for a, b, s in rows],
-                "total": total,
-                "minted": minted,
-            }
-        elif args.action == "transfers":
-            async with grid.db.read() as conn:
-                entries = await payments.store.entries(
-                    conn, after=args.after, limit=args.limit, address=args.address
-                )
-            result = [e.to_wire() for e in entries]
-        elif args.action == "verify":
-            async with grid.db.read() as conn:
-                result = await verify_local_ledger(grid, conn)
-            status = 0 if result["ok"] else 1
-        elif args.action == "overdue":
-            result = await payments.overdue()
-        elif args.action == "payouts":
-            result = await payments.payouts.list()
-        else:
-            result = (await payments.payouts.run_once()).to_wire()
+        if args.action == "mint":
+            return await _mint(grid.payments, args)
+        result = await _action(grid, args)
         print(json.dumps(result, indent=2))
+        return 0 if args.action != "verify" or result["ok"] else 1
     finally:
-        await payments.stop()
+        await grid.payments.close()
         await grid.db.dispose()
-    return status
+
+
+async def _mint(payments: PaymentService, args: argparse.Namespace) -> int:
+    if len(args.args) != 2 or not is_address(args.args[0]):
+        print("usage: p2p-grid ledger mint ADDRESS AMOUNT [--micro] [--memo TEXT]")
+        return 2
+    try:
+        amount = parse_amount(args.args[1], micro=args.micro)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
+    entry = await payments.mint(args.args[0], amount, args.memo)
+    print(json.dumps(entry.to_wire(), indent=2))
+    return 0
+
+
+async def _action(grid: Grid, args: argparse.Namespace) -> Any:
+    """The answer of every action but ``mint``, as JSON data."""
+    payments = grid.payments
+    if args.action == "show":
+        return await payments.ledger_summary()
+    if args.action == "balances":
+        return await payments.balances()
+    if args.action == "transfers":
+        async with grid.db.read() as conn:
+            entries = await payments.store.entries(
+                conn, after=args.after, limit=args.limit, address=args.address
+            )
+        return [e.to_wire() for e in entries]
+    if args.action == "verify":
+        async with grid.db.read() as conn:
+            return await verify_ledger(payments.store, conn)
+    if args.action == "overdue":
+        return await payments.overdue()
+    if args.action == "payouts":
+        return await grid.payouts.list()
+    return (await grid.payouts.run_once()).to_wire()

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from grid_server.service import operator as ops
-from grid_server.service.grid import GridService
+from grid_server.service.operator import OperatorError
+from grid_server.service.wiring import Grid, build_grid
 from p2p_energy_client.units import parse_utc
 
 from .serve import add_common, settings_from
@@ -47,14 +47,14 @@ def register(subparsers: Any) -> None:
     zones.set_defaults(func=run_zones)
 
 
-def _with_grid(args: argparse.Namespace, job: Callable[[GridService], Awaitable[Any]]) -> int:
-    grid = GridService(settings_from(args))
+def _with_grid(args: argparse.Namespace, job: Callable[[Grid], Awaitable[Any]]) -> int:
+    grid = build_grid(settings_from(args))
 
     async def go() -> int:
         await grid.open()
         try:
             result = await job(grid)
-        except ops.OperatorError as exc:
+        except OperatorError as exc:
             print(f"error: {exc} ({exc.code}, {exc.field})")
             return 2
         finally:
@@ -68,12 +68,12 @@ def _with_grid(args: argparse.Namespace, job: Callable[[GridService], Awaitable[
 
 def run_participants(args: argparse.Namespace) -> int:
     if args.action == "list":
-        return _with_grid(args, ops.list_participants)
+        return _with_grid(args, lambda g: g.operator.list_participants())
     if not args.address:
         print("an address is needed")
         return 2
     status = {"suspend": "suspended", "reinstate": "active", "remove": "removed"}[args.action]
-    return _with_grid(args, lambda g: ops.set_participant_status(g, args.address, status))
+    return _with_grid(args, lambda g: g.operator.set_participant_status(args.address, status))
 
 
 def run_intervals(args: argparse.Namespace) -> int:
@@ -81,12 +81,12 @@ def run_intervals(args: argparse.Namespace) -> int:
         if not args.interval:
             print("an interval is needed")
             return 2
-        return _with_grid(args, lambda g: ops.interval_detail(g, parse_utc(args.interval)))
+        return _with_grid(args, lambda g: g.operator.interval_detail(parse_utc(args.interval)))
 
-    async def listing(grid: GridService) -> Any:
+    async def listing(grid: Grid) -> Any:
         now = grid.clock.now()
         span = timedelta(hours=args.hours)
-        return await ops.list_intervals(grid, now - span, now + span)
+        return await grid.operator.list_intervals(now - span, now + span)
 
     return _with_grid(args, listing)
 
@@ -94,15 +94,14 @@ def run_intervals(args: argparse.Namespace) -> int:
 def run_prices(args: argparse.Namespace) -> int:
     return _with_grid(
         args,
-        lambda g: ops.set_price(g, parse_utc(args.effective_from), args.retail, args.feed_in),
+        lambda g: g.operator.set_price(parse_utc(args.effective_from), args.retail, args.feed_in),
     )
 
 
 def run_zones(args: argparse.Namespace) -> int:
     return _with_grid(
         args,
-        lambda g: ops.upsert_zone(
-            g,
+        lambda g: g.operator.upsert_zone(
             args.id,
             parent=args.parent,
             fee=args.fee,

@@ -88,7 +88,7 @@ def ensure_operator_token(settings: Settings) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn  # noqa: PLC0415 - heavy; only `serve` needs the web server
 
     overrides: dict[str, Any] = {
         "host": args.host,
@@ -118,7 +118,7 @@ def run_serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=30,
         )
         return 0
-    from grid_server.api import create_app  # noqa: PLC0415
+    from grid_server.api import create_app  # noqa: PLC0415 - heavy (FastAPI); only `serve`
 
     uvicorn.run(
         create_app(settings),
@@ -135,7 +135,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def app_factory() -> Any:
     """The app of one worker process (``serve --workers N``)."""
-    from grid_server.api import create_app  # noqa: PLC0415
+    from grid_server.api import create_app  # noqa: PLC0415 - heavy (FastAPI); only `serve`
 
     settings = load_settings()
     configure_logging(settings)
@@ -143,7 +143,7 @@ def app_factory() -> Any:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from grid_server.storage.migrate import upgrade  # noqa: PLC0415
+    from grid_server.storage.migrate import upgrade  # noqa: PLC0415 - heavy (Alembic)
 
     settings = settings_from(args)
     db = Database(settings.database_url)

@@ -40,9 +40,11 @@ import aiohttp
 import uvicorn
 
 from grid_server.api import create_app
+from grid_server.api.dashboard import login_link
 from grid_server.config import GridConfig, Settings
-from grid_server.service.grid import GridService
 from grid_server.service.ledger_key import KEY_FILE
+from grid_server.service.wiring import Grid
+from grid_server.storage.cycle_queries import periods_issued
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.models import GridInfo
@@ -241,6 +243,18 @@ def preferences(specs: list[HouseholdSpec], seed: int) -> list[Preferences]:
     ]
 
 
+def _span(options: DemoOptions, interval_minutes: int) -> tuple[datetime, datetime | None]:
+    """The first interval the demo runs, and the end of its span (None: until stopped)."""
+    start = interval_start(options.start.astimezone(UTC), interval_minutes)
+    if options.days is None:
+        return start, None
+    # Whole intervals only, so the span's last interval is complete.
+    end = interval_start(start + timedelta(days=options.days), interval_minutes)
+    if end <= start:
+        raise ValueError("the demo needs at least one 15-minute interval (--days)")
+    return start, end
+
+
 class Demo:
     """One run of the demo; :meth:`run` does everything and returns the result."""
 
@@ -253,18 +267,10 @@ class Demo:
         if options.settlement_window_seconds is not None:
             kwargs["settlement_window_seconds"] = options.settlement_window_seconds
         self.config: GridConfig = demo_grid(self.specs, **kwargs)
-        start = options.start.astimezone(UTC)
         step = options.step()
         if 900 % step:
             raise ValueError("the simulation step must divide the 15-minute interval")
-        self.start = interval_start(start, self.config.interval_minutes)
-        self.end: datetime | None = None
-        if options.days is not None:
-            # Whole intervals only, so the span's last interval is complete.
-            span = timedelta(days=options.days)
-            self.end = interval_start(self.start + span, self.config.interval_minutes)
-            if self.end <= self.start:
-                raise ValueError("the demo needs at least one 15-minute interval (--days)")
+        self.start, self.end = _span(options, self.config.interval_minutes)
         self.speed = options.resolved_speed()
         self.clock = DemoClock(self.start, self.speed)
         self.operator_token = secrets.token_urlsafe(24)
@@ -276,15 +282,15 @@ class Demo:
         self.phase = "starting"
         self._tasks: list[asyncio.Task[None]] = []
         self._routines: set[asyncio.Task[None]] = set()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.url = ""
-        self.grid: GridService | None = None
+        self.grid: Grid | None = None
         self._stepped = asyncio.Event()
         self.max_lag_seconds = 0.0
         self.minted_micro = 0
         self.utility_paid_micro = 0
         self._run_began: tuple[float, float] | None = None
         self._run_ended: tuple[float, float, datetime] | None = None
+        self._grid_address = ""  # the grid's ledger address, once it is known
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -562,79 +568,21 @@ class Demo:
     ) -> DemoResult:
         began = time.monotonic()
         cpu0 = time.process_time()
-        options = self.options
         database = self.database_path()
-        settings = self.settings(database)
         write_grid_key(database.parent / KEY_FILE, self.options.seed)
-        app = create_app(settings, self.clock)
+        app = create_app(self.settings(database), self.clock)
         self.grid = app.state.grid
-        port = _free_port(options.host, options.port)
-        config = uvicorn.Config(
-            app,
-            host=options.host,
-            port=port,
-            log_level=options.log_level.lower(),
-            lifespan="on",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = _Server(config)
-        server_task = asyncio.create_task(server.serve())
-        while not server.started:
-            if server_task.done():
-                server_task.result()
-                raise RuntimeError("the grid server stopped while starting")
-            await asyncio.sleep(0.01)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{options.host}:{bound}"
+        server, server_task = await self._serve(app)
         interrupted = False
         # Every live stream holds a connection for good; requests need their own.
-        streams = len(self.specs) if options.use_stream() else 0
+        streams = len(self.specs) if self.options.use_stream() else 0
         connector = aiohttp.TCPConnector(limit=streams + REQUEST_CONNECTIONS)
         session = aiohttp.ClientSession(connector=connector)
         try:
-            probe = GridClient(self.url, household_keys(options.seed, -1), session=session)
-            grid_info = await probe.grid_info()
-            self.phase = "joining"
-            await self._join_all(session, grid_info)
-            assert grid_info.ledger_address is not None
-            await self._fund(session, grid_info.ledger_address)
-            nb = self.neighbourhood
-            nb.prepare()
-            for i, household in enumerate(self.households):
-                household.observe(nb.meters(i), nb.now)
+            await self._start_neighbourhood(session)
             if on_started is not None:
-                on_started(
-                    Started(
-                        self.url,
-                        dashboard_url(app, self.url),
-                        database,
-                        self.operator_token,
-                        len(self.households),
-                        self.speed,
-                        self.start,
-                        nb.step_s,
-                        options.use_stream(),
-                    )
-                )
-            self.clock.run()
-            self._run_began = (time.monotonic(), time.process_time())
-            self.phase = "running"
-            self._tasks = [
-                asyncio.create_task(self._simulate(), name="demo-simulate"),
-                asyncio.create_task(self._schedule_routines(), name="demo-routines"),
-                asyncio.create_task(self._status(on_status, began, status_every)),
-                asyncio.create_task(
-                    self._settle_utility(session, grid_info.ledger_address), name="demo-utility"
-                ),
-            ]
-            if options.use_stream():
-                self._tasks.append(asyncio.create_task(self._streams(), name="demo-streams"))
-            watch = asyncio.create_task(self._watch_tasks())
-            try:
-                interrupted = await self._wait_for_end()
-            finally:
-                watch.cancel()
+                on_started(self._started(app, database))
+            interrupted = await self._run_neighbourhood(session, on_status, began, status_every)
         finally:
             self._mark_run_end()
             self.phase = "stopping"
@@ -658,6 +606,89 @@ class Demo:
             time.process_time() - cpu0,
             interrupted,
         )
+        self._measure(result, end)
+        return result
+
+    async def _serve(self, app: Any) -> tuple[_Server, asyncio.Task[None]]:
+        """The grid server on the demo's host and port (a free one if that is taken)."""
+        options = self.options
+        config = uvicorn.Config(
+            app,
+            host=options.host,
+            port=_free_port(options.host, options.port),
+            log_level=options.log_level.lower(),
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        server_task = asyncio.create_task(server.serve())
+        while not server.started:
+            if server_task.done():
+                server_task.result()
+                raise RuntimeError("the grid server stopped while starting")
+            await asyncio.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{options.host}:{bound}"
+        return server, server_task
+
+    async def _start_neighbourhood(self, session: aiohttp.ClientSession) -> None:
+        """Join and fund every household, and let each meter take its first look."""
+        options = self.options
+        probe = GridClient(self.url, household_keys(options.seed, -1), session=session)
+        grid_info = await probe.grid_info()
+        self.phase = "joining"
+        await self._join_all(session, grid_info)
+        assert grid_info.ledger_address is not None
+        self._grid_address = grid_info.ledger_address
+        await self._fund(session, grid_info.ledger_address)
+        nb = self.neighbourhood
+        nb.prepare()
+        for i, household in enumerate(self.households):
+            household.observe(nb.meters(i), nb.now)
+
+    def _started(self, app: Any, database: Path) -> Started:
+        return Started(
+            self.url,
+            dashboard_url(app, self.url),
+            database,
+            self.operator_token,
+            len(self.households),
+            self.speed,
+            self.start,
+            self.neighbourhood.step_s,
+            self.options.use_stream(),
+        )
+
+    async def _run_neighbourhood(
+        self,
+        session: aiohttp.ClientSession,
+        on_status: Callable[[Status], None] | None,
+        began: float,
+        status_every: float,
+    ) -> bool:
+        """Start the clock and the simulation; True when it was interrupted before its end."""
+        self.clock.run()
+        self._run_began = (time.monotonic(), time.process_time())
+        self.phase = "running"
+        self._tasks = [
+            asyncio.create_task(self._simulate(), name="demo-simulate"),
+            asyncio.create_task(self._schedule_routines(), name="demo-routines"),
+            asyncio.create_task(self._status(on_status, began, status_every)),
+            asyncio.create_task(
+                self._settle_utility(session, self._grid_address), name="demo-utility"
+            ),
+        ]
+        if self.options.use_stream():
+            self._tasks.append(asyncio.create_task(self._streams(), name="demo-streams"))
+        watch = asyncio.create_task(self._watch_tasks())
+        try:
+            return await self._wait_for_end()
+        finally:
+            watch.cancel()
+
+    def _measure(self, result: DemoResult, end: datetime) -> None:
+        """The signs of an overloaded machine and the running phase's own figures."""
         result.max_lag_seconds = self.max_lag_seconds
         result.over_cap = self._over_cap()
         result.utility_settled_micro = self.utility_paid_micro
@@ -673,7 +704,6 @@ class Demo:
             result.run_real_seconds = self._run_ended[0] - self._run_began[0]
             result.run_cpu_seconds = self._run_ended[1] - self._run_began[1]
             result.run_sim_seconds = (self._run_ended[2] - self.start).total_seconds()
-        return result
 
     def _mark_run_end(self) -> None:
         if self._run_ended is None and self._run_began is not None:
@@ -710,16 +740,9 @@ def write_grid_key(path: Path, seed: int) -> None:
         fh.write(KeyPair(seed_bytes).seed_hex + "\n")
 
 
-async def _periods_issued(grid: GridService, since: datetime, until: datetime) -> int:
-    from sqlalchemy import func, select  # noqa: PLC0415
-
-    from grid_server.storage.schema import periods  # noqa: PLC0415
-
+async def _periods_issued(grid: Grid, since: datetime, until: datetime) -> int:
     async with grid.db.read() as conn:
-        count = await conn.scalar(
-            select(func.count()).where(periods.c.start >= since, periods.c.start < until)
-        )
-    return int(count or 0)
+        return await periods_issued(conn, since, until)
 
 
 def dashboard_url(app: Any, base: str) -> str | None:
@@ -727,8 +750,6 @@ def dashboard_url(app: Any, base: str) -> str | None:
     paths = {getattr(route, "path", None) for route in app.routes}
     if "/dashboard/login" not in paths:
         return None
-    from grid_server.api.dashboard import login_link  # noqa: PLC0415
-
     return login_link(app, base)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.api.payments import verify_local_ledger
 from grid_server.service.dashboard.savings import PriceSteps, market_totals, price_steps
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import Grid as GridService
 from grid_server.storage import intervals as stored_intervals
 from grid_server.storage import ledger, payments, readings
 from grid_server.storage import statements as stored_statements

@@ -1,7 +1,8 @@
 """Anchoring interval roots on IOTA through IOTA Notarization (with the IOTA ledger).
 
-One pass (:meth:`Anchoring.run_once`, started by the interval cycle after it
-closes roots, in the background so clearing never waits for the node):
+One pass (:meth:`Anchoring.run_once`, started by :meth:`Anchoring.kick` when
+the audit trail closes roots, in the background so clearing never waits for
+the node):
 
 1. A stored attempt whose batch is not anchored yet is finished first: its
    signed bytes are submitted again (the same bytes can land at most once;
@@ -24,12 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
-
+from grid_server.config import AuditConfig, LedgerConfig
 from grid_server.domain.audit_chain import link
 from grid_server.domain.audit_roots import (
     ANCHOR_KIND,
@@ -38,9 +37,10 @@ from grid_server.domain.audit_roots import (
     anchor_record,
     make_batch,
 )
+from grid_server.domain.clock import Clock
+from grid_server.storage import anchor_queries as aq
 from grid_server.storage import audit_log, audit_store
-from grid_server.storage.db import advisory_key
-from grid_server.storage.schema import audit_anchor_attempts, audit_anchors
+from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.ledger.iota.bcs import decode_transaction_data
 from p2p_energy_client.ledger.iota.ledger import IotaNetwork
 from p2p_energy_client.ledger.iota.notarization import (
@@ -54,10 +54,10 @@ from p2p_energy_client.ledger.iota.notarization import (
 )
 from p2p_energy_client.protocol import LedgerKind, canonical_json
 
+from .payments import PaymentService
+
 if TYPE_CHECKING:
     from p2p_energy_client.ledger.iota.transactions import SignedTransaction
-
-    from .grid import GridService
 
 _LOGGER = logging.getLogger(__name__)
 MAX_BATCH = 1000
@@ -70,41 +70,48 @@ class AnchorOutcome:
     log_seq: int
 
 
-def notarization_package(grid: GridService) -> str | None:
+def notarization_package(audit: AuditConfig, ledger: LedgerConfig) -> str | None:
     """The notarization package of the grid's network (or the configured one)."""
-    audit = grid.config.audit
     if audit.notarization_package is not None:
         return audit.notarization_package
-    network = grid.config.ledger.iota.network
+    network = ledger.iota.network
     if network is None:
         return None
     return PACKAGES.get(IotaNetwork(network))
 
 
-def anchoring_enabled(grid: GridService) -> bool:
-    return (
-        grid.config.audit.anchor
-        and LedgerKind(grid.config.ledger.kind) is LedgerKind.IOTA
-        and notarization_package(grid) is not None
-    )
-
-
+@dataclass(kw_only=True, eq=False)
 class Anchoring:
-    def __init__(self, grid: GridService) -> None:
-        self.grid = grid
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self.last_error: str | None = None
+    """The grid's anchoring runner (one per running grid; see the module documentation)."""
+
+    grid_id: str
+    db: Database
+    clock: Clock
+    audit: AuditConfig
+    ledger: LedgerConfig
+    payments: PaymentService
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    @property
+    def package(self) -> str | None:
+        return notarization_package(self.audit, self.ledger)
+
+    @property
+    def enabled(self) -> bool:
+        return (
+            self.audit.anchor
+            and LedgerKind(self.ledger.kind) is LedgerKind.IOTA
+            and self.package is not None
+        )
 
     def notarizer(self) -> Notarizer:
-        payments = self.grid.payments
-        node = self.grid.config.ledger.iota
-        package = notarization_package(self.grid)
-        assert package is not None
+        node = self.ledger.iota
+        assert self.package is not None
         return Notarizer(
-            payments.iota().rpc,
-            payments.grid_keys,
-            package,
+            self.payments.iota().rpc,
+            self.payments.grid_keys,
+            self.package,
             submit_deadline=node.submit_deadline,
             checkpoint_timeout=node.checkpoint_timeout,
             poll_interval=node.poll_interval,
@@ -112,7 +119,7 @@ class Anchoring:
 
     def kick(self) -> None:
         """Start a pass in the background unless one is running."""
-        if not anchoring_enabled(self.grid) or (self._task is not None and not self._task.done()):
+        if not self.enabled or (self._task is not None and not self._task.done()):
             return
         self._task = asyncio.create_task(self._background(), name="p2p-anchor")
 
@@ -122,7 +129,6 @@ class Anchoring:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next pass tries again
-            self.last_error = str(exc)
             _LOGGER.warning("anchoring failed: %s", exc, exc_info=True)
 
     async def stop(self) -> None:
@@ -134,37 +140,25 @@ class Anchoring:
 
     async def run_once(self) -> AnchorOutcome | None:
         """Anchor what is due (see the module doc); None when nothing was."""
-        if not anchoring_enabled(self.grid):
+        if not self.enabled:
             return None
         async with self._lock:
-            db = self.grid.db
+            db = self.db
             if not db.is_postgres:
                 return await self._pass()
             # One worker anchors at a time: a session-long advisory lock on its own connection.
             async with db.write() as guard:
-                key = advisory_key(self.grid.grid_id, "audit-anchor")
+                key = advisory_key(self.grid_id, "audit-anchor")
                 if not await db.advisory_xact_lock(guard, key, wait=False):
                     return None
                 return await self._pass()
 
     async def _pass(self) -> AnchorOutcome | None:
-        grid = self.grid
-        db = grid.db
-        async with db.read() as conn:
-            latest = await audit_store.latest_anchor(conn, grid.grid_id)
+        async with self.db.read() as conn:
+            latest = await audit_store.latest_anchor(conn, self.grid_id)
             anchored_until = -1 if latest is None else int(latest.last_root_seq)
-            pending = (
-                await conn.execute(
-                    select(audit_anchor_attempts)
-                    .where(
-                        audit_anchor_attempts.c.grid == grid.grid_id,
-                        audit_anchor_attempts.c.last_root_seq > anchored_until,
-                    )
-                    .order_by(audit_anchor_attempts.c.id.desc())
-                    .limit(1)
-                )
-            ).one_or_none()
-            waiting = await audit_store.unanchored_roots(conn, grid.grid_id, MAX_BATCH)
+            pending = await aq.pending_attempt(conn, self.grid_id, anchored_until)
+            waiting = await audit_store.unanchored_roots(conn, self.grid_id, MAX_BATCH)
         notarizer = self.notarizer()
         if pending is not None:
             batch = make_batch(
@@ -179,26 +173,25 @@ class Anchoring:
                 _LOGGER.warning(
                     "stored anchor %s can never land (%s); rebuilding", pending.digest, exc
                 )
-        if len(waiting) < grid.config.audit.anchor_every:
+        if len(waiting) < self.audit.anchor_every:
             return None
         batch = make_batch(waiting)
         object_id = None if latest is None else str(latest.object_id)
         signed = await notarizer.prepare(
             batch.payload,
-            anchor_metadata(grid.grid_id, batch),
+            anchor_metadata(self.grid_id, batch),
             object_id=object_id,
-            description=f"p2p_energy audit roots of grid {grid.grid_id}",
+            description=f"p2p_energy audit roots of grid {self.grid_id}",
         )
-        async with db.write() as conn:
-            await conn.execute(
-                insert(audit_anchor_attempts).values(
-                    grid=grid.grid_id,
-                    first_root_seq=batch.first_root_seq,
-                    last_root_seq=batch.last_root_seq,
-                    digest=signed.digest,
-                    signed=signed_to_json(signed),
-                    created_at=grid.clock.now(),
-                )
+        async with self.db.write() as conn:
+            await aq.insert_attempt(
+                conn,
+                grid=self.grid_id,
+                first_root_seq=batch.first_root_seq,
+                last_root_seq=batch.last_root_seq,
+                digest=signed.digest,
+                signed=signed_to_json(signed),
+                now=self.clock.now(),
             )
         return await self._finish(batch, signed, notarizer)
 
@@ -210,7 +203,6 @@ class Anchoring:
             raise NotarizationError("mismatch", "the stored transaction anchors other bytes")
         anchored = await notarizer.submit(signed)
         log_seq = await self._record(batch, anchored, notarizer.package)
-        self.last_error = None
         _LOGGER.info(
             "anchored roots %d–%d in %s (%s, state %d)",
             batch.first_root_seq,
@@ -222,10 +214,9 @@ class Anchoring:
         return AnchorOutcome(batch, anchored, log_seq)
 
     async def _record(self, batch: Batch, anchored: Anchored, package: str) -> int:
-        grid = self.grid
-        db = grid.db
-        network = grid.config.ledger.iota.network
-        now = grid.clock.now()
+        db = self.db
+        network = self.ledger.iota.network
+        now = self.clock.now()
         record = anchor_record(
             batch,
             ledger="iota",
@@ -237,52 +228,25 @@ class Anchoring:
             state_version=anchored.state_version,
         )
         async with db.write() as conn:
-            known = await conn.scalar(
-                select(audit_anchors.c.log_seq).where(audit_anchors.c.digest == anchored.digest)
-            )
+            known = await aq.anchor_log_seq(conn, anchored.digest)
             if known is not None:
-                return int(known)  # recorded by an earlier pass
-            seq, head = await audit_log.lock_head(conn, db, grid.grid_id)
+                return known  # recorded by an earlier pass
+            seq, head = await audit_log.lock_head(conn, db, self.grid_id)
             entries = link(
                 seq, head, [(ANCHOR_KIND, str(batch.last_root_seq), canonical_json(record))]
             )
-            await audit_log.write_entries(conn, grid.grid_id, entries, now)
-            await conn.execute(
-                insert(audit_anchors).values(
-                    grid=grid.grid_id,
-                    last_root_seq=batch.last_root_seq,
-                    first_root_seq=batch.first_root_seq,
-                    batch_root=batch.batch_root,
-                    payload=batch.payload,
-                    ledger="iota",
-                    network=network,
-                    package=package,
-                    object_id=anchored.object_id,
-                    object_version=anchored.object_version,
-                    state_version=anchored.state_version,
-                    digest=anchored.digest,
-                    log_seq=entries[0].seq,
-                    created_at=now,
-                )
+            await audit_log.write_entries(conn, self.grid_id, entries, now)
+            await aq.insert_anchor(
+                conn,
+                grid=self.grid_id,
+                batch=batch,
+                network=network,
+                package=package,
+                anchored=anchored,
+                log_seq=entries[0].seq,
+                now=now,
             )
         return entries[0].seq
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Any, Anchoring] = weakref.WeakKeyDictionary()
-
-
-def anchoring(grid: GridService) -> Anchoring:
-    """The grid's anchoring runner (one per running grid)."""
-    runner = _RUNNERS.get(grid)
-    if runner is None:
-        runner = _RUNNERS[grid] = Anchoring(grid)
-    return runner
-
-
-__all__ = [
-    "AnchorOutcome",
-    "Anchoring",
-    "anchoring",
-    "anchoring_enabled",
-    "notarization_package",
-]
+__all__ = ["AnchorOutcome", "Anchoring", "notarization_package"]

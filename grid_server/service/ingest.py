@@ -21,6 +21,8 @@ Per envelope, in this order:
 4. the payload's own rules (:mod:`.handlers`), which validate everything
    before they change anything, so a refused envelope leaves no trace.
 
+The types the writer and the handlers share are :mod:`.transaction`.
+
 An accepted envelope is stored with its raw request bytes, its parsed header,
 the hash of its canonical payload and the JSON answered, and appended to the
 audit log, all in the same transaction as its effects.
@@ -33,18 +35,16 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.audit_chain import link
+from grid_server.domain.clock import Clock
 from grid_server.storage import audit_log
-from grid_server.storage.schema import envelopes, participants
+from grid_server.storage import ingest_queries as q
+from grid_server.storage.db import Database, interval_lock_key
 from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
@@ -54,90 +54,36 @@ from p2p_energy_client.protocol import (
     check_freshness,
 )
 
-if TYPE_CHECKING:
-    from .grid import GridService
+from . import handlers
+from .faults import Faults
+from .metrics import Metrics
+from .transaction import (
+    IngestRules,
+    Outcome,
+    ParticipantRow,
+    Submission,
+    TxContext,
+    error_outcome,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Outcome:
-    status: int
-    body: bytes
-    duplicate: bool = False
-
-
-@dataclass(slots=True)
-class Submission:
-    raw: bytes
-    envelope: Envelope
-    future: asyncio.Future[Outcome]
-    client: str = ""
-
-    @property
-    def type(self) -> str:
-        return self.envelope.payload.type
-
-
-@dataclass(slots=True)
-class ParticipantRow:
-    id: int
-    address: str
-    name: str
-    zone: str
-    role: str
-    status: str
-    last_seq: int
-    joined_at: datetime
-
-
-def error_outcome(exc: ProtocolError) -> Outcome:
-    return Outcome(exc.status, orjson.dumps(exc.to_wire()))
-
-
-@dataclass
-class TxContext:
-    """State of one writer transaction, shared by the handlers of its envelopes."""
-
-    conn: AsyncConnection
-    grid: GridService
-    now: datetime
-    head_seq: int
-    head_hash: bytes
-    participants: dict[str, ParticipantRow] = field(default_factory=dict)
-    # Handler caches (filled lazily by handlers.prefetch).
-    cache: dict[str, Any] = field(default_factory=dict)
-    envelope_rows: list[dict[str, Any]] = field(default_factory=list)
-    log_items: list[tuple[str, str, bytes]] = field(default_factory=list)
-    seq_updates: dict[int, int] = field(default_factory=dict)
-    # Work the handlers buffer for one executemany each at the end.
-    deferred: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    flushers: list[Callable[[TxContext], Awaitable[None]]] = field(default_factory=list)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
-    accepted_results: dict[bytes, bytes] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def next_log_seq(self) -> int:
-        return self.head_seq + len(self.log_items) + 1
-
-    def defer(self, key: str, row: dict[str, Any]) -> None:
-        self.deferred.setdefault(key, []).append(row)
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
-
-
+@dataclass(kw_only=True, eq=False)
 class Writer:
     """The per-process group-commit writer."""
 
-    def __init__(self, grid: GridService, max_batch: int = 512) -> None:
-        self.grid = grid
-        self.max_batch = max_batch
-        self._queue: deque[Submission] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self.batches = 0
+    db: Database
+    clock: Clock
+    rules: IngestRules
+    metrics: Metrics
+    faults: Faults
+    max_batch: int = 512
+    _queue: deque[Submission] = field(default_factory=deque, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _closing: bool = field(default=False, init=False)
+    batches: int = field(default=0, init=False)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="p2p-writer")
@@ -201,35 +147,23 @@ class Writer:
             if not sub.future.done():
                 sub.future.set_result(outcome)
         self.batches += 1
-        self.grid.metrics.observe_batch(len(batch), time.perf_counter() - started, ctx.counts)
+        self.metrics.observe_batch(len(batch), time.perf_counter() - started, ctx.counts)
 
     async def _apply_batch(self, batch: list[Submission]) -> tuple[list[Outcome], TxContext]:
-        from . import handlers  # noqa: PLC0415 - handlers import this module
-
-        grid = self.grid
-        db = grid.db
+        db = self.db
+        grid_id = self.rules.grid_id
         async with db.write_batch() as conn:
             # Interval locks before the chain head (the cycle takes them in the
             # same order), so a worker clearing an interval never deadlocks
             # with one accepting orders or readings for it.
             if db.is_postgres:
-                for moment in sorted(_intervals_touched(batch)):
-                    await conn.execute(_SHARED_LOCK, {"k": grid.interval_lock_key(moment)})
-            head_seq, head_hash = await audit_log.lock_head(conn, db, grid.grid_id)
-            ctx = TxContext(conn, grid, grid.clock.now(), head_seq, head_hash)
-            signatures = [sub.envelope.signature for sub in batch]
-            stored = {
-                bytes(row.signature): (bytes(row.result), row.type)
-                for row in await conn.execute(
-                    select(envelopes.c.signature, envelopes.c.result, envelopes.c.type).where(
-                        envelopes.c.signature.in_(signatures)
-                    )
-                )
-            }
+                keys = [interval_lock_key(grid_id, t) for t in sorted(_intervals_touched(batch))]
+                await q.lock_shared(conn, keys)
+            head_seq, head_hash = await audit_log.lock_head(conn, db, grid_id)
+            ctx = TxContext(conn, self.rules, self.clock.now(), head_seq, head_hash)
+            stored = await q.stored_results(conn, [sub.envelope.signature for sub in batch])
             senders = {sub.envelope.sender for sub in batch}
-            for row in await conn.execute(
-                select(participants).where(participants.c.address.in_(senders))
-            ):
+            for row in await q.participants_by_address(conn, senders):
                 ctx.participants[row.address] = ParticipantRow(
                     row.id,
                     row.address,
@@ -241,58 +175,24 @@ class Writer:
                     row.joined_at,
                 )
             await handlers.prefetch(ctx, batch)
-            outcomes = [await self._apply_one(ctx, sub, stored, handlers) for sub in batch]
+            outcomes = [await self._apply_one(ctx, sub, stored) for sub in batch]
             await self._flush(ctx)
-            if grid.faults.armed:  # test-only: halt before the commit (see faults.py)
+            if self.faults.armed:  # test-only: halt before the commit (see faults.py)
                 readings = any(isinstance(s.envelope.payload.body, Readings) for s in batch)
-                await grid.faults.reach("ingest.commit", "readings" if readings else "")
+                await self.faults.reach("ingest.commit", "readings" if readings else "")
         return outcomes, ctx
 
     async def _apply_one(
-        self,
-        ctx: TxContext,
-        sub: Submission,
-        stored: dict[bytes, tuple[bytes, str]],
-        handlers: Any,
+        self, ctx: TxContext, sub: Submission, stored: dict[bytes, tuple[bytes, str]]
     ) -> Outcome:
         env = sub.envelope
-        header = env.payload.header
         previous = stored.get(env.signature)
         if previous is None and env.signature in ctx.accepted_results:
             previous = (ctx.accepted_results[env.signature], env.payload.type)
         if previous is not None:
-            if previous[1] == "session":
-                # A session answer holds a bearer token that is never stored;
-                # a retry simply opens a new session with a new envelope.
-                exc = ProtocolError(
-                    ErrorCode.REPLAY, "this session envelope was already used", "payload.seq"
-                )
-                return error_outcome(exc)
-            ctx.count("duplicate_envelopes")
-            return Outcome(200, previous[0], duplicate=True)
+            return _answer_again(ctx, previous)
         try:
-            check_freshness(env, self.grid.grid_id, ctx.now)
-            participant = ctx.participants.get(header.sender)
-            last_seq = participant.last_seq if participant is not None else 0
-            if header.seq <= last_seq:
-                raise ProtocolError(
-                    ErrorCode.REPLAY,
-                    f"payload.seq {header.seq} is not above {last_seq}, the last accepted "
-                    "for this key",
-                    "payload.seq",
-                    {"last_seq": last_seq},
-                )
-            if env.payload.type != "join":
-                if participant is None:
-                    raise ProtocolError(
-                        ErrorCode.NOT_MEMBER, "this key is not a member of the grid", "public_key"
-                    )
-                if participant.status != "active":
-                    raise ProtocolError(
-                        ErrorCode.SUSPENDED,
-                        f"the participant is {participant.status}",
-                        "payload.sender",
-                    )
+            participant = self._check_sender(ctx, env)
             handled = await handlers.apply(ctx, sub, participant)
         except ProtocolError as exc:
             ctx.count(f"rejected:{exc.code}")
@@ -301,6 +201,32 @@ class Writer:
         kept = answer if handled.stored is None else orjson.dumps(handled.stored)
         self._accept(ctx, sub, handled.participant_id, kept)
         return Outcome(200, answer)
+
+    def _check_sender(self, ctx: TxContext, env: Envelope) -> ParticipantRow | None:
+        """This grid, a fresh timestamp, a new seq; a member in good standing (but to join)."""
+        header = env.payload.header
+        check_freshness(env, self.rules.grid_id, ctx.now)
+        participant = ctx.participants.get(header.sender)
+        last_seq = participant.last_seq if participant is not None else 0
+        if header.seq <= last_seq:
+            raise ProtocolError(
+                ErrorCode.REPLAY,
+                f"payload.seq {header.seq} is not above {last_seq}, the last accepted for this key",
+                "payload.seq",
+                {"last_seq": last_seq},
+            )
+        if env.payload.type != "join":
+            if participant is None:
+                raise ProtocolError(
+                    ErrorCode.NOT_MEMBER, "this key is not a member of the grid", "public_key"
+                )
+            if participant.status != "active":
+                raise ProtocolError(
+                    ErrorCode.SUSPENDED,
+                    f"the participant is {participant.status}",
+                    "payload.sender",
+                )
+        return participant
 
     def _accept(self, ctx: TxContext, sub: Submission, participant_id: int, result: bytes) -> None:
         env = sub.envelope
@@ -330,20 +256,28 @@ class Writer:
         ctx.count(f"accepted:{env.payload.type}")
 
     async def _flush(self, ctx: TxContext) -> None:
-        conn = ctx.conn
-        for flusher in ctx.flushers:
-            await flusher(ctx)
+        await handlers.flush(ctx)
         if not ctx.envelope_rows:
             return
+        conn = ctx.conn
         entries = link(ctx.head_seq, ctx.head_hash, ctx.log_items)
-        await conn.execute(insert(envelopes), ctx.envelope_rows)
-        await audit_log.write_entries(conn, self.grid.grid_id, entries, ctx.now)
-        await conn.execute(
-            update(participants)
-            .where(participants.c.id == bindparam("pid"))
-            .values(last_seq=bindparam("new_seq")),
-            [{"pid": pid, "new_seq": seq} for pid, seq in ctx.seq_updates.items()],
+        await q.insert_envelopes(conn, ctx.envelope_rows)
+        await audit_log.write_entries(conn, self.rules.grid_id, entries, ctx.now)
+        await q.update_last_seqs(conn, ctx.seq_updates)
+
+
+def _answer_again(ctx: TxContext, previous: tuple[bytes, str]) -> Outcome:
+    """An exact duplicate of an accepted envelope: the stored answer (a session is refused)."""
+    answer, payload_type = previous
+    if payload_type == "session":
+        # A session answer holds a bearer token that is never stored;
+        # a retry simply opens a new session with a new envelope.
+        exc = ProtocolError(
+            ErrorCode.REPLAY, "this session envelope was already used", "payload.seq"
         )
+        return error_outcome(exc)
+    ctx.count("duplicate_envelopes")
+    return Outcome(200, answer, duplicate=True)
 
 
 def _intervals_touched(batch: list[Submission]) -> set[datetime]:
@@ -355,6 +289,3 @@ def _intervals_touched(batch: list[Submission]) -> set[datetime]:
         elif isinstance(body, Readings):
             keys.update(r.interval for r in body.readings)
     return keys
-
-
-_SHARED_LOCK = text("SELECT pg_advisory_xact_lock_shared(:k)")

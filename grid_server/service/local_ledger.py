@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.domain.ledger import TransferRefused, check_transfer
+from grid_server.domain.ledger import TransferRefused, check_transfer, verify_chain
 from grid_server.storage.db import Database
 from grid_server.storage.schema import ledger_accounts, ledger_entries, ledger_heads
 from p2p_energy_client.crypto import b64encode
@@ -37,7 +37,7 @@ from p2p_energy_client.ledger.local import (
     time_ms,
 )
 from p2p_energy_client.models import LedgerEntry
-from p2p_energy_client.protocol import ErrorCode
+from p2p_energy_client.protocol import ErrorCode, canonical_json
 
 
 class LedgerHeadMismatch(RuntimeError):
@@ -356,6 +356,11 @@ def next_entry(
     return row
 
 
+def log_item(entry: LedgerEntry) -> tuple[str, str, bytes]:
+    """The audit log item ``(kind, ref, body)`` of a ledger entry."""
+    return ("ledger", entry.tx_id, canonical_json(entry.to_wire()))
+
+
 def row_view(row: dict[str, Any]) -> LedgerEntry:
     return entry_view(_Row(row))
 
@@ -365,3 +370,41 @@ class _Row:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
+
+
+async def verify_ledger(store: LocalLedgerStore, conn: AsyncConnection) -> dict[str, Any]:
+    """Replay the whole chain; compare balances with the entries and the minted total."""
+    after = 0
+    chain: list[LedgerEntry] = []
+    while batch := await store.entries(conn, after=after, limit=10_000):
+        chain.extend(batch)
+        after = batch[-1].index
+    broken = verify_chain(chain, store.grid_id)
+    expected: dict[str, int] = {}
+    minted = 0
+    for entry in chain:
+        expected[entry.recipient] = expected.get(entry.recipient, 0) + entry.amount
+        if entry.sender is not None:
+            expected[entry.sender] = expected.get(entry.sender, 0) - entry.amount
+        else:
+            minted += entry.amount
+    stored = {a: b for a, b, _ in await store.balances(conn)}
+    mismatched = sorted(
+        a for a in set(expected) | set(stored) if expected.get(a, 0) != stored.get(a, 0)
+    )
+    total, head_minted = await store.totals(conn)
+    head = await store.head(conn)
+    ok = (
+        broken is None
+        and not mismatched
+        and total == minted == head_minted
+        and (head is None or head.entries == len(chain))
+    )
+    return {
+        "ok": ok,
+        "entries": len(chain),
+        "first_bad_entry": None if broken is None else {"index": broken[0], "reason": broken[1]},
+        "balances_total": total,
+        "minted": minted,
+        "mismatched_accounts": mismatched[:100],
+    }

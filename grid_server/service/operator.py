@@ -2,7 +2,8 @@
 
 Shared by the operator HTTP API and the ``p2p-grid`` CLI. Changes that affect
 the market (prices, zones, a participant's status) are appended to the audit
-log as ``operator`` entries in the same transaction.
+log as ``operator`` entries in the same transaction. Seeding the database from
+the config file (:meth:`Operator.seed`) adds zones and prices the same way.
 """
 
 from __future__ import annotations
@@ -11,25 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.config import GridConfig, PriceConfig, ZoneConfig
+from grid_server.domain.clock import Clock
 from grid_server.domain.registry import check_role, code_hash, new_invitation_code
+from grid_server.domain.schedule import Schedule
 from grid_server.storage import audit_log
-from grid_server.storage.schema import (
-    fills,
-    intervals,
-    invitations,
-    orders,
-    participants,
-    readings,
-    utility_prices,
-    zone_results,
-    zones,
-)
+from grid_server.storage import operator_queries as oq
+from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.protocol import canonical_json, check_id
 from p2p_energy_client.units import format_price, format_utc, parse_price
 
-from .grid import GridService
+# Invitations issued at once, at most (one request, one transaction).
+MAX_INVITATIONS = 100_000
+# Intervals listed at once, at most.
+MAX_INTERVALS = 5000
 
 
 class OperatorError(ValueError):
@@ -57,96 +55,134 @@ class IssuedInvitation:
         }
 
 
-async def _log(grid: GridService, conn: Any, ref: str, record: dict[str, Any]) -> None:
-    await audit_log.append(
-        conn, grid.db, grid.grid_id, [("operator", ref, canonical_json(record))], grid.clock.now()
-    )
-
-
-async def create_invitation(
-    grid: GridService,
+def zone_values(
     *,
-    zone: str | None = None,
-    role: str | None = None,
-    expires_at: datetime | None = None,
-) -> IssuedInvitation:
-    return (await create_invitations(grid, 1, zone=zone, role=role, expires_at=expires_at))[0]
+    name: str | None,
+    parent: str | None,
+    fee: str,
+    capacity_up_wh: int | None,
+    capacity_down_wh: int | None,
+) -> dict[str, Any]:
+    """A zone's stored fields (and, but for ``updated_at``, its audit record)."""
+    return {
+        "name": name,
+        "parent": parent,
+        "fee": fee,
+        "fee_ticks": parse_price(fee),
+        "capacity_up_wh": capacity_up_wh,
+        "capacity_down_wh": capacity_down_wh,
+    }
 
 
-async def create_invitations(
-    grid: GridService,
-    count: int,
-    *,
-    zone: str | None = None,
-    role: str | None = None,
-    expires_at: datetime | None = None,
-) -> list[IssuedInvitation]:
-    """Issue ``count`` one-time codes in one transaction (only their hashes are stored)."""
-    if role is not None:
-        try:
-            check_role(role)
-        except ValueError as exc:
-            raise OperatorError("invalid_field", str(exc), "role") from exc
-    if not 1 <= count <= 100_000:
-        raise OperatorError("invalid_field", "count must be between 1 and 100000", "count")
-    codes = [new_invitation_code() for _ in range(count)]
-    now = grid.clock.now()
-    async with grid.db.write() as conn:
-        if (
-            zone is not None
-            and await conn.scalar(select(zones.c.id).where(zones.c.id == zone)) is None
-        ):
-            raise OperatorError("not_found", f"no zone {zone!r}", "zone")
-        await conn.execute(
-            insert(invitations),
-            [
-                {
-                    "code_hash": code_hash(code),
-                    "hint": code[:4],
-                    "zone": zone,
-                    "role": role,
-                    "created_at": now,
-                    "expires_at": expires_at,
-                }
-                for code in codes
-            ],
+def price_record(effective_from: datetime, retail_ticks: int, feed_in_ticks: int) -> dict[str, Any]:
+    """The audit record of a utility price step."""
+    return {
+        "action": "price",
+        "effective_from": format_utc(effective_from),
+        "retail": format_price(retail_ticks),
+        "feed_in": format_price(feed_in_ticks),
+    }
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Operator:
+    """The operator's tools on one grid's database."""
+
+    grid_id: str
+    db: Database
+    clock: Clock
+    schedule: Schedule
+
+    async def _log(
+        self,
+        conn: AsyncConnection,
+        items: list[tuple[str, dict[str, Any]]],
+        now: datetime | None = None,
+    ) -> None:
+        """Append ``(ref, record)`` items as ``operator`` entries to the audit log."""
+        await audit_log.append(
+            conn,
+            self.db,
+            self.grid_id,
+            [("operator", ref, canonical_json(record)) for ref, record in items],
+            now or self.clock.now(),
         )
-    return [IssuedInvitation(code, zone, role, expires_at) for code in codes]
 
+    # --- invitations --------------------------------------------------------------
 
-async def revoke_invitation(grid: GridService, code: str) -> None:
-    async with grid.db.write() as conn:
-        result = await conn.execute(
-            update(invitations)
-            .where(invitations.c.code_hash == code_hash(code), invitations.c.revoked_at.is_(None))
-            .values(revoked_at=grid.clock.now())
-        )
-        if result.rowcount != 1:
-            raise OperatorError("not_found", "no such unrevoked invitation", "code")
+    async def create_invitation(
+        self,
+        *,
+        zone: str | None = None,
+        role: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> IssuedInvitation:
+        issued = await self.create_invitations(1, zone=zone, role=role, expires_at=expires_at)
+        return issued[0]
 
-
-async def list_invitations(grid: GridService) -> list[dict[str, Any]]:
-    async with grid.db.read() as conn:
-        rows = await conn.execute(select(invitations).order_by(invitations.c.created_at))
-        out = []
-        for r in rows:
-            out.append(
-                {
-                    "hint": r.hint,
-                    "zone": r.zone,
-                    "role": r.role,
-                    "created_at": format_utc(r.created_at),
-                    "expires_at": None if r.expires_at is None else format_utc(r.expires_at),
-                    "used": r.used_at is not None,
-                    "revoked": r.revoked_at is not None,
-                }
+    async def create_invitations(
+        self,
+        count: int,
+        *,
+        zone: str | None = None,
+        role: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> list[IssuedInvitation]:
+        """Issue ``count`` one-time codes in one transaction (only their hashes are stored)."""
+        if role is not None:
+            try:
+                check_role(role)
+            except ValueError as exc:
+                raise OperatorError("invalid_field", str(exc), "role") from exc
+        if not 1 <= count <= MAX_INVITATIONS:
+            raise OperatorError("invalid_field", "count must be between 1 and 100000", "count")
+        codes = [new_invitation_code() for _ in range(count)]
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            if zone is not None and not await oq.zone_exists(conn, zone):
+                raise OperatorError("not_found", f"no zone {zone!r}", "zone")
+            await oq.insert_invitations(
+                conn,
+                [
+                    {
+                        "code_hash": code_hash(code),
+                        "hint": code[:4],
+                        "zone": zone,
+                        "role": role,
+                        "created_at": now,
+                        "expires_at": expires_at,
+                    }
+                    for code in codes
+                ],
             )
-        return out
+        return [IssuedInvitation(code, zone, role, expires_at) for code in codes]
 
+    async def revoke_invitation(self, code: str) -> None:
+        async with self.db.write() as conn:
+            if not await oq.revoke_invitation(conn, code_hash(code), self.clock.now()):
+                raise OperatorError("not_found", "no such unrevoked invitation", "code")
 
-async def list_participants(grid: GridService) -> list[dict[str, Any]]:
-    async with grid.db.read() as conn:
-        rows = await conn.execute(select(participants).order_by(participants.c.id))
+    async def list_invitations(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = await oq.all_invitations(conn)
+        return [
+            {
+                "hint": r.hint,
+                "zone": r.zone,
+                "role": r.role,
+                "created_at": format_utc(r.created_at),
+                "expires_at": None if r.expires_at is None else format_utc(r.expires_at),
+                "used": r.used_at is not None,
+                "revoked": r.revoked_at is not None,
+            }
+            for r in rows
+        ]
+
+    # --- participants -------------------------------------------------------------
+
+    async def list_participants(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = await oq.all_participants(conn)
         return [
             {
                 "address": r.address,
@@ -160,161 +196,104 @@ async def list_participants(grid: GridService) -> list[dict[str, Any]]:
             for r in rows
         ]
 
+    async def set_participant_status(self, address: str, status: str) -> None:
+        """Suspend, reinstate (``active``) or remove a participant.
 
-async def set_participant_status(grid: GridService, address: str, status: str) -> None:
-    """Suspend, reinstate (``active``) or remove a participant.
-
-    A suspended or removed participant's envelopes are refused (SUSPENDED)
-    and its orders are left out of clearing; its history stays.
-    """
-    if status not in ("active", "suspended", "removed"):
-        raise OperatorError(
-            "invalid_field", "status must be active, suspended or removed", "status"
-        )
-    now = grid.clock.now()
-    async with grid.db.write() as conn:
-        current = await conn.scalar(
-            select(participants.c.status).where(participants.c.address == address)
-        )
-        if current is None:
-            raise OperatorError("not_found", f"no participant {address}", "address")
-        if current == "removed" and status != "removed":
-            raise OperatorError("forbidden", "a removed participant cannot come back", "status")
-        await conn.execute(
-            update(participants)
-            .where(participants.c.address == address)
-            .values(status=status, status_changed_at=now)
-        )
-        await _log(
-            grid, conn, address, {"action": "status", "participant": address, "status": status}
-        )
-
-
-async def set_price(grid: GridService, effective_from: datetime, retail: str, feed_in: str) -> None:
-    """Add (or replace, if still in the future) the utility prices from an interval on."""
-    grid.schedule.check_interval(effective_from, "effective_from")
-    try:
-        retail_ticks, feed_in_ticks = parse_price(retail), parse_price(feed_in)
-    except ValueError as exc:
-        raise OperatorError("invalid_field", str(exc), "retail") from exc
-    if feed_in_ticks < 0 or retail_ticks < feed_in_ticks:
-        raise OperatorError("invalid_field", "prices need 0 <= feed_in <= retail", "feed_in")
-    now = grid.clock.now()
-    if effective_from <= grid.schedule.last_gate_closed(now):
-        raise OperatorError(
-            "gate_closed",
-            "prices can only change for intervals whose gate is open",
-            "effective_from",
-        )
-    async with grid.db.write() as conn:
-        exists = await conn.scalar(
-            select(utility_prices.c.effective_from).where(
-                utility_prices.c.effective_from == effective_from
+        A suspended or removed participant's envelopes are refused (SUSPENDED)
+        and its orders are left out of clearing; its history stays.
+        """
+        if status not in ("active", "suspended", "removed"):
+            raise OperatorError(
+                "invalid_field", "status must be active, suspended or removed", "status"
             )
-        )
-        values = {
-            "retail": retail,
-            "feed_in": feed_in,
-            "retail_ticks": retail_ticks,
-            "feed_in_ticks": feed_in_ticks,
-            "created_at": now,
-        }
-        if exists is None:
-            await conn.execute(
-                insert(utility_prices).values(effective_from=effective_from, **values)
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            current = await oq.participant_status(conn, address)
+            if current is None:
+                raise OperatorError("not_found", f"no participant {address}", "address")
+            if current == "removed" and status != "removed":
+                raise OperatorError("forbidden", "a removed participant cannot come back", "status")
+            await oq.set_participant_status(conn, address, status, now)
+            record = {"action": "status", "participant": address, "status": status}
+            await self._log(conn, [(address, record)])
+
+    # --- prices and zones ---------------------------------------------------------
+
+    async def set_price(self, effective_from: datetime, retail: str, feed_in: str) -> None:
+        """Add (or replace, if still in the future) the utility prices from an interval on."""
+        self.schedule.check_interval(effective_from, "effective_from")
+        try:
+            retail_ticks, feed_in_ticks = parse_price(retail), parse_price(feed_in)
+        except ValueError as exc:
+            raise OperatorError("invalid_field", str(exc), "retail") from exc
+        if feed_in_ticks < 0 or retail_ticks < feed_in_ticks:
+            raise OperatorError("invalid_field", "prices need 0 <= feed_in <= retail", "feed_in")
+        now = self.clock.now()
+        if effective_from <= self.schedule.last_gate_closed(now):
+            raise OperatorError(
+                "gate_closed",
+                "prices can only change for intervals whose gate is open",
+                "effective_from",
             )
-        else:
-            await conn.execute(
-                update(utility_prices)
-                .where(utility_prices.c.effective_from == effective_from)
-                .values(**values)
+        values = _price_values(retail, feed_in, now)
+        async with self.db.write() as conn:
+            await oq.put_price(conn, effective_from, values)
+            record = price_record(effective_from, retail_ticks, feed_in_ticks)
+            await self._log(conn, [(format_utc(effective_from), record)])
+
+    async def upsert_zone(
+        self,
+        zone_id: str,
+        *,
+        parent: str | None,
+        fee: str = "0",
+        capacity_up_wh: int | None = None,
+        capacity_down_wh: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Add a zone or change one's fee and capacities (from the next clearing on)."""
+        try:
+            check_id(zone_id, "id")
+            values = zone_values(
+                name=name,
+                parent=parent,
+                fee=fee,
+                capacity_up_wh=capacity_up_wh,
+                capacity_down_wh=capacity_down_wh,
             )
-        await _log(
-            grid,
-            conn,
-            format_utc(effective_from),
-            {
-                "action": "price",
-                "effective_from": format_utc(effective_from),
-                "retail": format_price(retail_ticks),
-                "feed_in": format_price(feed_in_ticks),
-            },
-        )
+        except ValueError as exc:
+            raise OperatorError("invalid_field", str(exc), "fee") from exc
+        _check_zone_values(values)
+        async with self.db.write() as conn:
+            existing = await oq.zone(conn, zone_id)
+            await _check_parent(
+                conn, zone_id, parent, existing is None or existing.parent is not None
+            )
+            stored = {**values, "updated_at": self.clock.now()}
+            if existing is None:
+                await oq.insert_zone(conn, zone_id, stored)
+            else:
+                await oq.update_zone(conn, zone_id, stored)
+            await self._log(conn, [(zone_id, {"action": "zone", "id": zone_id, **values})])
 
+    async def seed(self, config: GridConfig) -> None:
+        """Start the grid's cycle on first start; add the config file's zones and prices that
+        the database does not hold yet, logged like the operator's own changes."""
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            await self.db.advisory_xact_lock(conn, advisory_key(self.grid_id, "seed"), wait=True)
+            await oq.ensure_grid_state(conn, self.grid_id, self.schedule.start_of(now), now)
+            logged = await _seed_zones(conn, config.zones, now)
+            logged += await _seed_prices(conn, config.prices, now)
+            await audit_log.ensure_head(conn, self.grid_id)
+            if logged:
+                await self._log(conn, logged, now)
 
-async def upsert_zone(
-    grid: GridService,
-    zone_id: str,
-    *,
-    parent: str | None,
-    fee: str = "0",
-    capacity_up_wh: int | None = None,
-    capacity_down_wh: int | None = None,
-    name: str | None = None,
-) -> None:
-    """Add a zone or change one's fee and capacities (from the next clearing on)."""
-    try:
-        check_id(zone_id, "id")
-        fee_ticks = parse_price(fee)
-    except ValueError as exc:
-        raise OperatorError("invalid_field", str(exc), "fee") from exc
-    if fee_ticks < 0:
-        raise OperatorError("invalid_field", "fee must not be negative", "fee")
-    for value, field in (
-        (capacity_up_wh, "capacity_up_wh"),
-        (capacity_down_wh, "capacity_down_wh"),
-    ):
-        if value is not None and value < 0:
-            raise OperatorError("invalid_field", "capacity must not be negative", field)
-    now = grid.clock.now()
-    async with grid.db.write() as conn:
-        existing = (await conn.execute(select(zones).where(zones.c.id == zone_id))).one_or_none()
-        if parent is None and (existing is None or existing.parent is not None):
-            raise OperatorError("invalid_field", "only the root zone has no parent", "parent")
-        if parent is not None:
-            if await conn.scalar(select(zones.c.id).where(zones.c.id == parent)) is None:
-                raise OperatorError("not_found", f"no zone {parent!r}", "parent")
-            # Walking up from the parent must not reach this zone (no cycles).
-            cursor: str | None = parent
-            while cursor is not None:
-                if cursor == zone_id:
-                    raise OperatorError("invalid_field", "that parent would make a cycle", "parent")
-                cursor = await conn.scalar(select(zones.c.parent).where(zones.c.id == cursor))
-        values = {
-            "name": name,
-            "parent": parent,
-            "fee": fee,
-            "fee_ticks": fee_ticks,
-            "capacity_up_wh": capacity_up_wh,
-            "capacity_down_wh": capacity_down_wh,
-            "updated_at": now,
-        }
-        if existing is None:
-            await conn.execute(insert(zones).values(id=zone_id, **values))
-        else:
-            await conn.execute(update(zones).where(zones.c.id == zone_id).values(**values))
-        await _log(
-            grid,
-            conn,
-            zone_id,
-            {
-                "action": "zone",
-                "id": zone_id,
-                **{k: v for k, v in values.items() if k != "updated_at"},
-            },
-        )
+    # --- intervals ----------------------------------------------------------------
 
-
-async def list_intervals(
-    grid: GridService, since: datetime, until: datetime
-) -> list[dict[str, Any]]:
-    async with grid.db.read() as conn:
-        rows = await conn.execute(
-            select(intervals)
-            .where(intervals.c.start >= since, intervals.c.start < until)
-            .order_by(intervals.c.start)
-            .limit(5000)
-        )
+    async def list_intervals(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = await oq.intervals_between(conn, since, until, MAX_INTERVALS)
         return [
             {
                 "interval": format_utc(r.start),
@@ -329,32 +308,18 @@ async def list_intervals(
             for r in rows
         ]
 
-
-async def interval_detail(grid: GridService, t: datetime) -> dict[str, Any]:
-    async with grid.db.read() as conn:
-        row = (await conn.execute(select(intervals).where(intervals.c.start == t))).one_or_none()
-        n_orders = await conn.scalar(
-            select(func.count()).select_from(orders).where(orders.c.interval_start == t)
-        )
-        n_readings = await conn.scalar(
-            select(func.count()).select_from(readings).where(readings.c.interval_start == t)
-        )
-        filled = await conn.scalar(
-            select(func.coalesce(func.sum(fills.c.filled_wh), 0)).where(fills.c.interval_start == t)
-        )
-        zone_rows = await conn.execute(
-            select(zone_results)
-            .where(zone_results.c.interval_start == t)
-            .order_by(zone_results.c.zone)
-        )
+    async def interval_detail(self, t: datetime) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            row, n_orders, n_readings, filled = await oq.interval_counts(conn, t)
+            zone_rows = await oq.interval_zones(conn, t)
         return {
             "interval": format_utc(t),
             "state": "open" if row is None else row.state,
-            "gate_closure": format_utc(grid.schedule.gate_closure(t)),
-            "window_close": format_utc(grid.schedule.window_close(t)),
-            "orders": int(n_orders or 0),
-            "readings": int(n_readings or 0),
-            "filled_wh": int(filled or 0),
+            "gate_closure": format_utc(self.schedule.gate_closure(t)),
+            "window_close": format_utc(self.schedule.window_close(t)),
+            "orders": n_orders,
+            "readings": n_readings,
+            "filled_wh": filled,
             "welfare": None if row is None else row.welfare,
             "zones": [
                 {
@@ -369,3 +334,83 @@ async def interval_detail(grid: GridService, t: datetime) -> dict[str, Any]:
                 for z in zone_rows
             ],
         }
+
+
+def _price_values(retail: str, feed_in: str, now: datetime) -> dict[str, Any]:
+    return {
+        "retail": retail,
+        "feed_in": feed_in,
+        "retail_ticks": parse_price(retail),
+        "feed_in_ticks": parse_price(feed_in),
+        "created_at": now,
+    }
+
+
+def _check_zone_values(values: dict[str, Any]) -> None:
+    if values["fee_ticks"] < 0:
+        raise OperatorError("invalid_field", "fee must not be negative", "fee")
+    for field in ("capacity_up_wh", "capacity_down_wh"):
+        if values[field] is not None and values[field] < 0:
+            raise OperatorError("invalid_field", "capacity must not be negative", field)
+
+
+async def _check_parent(
+    conn: AsyncConnection, zone_id: str, parent: str | None, needs_parent: bool
+) -> None:
+    """Only the root has no parent; the parent exists; the tree gets no cycle."""
+    if parent is None and needs_parent:
+        raise OperatorError("invalid_field", "only the root zone has no parent", "parent")
+    if parent is None:
+        return
+    if not await oq.zone_exists(conn, parent):
+        raise OperatorError("not_found", f"no zone {parent!r}", "parent")
+    # Walking up from the parent must not reach this zone (no cycles).
+    cursor: str | None = parent
+    while cursor is not None:
+        if cursor == zone_id:
+            raise OperatorError("invalid_field", "that parent would make a cycle", "parent")
+        cursor = await oq.zone_parent(conn, cursor)
+
+
+async def _seed_zones(
+    conn: AsyncConnection, configured: tuple[ZoneConfig, ...], now: datetime
+) -> list[tuple[str, dict[str, Any]]]:
+    """Add the configured zones the database lacks, parents before children."""
+    logged: list[tuple[str, dict[str, Any]]] = []
+    known = await oq.zone_ids(conn)
+    pending = [z for z in configured if z.id not in known]
+    while pending:
+        ready = [z for z in pending if z.parent is None or z.parent in known]
+        if not ready:
+            raise ValueError("zones in the config file do not form a tree")
+        for zone in ready:
+            values = zone_values(
+                name=zone.name,
+                parent=zone.parent,
+                fee=zone.fee,
+                capacity_up_wh=zone.capacity_up_wh,
+                capacity_down_wh=zone.capacity_down_wh,
+            )
+            await oq.insert_zone(conn, zone.id, {**values, "updated_at": now})
+            logged.append(
+                (zone.id, {"action": "zone", "id": zone.id, **values, "source": "config"})
+            )
+            known.add(zone.id)
+        pending = [z for z in pending if z not in ready]
+    return logged
+
+
+async def _seed_prices(
+    conn: AsyncConnection, configured: tuple[PriceConfig, ...], now: datetime
+) -> list[tuple[str, dict[str, Any]]]:
+    """Add the configured price steps the database lacks."""
+    logged: list[tuple[str, dict[str, Any]]] = []
+    known = await oq.price_dates(conn)
+    for price in configured:
+        if price.effective_from in known:
+            continue
+        values = _price_values(price.retail, price.feed_in, now)
+        await oq.insert_price(conn, price.effective_from, values)
+        record = price_record(price.effective_from, values["retail_ticks"], values["feed_in_ticks"])
+        logged.append((format_utc(price.effective_from), {**record, "source": "config"}))
+    return logged

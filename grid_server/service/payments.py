@@ -6,7 +6,7 @@ ledger's unit, and a due time. Then:
 
 * **local ledger** — the household posts a ``payment`` envelope holding a
   transfer it signed to the grid's address. Inside the writer's transaction
-  (:meth:`PaymentService.apply_payment`) the grid checks the statement (own,
+  (:func:`.handlers.payments.apply_payment`) the grid checks the statement (own,
   owed to the grid, not paid yet), the transfer (signature by the envelope's
   key, this grid, recipient = the grid's address, memo = the statement or
   none, amount ≤ outstanding, ledger sequence number, funds), applies it to
@@ -32,27 +32,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.config import LedgerConfig
+from grid_server.domain.clock import Clock
 from grid_server.domain.ledger import FixedRate, RateSource, statement_status
 from grid_server.storage import audit_log
+from grid_server.storage import payment_queries as pq
 from grid_server.storage import statements as stored_statements
-from grid_server.storage.db import advisory_key
-from grid_server.storage.schema import (
-    envelopes,
-    participants,
-    payments,
-    statement_terms,
-    statements,
-)
+from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.ledger.base import TransferRecord
 from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger, PaymentNotVerified
@@ -63,8 +57,6 @@ from p2p_energy_client.protocol import (
     LedgerKind,
     Payment,
     ProtocolError,
-    Transfer,
-    canonical_json,
 )
 from p2p_energy_client.units import (
     format_rate,
@@ -74,14 +66,7 @@ from p2p_energy_client.units import (
     rate_from_price,
 )
 
-from . import payment_batch
-from .ledger_key import load_grid_key
-from .local_ledger import LocalLedgerStore
-
-if TYPE_CHECKING:
-    from .grid import GridService
-    from .ingest import ParticipantRow, Submission, TxContext
-    from .payouts import PayoutWorker
+from .local_ledger import LocalLedgerStore, log_item
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -126,39 +111,54 @@ class TermsFactory:
         )
 
 
+def _terms_row(statement_id: str, terms: LedgerTerms) -> dict[str, Any]:
+    """The ``statement_terms`` row of a statement's ledger terms."""
+    return {
+        "statement_id": statement_id,
+        "ledger": terms.kind,
+        "unit": terms.unit,
+        "rate": terms.rate,
+        "amount_due": terms.amount_due,
+        "paid": terms.paid,
+        "due_at": terms.due_at,
+    }
+
+
 @dataclass(slots=True)
-class _StatementRow:
+class StatementRow:
+    """A statement locked for a payment or payout, with its ledger terms."""
+
     id: str
     participant_id: int
     address: str
-    period_start: datetime
-    period_end: datetime
-    currency: str
     amount_due_micro: int
-    paid_micro: int
-    status: str
-    issued_at: datetime
-    intervals: int
     terms: LedgerTerms
 
 
+@dataclass(kw_only=True, eq=False)
 class PaymentService:
-    """The grid's ledger side: its key and account, statement terms, payments, payouts."""
+    """The grid's ledger side: its key and account, statement terms, payments.
 
-    def __init__(self, grid: GridService) -> None:
-        from .payouts import PayoutWorker  # noqa: PLC0415 - payouts imports this module
+    ``load_key`` gives the grid's ledger key and where it came from
+    (:func:`.ledger_key.load_grid_key`).
+    """
 
-        self.grid = grid
-        self.config: LedgerConfig = grid.config.ledger
+    grid_id: str
+    currency: str
+    config: LedgerConfig
+    db: Database
+    clock: Clock
+    load_key: Callable[[], tuple[KeyPair, str]]
+    keys: KeyPair | None = field(default=None, init=False)
+    key_source: str | None = field(default=None, init=False)
+    # IOTA payments the route verified on the node, by envelope signature.
+    verified: dict[bytes, TransferRecord] = field(default_factory=dict, init=False)
+    _iota: IotaLedger | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
         self.kind = LedgerKind(self.config.kind)
-        self.store = LocalLedgerStore(grid.grid_id, grid.db)
+        self.store = LocalLedgerStore(self.grid_id, self.db)
         self.rates: RateSource = make_rate_source(self.config)
-        self.keys: KeyPair | None = None
-        self.key_source: str | None = None
-        self._iota: IotaLedger | None = None
-        # IOTA payments the route verified on the node, by envelope signature.
-        self.verified: dict[bytes, TransferRecord] = {}
-        self.payouts: PayoutWorker = PayoutWorker(grid, self)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -174,34 +174,27 @@ class PaymentService:
 
     @property
     def unit(self) -> str:
-        return NANOS if self.kind is LedgerKind.IOTA else f"micro-{self.grid.config.currency}"
+        return self.unit_of(self.kind)
 
     def unit_of(self, kind: str) -> str:
-        return NANOS if kind == LedgerKind.IOTA else f"micro-{self.grid.config.currency}"
+        return NANOS if kind == LedgerKind.IOTA else f"micro-{self.currency}"
 
     async def open(self) -> None:
         """Load (or create) the grid's key and bind it to the database's ledger head."""
-        self.keys, self.key_source = load_grid_key(self.grid.settings)
+        self.keys, self.key_source = self.load_key()
         if self.config.address is not None and self.config.address != self.keys.address:
             raise RuntimeError(
                 f"ledger.address is {self.config.address}, but the grid's key is "
                 f"{self.keys.address}"
             )
-        db = self.grid.db
-        async with db.write() as conn:
-            await db.advisory_xact_lock(
-                conn, advisory_key(self.grid.grid_id, "ledger-head"), wait=True
+        async with self.db.write() as conn:
+            await self.db.advisory_xact_lock(
+                conn, advisory_key(self.grid_id, "ledger-head"), wait=True
             )
-            await self.store.ensure_head(
-                conn, str(self.kind), self.keys.address, self.grid.clock.now()
-            )
+            await self.store.ensure_head(conn, str(self.kind), self.keys.address, self.clock.now())
 
-    def start(self) -> None:
-        if self.grid.settings.run_cycle:
-            self.payouts.start()
-
-    async def stop(self) -> None:
-        await self.payouts.stop()
+    async def close(self) -> None:
+        """Close the IOTA node client (if one was opened)."""
         if self._iota is not None:
             await self._iota.close()
             self._iota = None
@@ -225,101 +218,41 @@ class PaymentService:
             self._iota = IotaLedger(config)
         return self._iota
 
-    def wake_payouts(self) -> None:
-        self.payouts.wake()
-
     # --- statement terms ----------------------------------------------------------
 
     async def terms_factory(self, now: datetime) -> TermsFactory:
-        rate = await self.rates.rate(self.grid.config.currency, now)
+        rate = await self.rates.rate(self.currency, now)
         if rate <= 0:
             raise ValueError("the rate source returned a rate that is not positive")
         return TermsFactory(str(self.kind), self.unit, rate, self.config.payment_terms_seconds)
 
     async def record_terms(self, conn: AsyncConnection, issued: Iterable[Statement]) -> None:
         """Store the terms of statements just issued (the cycle's transaction)."""
-        rows = [
-            {
-                "statement_id": s.id,
-                "ledger": s.ledger.kind,
-                "unit": s.ledger.unit,
-                "rate": s.ledger.rate,
-                "amount_due": s.ledger.amount_due,
-                "paid": s.ledger.paid,
-                "due_at": s.ledger.due_at,
-            }
-            for s in issued
-            if s.ledger is not None
-        ]
+        rows = [_terms_row(s.id, s.ledger) for s in issued if s.ledger is not None]
         if rows:
-            await conn.execute(insert(statement_terms), rows)
+            await pq.insert_terms(conn, rows)
 
     async def statement_for_update(
         self, conn: AsyncConnection, statement_id: str
-    ) -> _StatementRow | None:
-        query = (
-            select(
-                statements,
-                participants.c.address,
-                statement_terms.c.ledger,
-                statement_terms.c.unit,
-                statement_terms.c.rate,
-                statement_terms.c.amount_due.label("terms_due"),
-                statement_terms.c.paid.label("terms_paid"),
-                statement_terms.c.due_at,
-            )
-            .join(participants, participants.c.id == statements.c.participant_id)
-            .outerjoin(statement_terms, statement_terms.c.statement_id == statements.c.id)
-            .where(statements.c.id == statement_id)
-        )
-        if self.grid.db.is_postgres:
-            query = query.with_for_update(of=statements)
-        row = (await conn.execute(query)).one_or_none()
+    ) -> StatementRow | None:
+        """A statement and its terms, locked; terms are made now for one issued without."""
+        row = await pq.statement_for_update(conn, statement_id, lock=self.db.is_postgres)
         if row is None:
             return None
-        if row.ledger is None:
-            # Issued before payments existed: terms at today's rate, recorded now.
-            factory = await self.terms_factory(row.issued_at)
-            terms = factory.for_amount(row.amount_due_micro, row.issued_at)
-            await self.record_terms(
-                conn,
-                [
-                    Statement(
-                        row.id,
-                        row.address,
-                        row.period_start,
-                        row.period_end,
-                        row.currency,
-                        row.amount_due_micro,
-                        row.paid_micro,
-                        row.status,
-                        row.issued_at,
-                        row.intervals,
-                        ledger=terms,
-                    )
-                ],
-            )
-        else:
+        if row.ledger is not None:
             terms = LedgerTerms(
                 row.ledger, row.unit, row.rate, row.terms_due, row.terms_paid, row.due_at
             )
-        return _StatementRow(
-            row.id,
-            row.participant_id,
-            row.address,
-            row.period_start,
-            row.period_end,
-            row.currency,
-            row.amount_due_micro,
-            row.paid_micro,
-            row.status,
-            row.issued_at,
-            row.intervals,
-            terms,
-        )
+        else:
+            # Issued before payments existed: terms at today's rate, recorded now.
+            terms = (await self.terms_factory(row.issued_at)).for_amount(
+                row.amount_due_micro, row.issued_at
+            )
+            await pq.insert_terms(conn, [_terms_row(row.id, terms)])
+        return StatementRow(row.id, row.participant_id, row.address, row.amount_due_micro, terms)
 
     async def settle(
-        self, conn: AsyncConnection, row: _StatementRow, delta: int
+        self, conn: AsyncConnection, row: StatementRow, delta: int
     ) -> tuple[int, int, str]:
         """Add ``delta`` ledger units (signed like the amount due) to a statement.
 
@@ -329,19 +262,10 @@ class PaymentService:
         new_paid = terms.paid + delta
         status = statement_status(terms.amount_due, new_paid)
         micro = paid_micro(row.amount_due_micro, terms.amount_due, new_paid, parse_rate(terms.rate))
-        await conn.execute(
-            update(statement_terms)
-            .where(statement_terms.c.statement_id == row.id)
-            .values(paid=new_paid)
-        )
-        await conn.execute(
-            update(statements)
-            .where(statements.c.id == row.id)
-            .values(paid_micro=micro, status=status)
-        )
+        await pq.set_paid(conn, row.id, paid=new_paid, paid_micro=micro, status=status)
         return new_paid, micro, status
 
-    # --- payment envelopes (inside the writer's transaction) ------------------------
+    # --- payment envelopes (route side) ---------------------------------------------
 
     async def preverify(self, envelope: Envelope) -> None:
         """IOTA: check the digest on the node before the writer records it (route side)."""
@@ -350,12 +274,10 @@ class PaymentService:
             return
         if self.kind is not LedgerKind.IOTA or body.tx is None:
             return  # the writer refuses it with the right error
-        async with self.grid.db.read() as conn:
-            if await conn.scalar(
-                select(envelopes.c.log_seq).where(envelopes.c.signature == envelope.signature)
-            ):
+        async with self.db.read() as conn:
+            if await pq.envelope_accepted(conn, envelope.signature):
                 return  # a retry of an accepted envelope: the writer answers it as before
-            if await conn.scalar(select(payments.c.id).where(payments.c.tx_id == body.tx)):
+            if await pq.payment_recorded(conn, body.tx):
                 return  # the writer refuses it as reused
         try:
             record = await self.iota().verify_incoming(
@@ -372,22 +294,6 @@ class PaymentService:
             raise _refused(ErrorCode.PAYMENT_INVALID, "payload.tx", f"{exc.code}: {exc}") from exc
         self.verified[envelope.signature] = record
 
-    async def prefetch(self, ctx: TxContext, batch: list[Submission]) -> None:
-        """Load (and lock) what a writer batch's payments and transfers look at."""
-        await payment_batch.prefetch(self, ctx, batch)
-
-    async def apply_payment(
-        self, ctx: TxContext, sub: Submission, body: Payment, participant: ParticipantRow
-    ) -> dict[str, Any]:
-        """A ``payment`` envelope, inside the writer's transaction (see :mod:`.payment_batch`)."""
-        return await payment_batch.apply_payment(self, ctx, sub, body, participant)
-
-    async def apply_transfer(
-        self, ctx: TxContext, sub: Submission, body: Transfer, participant: ParticipantRow
-    ) -> dict[str, Any]:
-        """A plain local-ledger transfer (not paying a statement)."""
-        return await payment_batch.apply_transfer(self, ctx, sub, body, participant)
-
     # --- views --------------------------------------------------------------------
 
     async def statement_view(self, conn: AsyncConnection, statement_id: str) -> Statement | None:
@@ -398,24 +304,18 @@ class PaymentService:
 
     async def mint(self, address: str, amount: int, memo: str | None = None) -> LedgerEntry:
         """New local-ledger money for ``address`` (operator API and CLI only)."""
-        db = self.grid.db
-        now = self.grid.clock.now()
+        db = self.db
+        now = self.clock.now()
         async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid.grid_id)
+            await audit_log.lock_head(conn, db, self.grid_id)
             entry = await self.store.mint(conn, address, amount, memo, now)
-            await audit_log.append(
-                conn,
-                db,
-                self.grid.grid_id,
-                [("ledger", entry.tx_id, canonical_json(entry.to_wire()))],
-                now,
-            )
+            await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
         return entry
 
     async def overdue(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Statements owed to the grid, not fully paid, past their due time (oldest first)."""
-        moment = now or self.grid.clock.now()
-        async with self.grid.db.read() as conn:
+        moment = now or self.clock.now()
+        async with self.db.read() as conn:
             found = await stored_statements.overdue(conn, moment)
         return [o.to_json(moment) for o in found]
 
@@ -436,9 +336,20 @@ class PaymentService:
                 "(you buy at the retail price meanwhile)",
             )
 
+    async def balances(self) -> dict[str, Any]:
+        """Local-ledger accounts with money, and the totals (operator API and CLI)."""
+        async with self.db.read() as conn:
+            rows = await self.store.balances(conn)
+            total, minted = await self.store.totals(conn)
+        return {
+            "accounts": [{"address": a, "balance": b, "seq": s} for a, b, s in rows],
+            "total": total,
+            "minted": minted,
+        }
+
     async def ledger_summary(self) -> dict[str, Any]:
         """The grid's ledger at a glance (operator API and CLI)."""
-        async with self.grid.db.read() as conn:
+        async with self.db.read() as conn:
             head = await self.store.head(conn)
             total, minted = await self.store.totals(conn)
             balance, seq = await self.store.account(conn, self.address)

@@ -32,22 +32,17 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.domain.clock import Clock
 from grid_server.domain.ledger import PayoutPlan, StatementPosition, TransferRefused, plan_payouts
 from grid_server.storage import audit_log
-from grid_server.storage.db import advisory_key
-from grid_server.storage.schema import (
-    participants,
-    payout_items,
-    payouts,
-    statement_terms,
-    statements,
-)
+from grid_server.storage import payout_queries as oq
+from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.ledger.base import LedgerError, TxStatus
 from p2p_energy_client.ledger.iota import (
     SignedTransaction,
@@ -59,11 +54,12 @@ from p2p_energy_client.ledger.local import SignedTransfer
 from p2p_energy_client.protocol import LedgerKind, canonical_json
 from p2p_energy_client.units import ledger_amount
 
-from .events import add_events
-
-if TYPE_CHECKING:
-    from .grid import GridService
-    from .payments import PaymentService
+from .background import BackgroundLoop
+from .events import EventHub, add_events
+from .faults import Faults
+from .local_ledger import log_item
+from .payments import PaymentService
+from .transaction import Event
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,64 +99,44 @@ class _Payout:
     items: list[tuple[str, int]]
 
 
+@dataclass(kw_only=True, eq=False)
 class PayoutWorker:
-    def __init__(self, grid: GridService, payments: PaymentService) -> None:
-        self.grid = grid
-        self.payments = payments
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._stopping = False
-        self.passes = 0
+    grid_id: str
+    db: Database
+    clock: Clock
+    payments: PaymentService
+    hub: EventHub
+    faults: Faults
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        # The worker's own task: a pass every payout interval, or when woken.
+        self.loop = BackgroundLoop(
+            "p2p-payouts",
+            self.run_once,
+            lambda: self.payments.config.payout_interval_seconds,
+            failure="payout pass failed; retrying",
+            logger=_LOGGER,
+        )
 
     # --- running --------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="p2p-payouts")
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        interval = self.payments.config.payout_interval_seconds
-        while not self._stopping:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _LOGGER.exception("payout pass failed; retrying")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[bool]:
         """True when this process may pay out now (one worker of all, one pass at a time)."""
         async with self._lock:
-            db = self.grid.db
+            db = self.db
             if not db.is_postgres:
                 yield True
                 return
-            key = advisory_key(self.grid.grid_id, "payouts")
+            key = advisory_key(self.grid_id, "payouts")
             async with db.write_engine.connect() as conn:
-                got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
-                await conn.commit()
+                got = await oq.try_session_lock(conn, key)
                 try:
                     yield got
                 finally:
                     if got:
-                        await conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                        await conn.commit()
+                        await oq.session_unlock(conn, key)
 
     async def run_once(self) -> PayoutReport:
         report = PayoutReport()
@@ -173,66 +149,20 @@ class PayoutWorker:
                 report.skipped = "a payout is in doubt; no new payouts until it is resolved"
                 return report
             for plan in await self._plan(report):
-                if self._stopping:
+                if self.loop.stopping:
                     break
                 await self._pay(plan, report)
-        self.passes += 1
         return report
 
     # --- planning -------------------------------------------------------------------
 
     async def _plan(self, report: PayoutReport) -> list[PayoutPlan]:
-        kind = str(self.payments.kind)
-        async with self.grid.db.read() as conn:
-            owed = (
-                await conn.execute(
-                    select(
-                        statements.c.id,
-                        statements.c.participant_id,
-                        statements.c.period_start,
-                        statement_terms.c.amount_due,
-                        statement_terms.c.paid,
-                    )
-                    .join(statement_terms, statement_terms.c.statement_id == statements.c.id)
-                    .join(participants, participants.c.id == statements.c.participant_id)
-                    .where(
-                        statement_terms.c.ledger == kind,
-                        statement_terms.c.amount_due < 0,
-                        statement_terms.c.paid > statement_terms.c.amount_due,
-                        participants.c.status != "removed",
-                    )
-                )
-            ).all()
+        async with self.db.read() as conn:
+            owed = await oq.owed(conn, str(self.payments.kind))
             if not owed:
                 return []
-            periods = {r.period_start for r in owed}
-            billed = (
-                await conn.execute(
-                    select(
-                        statements.c.id,
-                        statements.c.participant_id,
-                        statements.c.period_start,
-                        statement_terms.c.amount_due,
-                        statement_terms.c.paid,
-                    )
-                    .join(statement_terms, statement_terms.c.statement_id == statements.c.id)
-                    .where(
-                        statement_terms.c.amount_due > 0,
-                        statements.c.period_start.in_(periods),
-                    )
-                )
-            ).all()
-            in_flight = {
-                r.statement_id: int(r.amount)
-                for r in await conn.execute(
-                    select(
-                        payout_items.c.statement_id, func.sum(payout_items.c.amount).label("amount")
-                    )
-                    .join(payouts, payouts.c.id == payout_items.c.payout_id)
-                    .where(payouts.c.state == "prepared")
-                    .group_by(payout_items.c.statement_id)
-                )
-            }
+            billed = await oq.billed(conn, {r.period_start for r in owed})
+            in_flight = await oq.in_flight(conn)
         positions = [
             StatementPosition(
                 r.id,
@@ -245,7 +175,7 @@ class PayoutWorker:
             for r in (*owed, *billed)
         ]
         config = self.payments.config
-        factory = await self.payments.terms_factory(self.grid.clock.now())
+        factory = await self.payments.terms_factory(self.clock.now())
         threshold = ledger_amount(-config.payout_threshold_micro, factory.rate) * -1
         budget = await self._budget()
         plans, unfunded = plan_payouts(
@@ -274,84 +204,79 @@ class PayoutWorker:
                 _LOGGER.warning("cannot read the grid's IOTA balance; no payouts now")
                 return 0
             return max(0, balance - self.payments.config.iota.gas_reserve_nanos)
-        async with self.grid.db.read() as conn:
+        async with self.db.read() as conn:
             balance, _ = await self.payments.store.account(conn, self.payments.address)
         return balance
 
     # --- paying ---------------------------------------------------------------------
 
     async def _pay(self, plan: PayoutPlan, report: PayoutReport) -> None:
-        payments = self.payments
-        async with self.grid.db.read() as conn:
-            recipient = await conn.scalar(
-                select(participants.c.address).where(participants.c.id == plan.participant_id)
-            )
+        async with self.db.read() as conn:
+            recipient = await oq.address_of(conn, plan.participant_id)
         assert recipient is not None
         # A distinct memo per payout: a transfer that failed is never the same record again.
         memo = f"payout {secrets.token_hex(4)}: " + " ".join(sid for sid, _ in plan.items)
         memo = memo if len(memo) <= 128 else memo[:125] + "..."
-        signed: dict[str, Any]
-        if payments.kind is LedgerKind.IOTA:
-            try:
-                tx = await payments.iota().prepare_transfer(
-                    payments.grid_keys, recipient, plan.total
-                )
-            except LedgerError as exc:
-                _LOGGER.warning(
-                    "payout of %d nanos to %s not prepared: %s", plan.total, recipient, exc
-                )
-                report.failed.append(
-                    {"recipient": recipient, "amount": plan.total, "error": str(exc)}
-                )
+        if self.payments.kind is LedgerKind.IOTA:
+            signed = await self._sign_iota(plan, recipient, report)
+            if signed is None:
                 return
-            tx_id, signed = tx.digest, tx.to_json()
         else:
-            async with self.grid.db.read() as conn:
-                _, seq = await payments.store.account(conn, payments.address)
-            transfer = SignedTransfer.sign(
-                payments.grid_keys,
-                grid=self.grid.grid_id,
-                recipient=recipient,
-                amount=plan.total,
-                seq=seq + 1,
-                memo=memo,
-            )
-            tx_id, signed = transfer.tx_id, transfer.to_wire()
-        payout = await self._store_intent(plan, recipient, tx_id, signed)
+            signed = await self._sign_local(plan, recipient, memo)
+        payout = await self._store_intent(plan, recipient, *signed)
         await self._send(payout, report)
+
+    async def _sign_iota(
+        self, plan: PayoutPlan, recipient: str, report: PayoutReport
+    ) -> tuple[str, dict[str, Any]] | None:
+        """``(digest, signed transaction)``, or None when it could not be prepared."""
+        payments = self.payments
+        try:
+            tx = await payments.iota().prepare_transfer(payments.grid_keys, recipient, plan.total)
+        except LedgerError as exc:
+            _LOGGER.warning("payout of %d nanos to %s not prepared: %s", plan.total, recipient, exc)
+            report.failed.append({"recipient": recipient, "amount": plan.total, "error": str(exc)})
+            return None
+        return tx.digest, tx.to_json()
+
+    async def _sign_local(
+        self, plan: PayoutPlan, recipient: str, memo: str
+    ) -> tuple[str, dict[str, Any]]:
+        """``(tx id, signed transfer)`` with the grid's next ledger sequence number."""
+        payments = self.payments
+        async with self.db.read() as conn:
+            _, seq = await payments.store.account(conn, payments.address)
+        transfer = SignedTransfer.sign(
+            payments.grid_keys,
+            grid=self.grid_id,
+            recipient=recipient,
+            amount=plan.total,
+            seq=seq + 1,
+            memo=memo,
+        )
+        return transfer.tx_id, transfer.to_wire()
 
     async def _store_intent(
         self, plan: PayoutPlan, recipient: str, tx_id: str, signed: dict[str, Any]
     ) -> _Payout:
-        db = self.grid.db
-        now = self.grid.clock.now()
+        db = self.db
+        now = self.clock.now()
         kind = str(self.payments.kind)
         async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid.grid_id)
-            payout_id = await conn.scalar(
-                insert(payouts)
-                .values(
-                    tx_id=tx_id,
-                    participant_id=plan.participant_id,
-                    recipient=recipient,
-                    ledger=kind,
-                    amount=plan.total,
-                    state="prepared",
-                    signed=orjson.dumps(signed),
-                    created_at=now,
-                )
-                .returning(payouts.c.id)
-            )
-            assert payout_id is not None
-            await conn.execute(
-                insert(payout_items),
-                [
-                    {"payout_id": payout_id, "statement_id": sid, "amount": amount}
-                    for sid, amount in plan.items
-                ],
+            await audit_log.lock_head(conn, db, self.grid_id)
+            payout_id = await oq.insert_intent(
+                conn,
+                tx_id=tx_id,
+                participant_id=plan.participant_id,
+                recipient=recipient,
+                ledger=kind,
+                amount=plan.total,
+                signed=signed,
+                items=plan.items,
+                now=now,
             )
             record = {
-                "payout": int(payout_id),
+                "payout": payout_id,
                 "state": "prepared",
                 "tx_id": tx_id,
                 "ledger": kind,
@@ -359,11 +284,9 @@ class PayoutWorker:
                 "amount": plan.total,
                 "statements": [{"id": sid, "amount": amount} for sid, amount in plan.items],
             }
-            await audit_log.append(
-                conn, db, self.grid.grid_id, [("payout", tx_id, canonical_json(record))], now
-            )
+            await self._log(conn, tx_id, record, now)
         return _Payout(
-            int(payout_id),
+            payout_id,
             tx_id,
             plan.participant_id,
             recipient,
@@ -371,6 +294,13 @@ class PayoutWorker:
             plan.total,
             signed,
             list(plan.items),
+        )
+
+    async def _log(
+        self, conn: AsyncConnection, ref: str, record: dict[str, Any], now: datetime
+    ) -> None:
+        await audit_log.append(
+            conn, self.db, self.grid_id, [("payout", ref, canonical_json(record))], now
         )
 
     async def _send(self, payout: _Payout, report: PayoutReport) -> None:
@@ -382,27 +312,21 @@ class PayoutWorker:
 
     async def _send_local(self, payout: _Payout, report: PayoutReport) -> None:
         transfer = SignedTransfer.from_wire(payout.signed)
-        db = self.grid.db
-        now = self.grid.clock.now()
+        db = self.db
+        now = self.clock.now()
         try:
             async with db.write() as conn:
-                await audit_log.lock_head(conn, db, self.grid.grid_id)
+                await audit_log.lock_head(conn, db, self.grid_id)
                 entry = await self.payments.store.apply_transfer(
                     conn, transfer, signer=self.payments.grid_keys.public_key, now=now
                 )
-                await audit_log.append(
-                    conn,
-                    db,
-                    self.grid.grid_id,
-                    [("ledger", entry.tx_id, canonical_json(entry.to_wire()))],
-                    now,
-                )
+                await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
                 await self._record_done(conn, payout, report)
-                await self.grid.faults.reach("payout.send", payout.tx_id)
+                await self.faults.reach("payout.send", payout.tx_id)
         except TransferRefused as exc:
             await self._record_failed(payout, f"{exc.code}: {exc.message}", report)
             return
-        self.grid.hub.notify()
+        self.hub.notify()
 
     async def _send_iota(self, payout: _Payout, report: PayoutReport) -> None:
         ledger = self.payments.iota()
@@ -431,31 +355,22 @@ class PayoutWorker:
 
     async def _complete(self, payout: _Payout, report: PayoutReport) -> None:
         """Record a payout that is on the ledger (IOTA)."""
-        db = self.grid.db
-        async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid.grid_id)
+        async with self.db.write() as conn:
+            await audit_log.lock_head(conn, self.db, self.grid_id)
             await self._record_done(conn, payout, report)
-        self.grid.hub.notify()
+        self.hub.notify()
 
     async def _record_done(
         self, conn: AsyncConnection, payout: _Payout, report: PayoutReport
     ) -> None:
-        db = self.grid.db
-        now = self.grid.clock.now()
-        changed = await conn.execute(
-            update(payouts)
-            .where(payouts.c.id == payout.id, payouts.c.state == "prepared")
-            .values(state="done", completed_at=now)
-        )
-        if changed.rowcount != 1:
+        now = self.clock.now()
+        if not await oq.finish(conn, payout.id, state="done", completed_at=now):
             return  # recorded already (by another pass): nothing more to do
-        updated = []
         settled = []
         for statement_id, amount in payout.items:
             row = await self.payments.statement_for_update(conn, statement_id)
             assert row is not None
             paid, micro, status = await self.payments.settle(conn, row, -amount)
-            updated.append(statement_id)
             # The statement after the payout, so the log alone tells its state.
             settled.append(
                 {
@@ -475,9 +390,16 @@ class PayoutWorker:
             "amount": payout.amount,
             "statements": settled,
         }
-        await audit_log.append(
-            conn, db, self.grid.grid_id, [("payout", payout.tx_id, canonical_json(record))], now
+        await self._log(conn, payout.tx_id, record, now)
+        await add_events(
+            conn, await self._paid_events(conn, payout), now, postgres=self.db.is_postgres
         )
+        report.paid.append(
+            {"recipient": payout.recipient, "amount": payout.amount, "tx_id": payout.tx_id}
+        )
+
+    async def _paid_events(self, conn: AsyncConnection, payout: _Payout) -> list[Event]:
+        """The ``payment`` event and the statements it paid, on the producer's stream."""
         event = {
             "direction": "out",
             "tx_id": payout.tx_id,
@@ -486,30 +408,21 @@ class PayoutWorker:
             "ledger": payout.ledger,
             "statements": [{"id": sid, "amount": amount} for sid, amount in payout.items],
         }
-        rows: list[tuple[int | None, str, dict[str, Any]]] = [
-            (payout.participant_id, "payment", event)
-        ]
-        for statement_id in updated:
+        rows: list[Event] = [(payout.participant_id, "payment", event)]
+        for statement_id, _ in payout.items:
             view = await self.payments.statement_view(conn, statement_id)
             assert view is not None
             rows.append((payout.participant_id, "statement", view.to_wire()))
-        await add_events(conn, rows, now, postgres=db.is_postgres)
-        report.paid.append(
-            {"recipient": payout.recipient, "amount": payout.amount, "tx_id": payout.tx_id}
-        )
+        return rows
 
     async def _record_failed(self, payout: _Payout, error: str, report: PayoutReport) -> None:
-        db = self.grid.db
-        now = self.grid.clock.now()
+        now = self.clock.now()
         _LOGGER.warning("payout %s failed: %s", payout.tx_id, error)
-        async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid.grid_id)
-            changed = await conn.execute(
-                update(payouts)
-                .where(payouts.c.id == payout.id, payouts.c.state == "prepared")
-                .values(state="failed", completed_at=now, error=error[:2000])
-            )
-            if changed.rowcount != 1:
+        async with self.db.write() as conn:
+            await audit_log.lock_head(conn, self.db, self.grid_id)
+            if not await oq.finish(
+                conn, payout.id, state="failed", completed_at=now, error=error[:2000]
+            ):
                 return
             record = {
                 "payout": payout.id,
@@ -517,9 +430,7 @@ class PayoutWorker:
                 "tx_id": payout.tx_id,
                 "error": error[:500],
             }
-            await audit_log.append(
-                conn, db, self.grid.grid_id, [("payout", payout.tx_id, canonical_json(record))], now
-            )
+            await self._log(conn, payout.tx_id, record, now)
         report.failed.append(
             {"recipient": payout.recipient, "amount": payout.amount, "error": error}
         )
@@ -530,52 +441,41 @@ class PayoutWorker:
         for payout in await self._prepared():
             report.recovered += 1
             if payout.ledger == LedgerKind.IOTA:
-                try:
-                    found = await self.payments.iota().lookup(payout.tx_id)
-                except LedgerError as exc:
-                    _LOGGER.warning("cannot look payout %s up: %s", payout.tx_id, exc)
-                    report.in_doubt += 1
-                    continue
-                if found is None:
-                    await self._send_iota(payout, report)  # the same bytes again
-                elif found.status is TxStatus.FAILURE:
-                    await self._record_failed(payout, "failed on chain", report)
-                elif found.status is TxStatus.PENDING:
-                    report.in_doubt += 1
-                elif found.recipient == payout.recipient and found.amount == payout.amount:
-                    await self._complete(payout, report)
-                else:
-                    _LOGGER.error("payout %s on chain differs from its record", payout.tx_id)
-                    report.in_doubt += 1
+                await self._recover_iota(payout, report)
                 continue
-            async with self.grid.db.read() as conn:
+            async with self.db.read() as conn:
                 entry = await self.payments.store.entry(conn, payout.tx_id)
             if entry is not None:
                 # Applied, not recorded (cannot happen: one transaction), recorded now.
-                db = self.grid.db
-                async with db.write() as conn:
-                    await audit_log.lock_head(conn, db, self.grid.grid_id)
+                async with self.db.write() as conn:
+                    await audit_log.lock_head(conn, self.db, self.grid_id)
                     await self._record_done(conn, payout, report)
             else:
                 await self._send_local(payout, report)
 
+    async def _recover_iota(self, payout: _Payout, report: PayoutReport) -> None:
+        """Look a prepared IOTA payout up on the node and finish it (see the module doc)."""
+        try:
+            found = await self.payments.iota().lookup(payout.tx_id)
+        except LedgerError as exc:
+            _LOGGER.warning("cannot look payout %s up: %s", payout.tx_id, exc)
+            report.in_doubt += 1
+            return
+        if found is None:
+            await self._send_iota(payout, report)  # the same bytes again
+        elif found.status is TxStatus.FAILURE:
+            await self._record_failed(payout, "failed on chain", report)
+        elif found.status is TxStatus.PENDING:
+            report.in_doubt += 1
+        elif found.recipient == payout.recipient and found.amount == payout.amount:
+            await self._complete(payout, report)
+        else:
+            _LOGGER.error("payout %s on chain differs from its record", payout.tx_id)
+            report.in_doubt += 1
+
     async def _prepared(self) -> list[_Payout]:
-        async with self.grid.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(payouts)
-                    .where(
-                        payouts.c.state == "prepared", payouts.c.ledger == str(self.payments.kind)
-                    )
-                    .order_by(payouts.c.id)
-                )
-            ).all()
-            items: dict[int, list[tuple[str, int]]] = {}
-            if rows:
-                for r in await conn.execute(
-                    select(payout_items).where(payout_items.c.payout_id.in_([r.id for r in rows]))
-                ):
-                    items.setdefault(r.payout_id, []).append((r.statement_id, int(r.amount)))
+        async with self.db.read() as conn:
+            rows, items = await oq.prepared(conn, str(self.payments.kind))
         return [
             _Payout(
                 int(r.id),
@@ -593,19 +493,19 @@ class PayoutWorker:
     # --- views ----------------------------------------------------------------------
 
     async def list(self, limit: int = 200) -> list[dict[str, Any]]:
-        async with self.grid.db.read() as conn:
-            rows = await conn.execute(select(payouts).order_by(payouts.c.id.desc()).limit(limit))
-            return [
-                {
-                    "id": r.id,
-                    "tx_id": r.tx_id,
-                    "recipient": r.recipient,
-                    "ledger": r.ledger,
-                    "amount": r.amount,
-                    "state": r.state,
-                    "created_at": r.created_at.isoformat(),
-                    "completed_at": None if r.completed_at is None else r.completed_at.isoformat(),
-                    "error": r.error,
-                }
-                for r in rows
-            ]
+        async with self.db.read() as conn:
+            rows = await oq.newest(conn, limit)
+        return [
+            {
+                "id": r.id,
+                "tx_id": r.tx_id,
+                "recipient": r.recipient,
+                "ledger": r.ledger,
+                "amount": r.amount,
+                "state": r.state,
+                "created_at": r.created_at.isoformat(),
+                "completed_at": None if r.completed_at is None else r.completed_at.isoformat(),
+                "error": r.error,
+            }
+            for r in rows
+        ]

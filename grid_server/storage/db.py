@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -180,6 +181,12 @@ def advisory_key(*parts: str) -> int:
     """A signed 64-bit advisory lock id from a stable hash of ``parts``."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def interval_lock_key(grid: str, interval: datetime) -> int:
+    """The advisory lock of one interval: the cycle takes it to clear and settle it, the
+    writer shares it while it accepts orders and readings for the interval."""
+    return advisory_key(grid, "interval", interval.isoformat())
 
 
 class InlineConnection:

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from grid_server.config import GridConfig, LedgerConfig, PriceConfig, ZoneConfig
 from grid_server.domain.audit_merkle import chunk_roots, pack, tree_root
 from grid_server.domain.audit_roots import RootFields, make_batch, root_body
-from grid_server.service import operator as ops
 from grid_server.storage.db import Database
 from p2p_energy_client.payments import LocalPayer
 from p2p_energy_client.protocol import (
@@ -62,9 +61,9 @@ async def populate(url: str, *, hours: int = 2) -> None:
         await bob.set_assets([PV], [MAIN])
         await carol.set_assets([], [MAIN])
         schedule = grid.grid.schedule
-        await ops.upsert_zone(grid.grid, "south", parent="root", fee="0.0200")
-        await ops.set_price(
-            grid.grid, schedule.start_of(grid.clock.now()) + timedelta(hours=1), "0.3200", "0.0700"
+        await grid.grid.operator.upsert_zone("south", parent="root", fee="0.0200")
+        await grid.grid.operator.set_price(
+            schedule.start_of(grid.clock.now()) + timedelta(hours=1), "0.3200", "0.0700"
         )
         for step in range(hours * 4):
             now = grid.clock.now()
@@ -91,9 +90,9 @@ async def populate(url: str, *, hours: int = 2) -> None:
             if step == 2:
                 await alice.send_readings([Reading(t, "pv", 777)], correction=True)
             if step == 3:
-                await ops.set_participant_status(grid.grid, carol.address, "suspended")
+                await grid.grid.operator.set_participant_status(carol.address, "suspended")
             if step == 4:
-                await ops.set_participant_status(grid.grid, carol.address, "active")
+                await grid.grid.operator.set_participant_status(carol.address, "active")
             await grid.run_cycle()
         grid.clock.advance(hours=1)
         await grid.run_cycle()
@@ -107,7 +106,7 @@ async def populate(url: str, *, hours: int = 2) -> None:
             for statement in await client.statements():
                 if statement.amount_due_micro > 0:
                     await payer.pay(await client.statement(statement.id))
-        await payments.payouts.run_once()
+        await grid.grid.payouts.run_once()
         grid.clock.advance(minutes=15)
         await grid.run_cycle()
 

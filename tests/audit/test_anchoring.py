@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from grid_server.config import AuditConfig, GridConfig, LedgerConfig
-from grid_server.service.audit_anchor import anchoring
 from grid_server.service.audit_verify import verify_log
 from grid_server.storage.schema import audit_anchor_attempts, audit_anchors
 from p2p_energy_client.grid_client import GridClient
@@ -60,7 +59,7 @@ async def interval(grid: RunningGrid, clients: list[GridClient], wh: int = 500) 
     for client in clients:
         await client.send_readings([Reading(t, "pv", wh), Reading(t, "main", 100)])
     await grid.run_cycle()
-    await anchoring(grid.grid).run_once()
+    await grid.grid.anchoring.run_once()
 
 
 async def test_roots_are_anchored_and_receipts_verify_against_the_chain(
@@ -123,7 +122,7 @@ async def test_batches_crash_recovery_and_a_rewrite_the_chain_exposes(
         grid.clock.advance(minutes=15)
         await alice.send_readings([Reading(t, "pv", 1), Reading(t, "main", 1)])
         await grid.run_cycle()
-        runner = anchoring(grid.grid)
+        runner = grid.grid.anchoring
         with pytest.raises(Exception):
             await runner.run_once()
         iota_node._faults.clear()
@@ -173,6 +172,6 @@ async def test_the_local_ledger_publishes_roots_without_anchoring(grid: RunningG
     await alice.send_readings([Reading(t, "pv", 5)])
     grid.clock.advance(minutes=15)
     await grid.run_cycle()
-    assert await anchoring(grid.grid).run_once() is None
+    assert await grid.grid.anchoring.run_once() is None
     roots = await alice.audit_roots(since=t - timedelta(hours=1))
     assert roots and all(r.anchor is None for r in roots)

@@ -10,10 +10,8 @@ import pytest
 
 from grid_server.config import GridConfig
 from grid_server.domain.clock import ManualClock
-from grid_server.service import audit
-from grid_server.service import operator as ops
 from grid_server.service.audit_verify import verify_log
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import build_grid
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.protocol import (
     Assets,
@@ -35,13 +33,13 @@ async def test_two_workers_append_to_one_chain(database_url: str) -> None:
         pytest.skip("several workers share PostgreSQL only")
     clock = ManualClock(DEFAULT_START)
     config = GridConfig(id="test-grid", settlement_window_seconds=900)
-    workers = [GridService(settings_for(database_url, grid=config), clock) for _ in range(2)]
+    workers = [build_grid(settings_for(database_url, grid=config), clock) for _ in range(2)]
     for worker in workers:
         await worker.open()
         worker.writer.start()
     try:
         keys = [KeyPair.generate() for _ in range(40)]
-        codes = await ops.create_invitations(workers[0], len(keys))
+        codes = await workers[0].operator.create_invitations(len(keys))
         seqs = dict.fromkeys(range(len(keys)), 0)
 
         async def send(i: int, body: object) -> None:
@@ -62,9 +60,9 @@ async def test_two_workers_append_to_one_chain(database_url: str) -> None:
                 *(send(i, Readings((Reading(t, "main", 100 + i),))) for i in range(len(keys))),
                 workers[0].cycle.run_due(),
                 workers[1].cycle.run_due(),
-                audit.close_due(workers[0]),
-                audit.close_due(workers[1]),
-                ops.set_price(workers[1], t + timedelta(hours=2), "0.3000", "0.0800"),
+                workers[0].audit.close_due(),
+                workers[1].audit.close_due(),
+                workers[1].operator.set_price(t + timedelta(hours=2), "0.3000", "0.0800"),
             )
         clock.advance(minutes=30)
         await asyncio.gather(workers[0].cycle.run_due(), workers[1].cycle.run_due())

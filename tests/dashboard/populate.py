@@ -171,7 +171,7 @@ async def populate(grid: RunningGrid) -> Neighbourhood:
     await grid.run_cycle()
     bill = await only_statement(hood["Cy"])
     hood.paid.append(await LocalPayer(hood["Cy"]).pay(bill))
-    await grid.grid.payments.payouts.run_once()
+    await grid.grid.payouts.run_once()
     return hood
 
 

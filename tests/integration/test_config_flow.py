@@ -45,7 +45,6 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
-from grid_server.service import operator as ops
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     GRID_ID,
@@ -277,7 +276,7 @@ async def test_reauth_after_removal(
     member = await join("Evicted")
     entry = member.entry(grid)
     await setup_member(hass, entry)
-    await ops.set_participant_status(grid.grid, member.keys.address, "removed")
+    await grid.grid.operator.set_participant_status(member.keys.address, "removed")
     await advance(hass, grid, clock, MINUTE)
 
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"key_rejected_{entry.entry_id}")
@@ -313,12 +312,12 @@ async def test_reauth_refused_while_the_key_is_still_a_member(
     member = await join("Paused")
     entry = member.entry(grid)
     await setup_member(hass, entry)
-    await ops.set_participant_status(grid.grid, member.keys.address, "suspended")
+    await grid.grid.operator.set_participant_status(member.keys.address, "suspended")
     await advance(hass, grid, clock, MINUTE)
     (flow,) = reauth_flows(hass)
     # The operator reinstates the household before its owner enters a new code:
     # the grid refuses the join (the key is a member) and the form says so.
-    await ops.set_participant_status(grid.grid, member.keys.address, "active")
+    await grid.grid.operator.set_participant_status(member.keys.address, "active")
     result = await hass.config_entries.flow.async_configure(
         flow["flow_id"], {CONF_INVITATION: await grid.invite()}
     )

@@ -30,7 +30,6 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.p2p_energy.const import DOMAIN, SUBENTRY_SOURCE
-from grid_server.service import operator as ops
 from tests.support.fault_proxy import fault_proxy
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
@@ -167,7 +166,7 @@ async def test_suspended_while_connected(
         await setup_member(hass, entry)
         sold = entity_of(hass, entry, "sensor", "energy_sold")
         assert hass.states.get(sold).state == "0"
-        await ops.set_participant_status(first.grid, member.keys.address, "suspended")
+        await first.grid.operator.set_participant_status(member.keys.address, "suspended")
 
     # The grid restarts; the live stream reconnects and is refused for good.
     async with serve_grid(tmp_path, port=port_of(first)) as second:

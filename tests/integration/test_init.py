@@ -30,7 +30,6 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
-from grid_server.service import operator as ops
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     MINUTE,
@@ -179,7 +178,7 @@ async def test_suspended_while_home_assistant_was_off(
 ) -> None:
     async with serve_grid(tmp_path) as first:
         member = await join_grid(first, "Paused")
-        await ops.set_participant_status(first.grid, member.keys.address, "suspended")
+        await first.grid.operator.set_participant_status(member.keys.address, "suspended")
         invitation = await first.invite()
 
         # Home Assistant starts: the grid refuses the key, so no retries but a reauth.

@@ -125,16 +125,16 @@ async def test_crash_between_payout_intent_and_record_local(
         await payments.mint(payments.address, 1_000_000)
         monkeypatch.setattr(PayoutWorker, "_send", crash)
         with pytest.raises(Crash):
-            await payments.payouts.run_once()
+            await grid.grid.payouts.run_once()
         clock = grid.clock
         address = payments.address
     monkeypatch.undo()
     async with run_grid_server(database_url, clock=clock, grid=config) as grid:
         payments = grid.grid.payments
         assert (await only_statement(grid.client(seller.keys))).status == "issued"
-        report = await payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert report.recovered == 1 and len(report.paid) == 1
-        assert not (await payments.payouts.run_once()).paid
+        assert not (await grid.grid.payouts.run_once()).paid
         statement = await only_statement(grid.client(seller.keys))
         assert (statement.status, statement.paid_micro) == ("paid", statement.amount_due_micro)
         balances = await local_balances(grid)
@@ -158,7 +158,7 @@ async def test_one_worker_pays_out(database_url: str) -> None:
         await issue_statements(first, t)
         await first.grid.payments.mint(first.grid.payments.address, 1_000_000)
         reports = await asyncio.gather(
-            *(g.grid.payments.payouts.run_once() for g in grids for _ in range(2))
+            *(g.grid.payouts.run_once() for g in grids for _ in range(2))
         )
         assert sum(len(r.paid) for r in reports) == 1
         async with first.grid.db.read() as conn:

@@ -138,7 +138,7 @@ async def test_iota_statement_paid_and_producer_paid_out(
         assert len(received_by(iota_node, grid_address)) == 1  # one payment on chain
 
         grid_before = iota_node.balance_of(grid_address)
-        report = await payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert len(report.paid) == 1, report
         (payout,) = report.paid
         owed = -credit.ledger.amount_due
@@ -152,7 +152,7 @@ async def test_iota_statement_paid_and_producer_paid_out(
         assert [(p.tx_id, p.direction, p.amount) for p in done.payments] == [
             (payout["tx_id"], "out", owed)
         ]
-        assert not (await payments.payouts.run_once()).paid
+        assert not (await grid.grid.payouts.run_once()).paid
         wallet = await payer.wallet_balance()
         assert (
             wallet.amount == iota_node.balance_of(buyer.address) and wallet.display_unit == "IOTA"
@@ -269,16 +269,15 @@ async def test_payout_node_timeout_then_recovery(
     database_url: str, iota_node: StandInIotaNode
 ) -> None:
     async with iota_grid(database_url, iota_node, payout_policy="float") as grid:
-        payments = grid.grid.payments
         seller, _, _, credit = await _setup(grid, iota_node)
         assert credit.ledger is not None
         iota_node.inject("iota_executeTransactionBlock", Fault.HANG_BEFORE_APPLY, times=50)
-        report = await payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert report.in_doubt == 1 and not report.paid
         # While a payout is in doubt nothing new is paid.
-        assert (await payments.payouts.run_once()).skipped
+        assert (await grid.grid.payouts.run_once()).skipped
         iota_node._faults.clear()
-        report = await payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert report.recovered == 1 and len(report.paid) == 1
         assert received_by(iota_node, seller.address) == [-credit.ledger.amount_due]
         assert (await only_statement(seller)).status == "paid"
@@ -299,7 +298,7 @@ async def test_crash_between_payout_and_record_iota(
         seller, _, _, credit = await _setup(grid, iota_node)
         monkeypatch.setattr(PayoutWorker, "_complete", crash)
         with pytest.raises(Crash):
-            await grid.grid.payments.payouts.run_once()
+            await grid.grid.payouts.run_once()
         clock = grid.clock
     assert credit.ledger is not None
     owed = -credit.ledger.amount_due
@@ -311,9 +310,9 @@ async def test_crash_between_payout_and_record_iota(
         assert grid.grid.payments.address == ledger_key_for(database_url).address
         statement = await only_statement(grid.client(seller.keys))
         assert statement.status == "issued"  # not recorded before the crash
-        report = await grid.grid.payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert report.recovered == 1 and len(report.paid) == 1
         assert received_by(iota_node, seller.address) == [owed]  # exactly once
         statement = await only_statement(grid.client(seller.keys))
         assert (statement.status, statement.paid_micro) == ("paid", statement.amount_due_micro)
-        assert not (await grid.grid.payments.payouts.run_once()).paid
+        assert not (await grid.grid.payouts.run_once()).paid

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from grid_server.cli.main import main
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import build_grid
 from grid_server.storage.schema import log_entries, payouts
 from p2p_energy_client.household import Asset, Household
 from p2p_energy_client.ledger.local import SignedTransfer, check_entry
@@ -105,9 +105,9 @@ async def test_consumers_pay_and_the_grid_pays_producers(database_url: str) -> N
             assert [p.direction for p in bill.payments] == ["in"]
 
         # The grid pays the producer (once, however often the worker runs).
-        report = await payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert len(report.paid) == 1 and not report.unfunded
-        again = await payments.payouts.run_once()
+        again = await grid.grid.payouts.run_once()
         assert not again.paid
         await asyncio.wait_for(listener, 10)
         credit = await only_statement(seller)
@@ -329,9 +329,9 @@ async def test_grid_key_file_and_key_change(tmp_path: Path) -> None:
         assert grid.grid.payments.address == address  # the same key again
     key_file.chmod(0o644)
     with pytest.raises(Exception, match="readable by others"):
-        await GridService(settings_for(database, ledger_key=None)).payments.open()
+        await build_grid(settings_for(database, ledger_key=None)).payments.open()
     key_file.chmod(0o600)
-    other = GridService(settings_for(database, ledger_key="11" * 32))
+    other = build_grid(settings_for(database, ledger_key="11" * 32))
     with pytest.raises(Exception, match="belongs to the grid key"):
         await other.payments.open()
     await other.db.dispose()
@@ -358,13 +358,13 @@ async def test_payout_count(database_url: str) -> None:
         seller, (buyer,), t = await trade(grid)
         await issue_statements(grid, t)
         await payments.mint(payments.address, 10_000_000)
-        report = await payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert not report.paid  # below the threshold: it waits
         async with grid.grid.db.read() as conn:
             assert await conn.scalar(select(func.count()).select_from(payouts)) == 0
     config = grid_config(payout_policy="float")
     async with run_grid_server(database_url, grid=config) as grid:
-        report = await grid.grid.payments.payouts.run_once()
+        report = await grid.grid.payouts.run_once()
         assert len(report.paid) == 1  # float: the buyer has not paid, the producer is paid
         assert (await only_statement(grid.client(seller.keys))).status == "paid"
         assert (await only_statement(grid.client(buyer.keys))).status == "issued"

@@ -9,7 +9,6 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from grid_server.service import operator as ops
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.protocol import (
@@ -48,7 +47,7 @@ async def test_join_with_invitation_and_every_refusal(grid: RunningGrid) -> None
     assert await refused(grid.client(), code) is ErrorCode.INVITATION_USED
     assert await refused(grid.client(), "AAAA-BBBB-CCCC") is ErrorCode.INVITATION_UNKNOWN
     revoked = await grid.invite()
-    await ops.revoke_invitation(grid.grid, revoked)
+    await grid.grid.operator.revoke_invitation(revoked)
     assert await refused(grid.client(), revoked) is ErrorCode.INVITATION_REVOKED
     expiring = await grid.invite(expires_at=grid.clock.now() + timedelta(minutes=5))
     grid.clock.advance(minutes=6)
@@ -56,7 +55,7 @@ async def test_join_with_invitation_and_every_refusal(grid: RunningGrid) -> None
     # The same key cannot join twice, even with a fresh code.
     assert await refused(alice, await grid.invite()) is ErrorCode.ALREADY_REGISTERED
 
-    participants = await ops.list_participants(grid.grid)
+    participants = await grid.grid.operator.list_participants()
     assert [p["address"] for p in participants] == [alice.address]
 
 
@@ -177,14 +176,14 @@ async def test_sessions_reads_and_suspension(grid: RunningGrid) -> None:
     assert first.status_code == 200 and first.json()["token"]
     assert error_of(await post(grid.url, "/sessions", env))[1] == "replay"
     # Suspended participants can neither write nor read.
-    await ops.set_participant_status(grid.grid, alice.address, "suspended")
+    await grid.grid.operator.set_participant_status(alice.address, "suspended")
     with pytest.raises(ProtocolError) as err:
         await alice.set_assets(meters=[MeterDecl("m", "Meter")])
     assert err.value.code is ErrorCode.SUSPENDED
     with pytest.raises(ProtocolError) as err:
         await alice.me()
     assert err.value.code is ErrorCode.SUSPENDED
-    await ops.set_participant_status(grid.grid, alice.address, "active")
+    await grid.grid.operator.set_participant_status(alice.address, "active")
     assert (await alice.me()).status == "active"
 
 
@@ -262,7 +261,7 @@ async def test_removed_household_rejoins_with_a_new_invitation(grid: RunningGrid
 
     alice = await grid.member("Alice")
     joined = (await alice.me()).joined_at
-    await ops.set_participant_status(grid.grid, alice.address, "removed")
+    await grid.grid.operator.set_participant_status(alice.address, "removed")
     with pytest.raises(ProtocolError) as err:
         await alice.me()
     assert err.value.code in (ErrorCode.SUSPENDED, ErrorCode.UNAUTHENTICATED, ErrorCode.NOT_MEMBER)

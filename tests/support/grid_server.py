@@ -33,8 +33,7 @@ from fastapi import FastAPI
 from grid_server.api import create_app
 from grid_server.config import GridConfig, Settings
 from grid_server.domain.clock import ManualClock
-from grid_server.service import operator as ops
-from grid_server.service.grid import GridService
+from grid_server.service.wiring import Grid
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.grid_client import GridClient
 
@@ -48,7 +47,7 @@ POSTGRES_ENV = "P2P_TEST_POSTGRES_URL"
 class RunningGrid:
     url: str
     app: FastAPI
-    grid: GridService
+    grid: Grid
     clock: ManualClock
     server: uvicorn.Server
     task: asyncio.Task[None]
@@ -62,7 +61,9 @@ class RunningGrid:
         role: str | None = None,
         expires_at: datetime | None = None,
     ) -> str:
-        issued = await ops.create_invitation(self.grid, zone=zone, role=role, expires_at=expires_at)
+        issued = await self.grid.operator.create_invitation(
+            zone=zone, role=role, expires_at=expires_at
+        )
         return issued.code
 
     def client(self, keys: KeyPair | None = None, **kwargs: Any) -> GridClient:

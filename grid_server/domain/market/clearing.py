@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,6 +61,16 @@ _INT64_SAFE = 1 << 62
 
 class ClearingInvariantError(RuntimeError):
     """The engine reached a state its proof rules out (a bug, never bad input)."""
+
+
+class ZoneOutcome(NamedTuple):
+    """One zone's row of a :class:`MarketResult` (as ints)."""
+
+    zone: str
+    price_ticks: int
+    utility_buy_wh: int
+    utility_sell_wh: int
+    flow_to_parent_wh: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +92,20 @@ class MarketResult:
     fills_wh: I64
     welfare_nano: int
     order_ids: Sequence[str] | None = None
+
+    def zones(self) -> list[ZoneOutcome]:
+        """Each zone's price, utility trades and flow, in ``zone_ids`` order."""
+        return [
+            ZoneOutcome(*row)
+            for row in zip(
+                self.zone_ids,
+                as_ints(self.price_ticks),
+                as_ints(self.utility_buy_wh),
+                as_ints(self.utility_sell_wh),
+                as_ints(self.flow_to_parent_wh),
+                strict=True,
+            )
+        ]
 
     def fill_of(self) -> dict[str, int]:
         if self.order_ids is None:

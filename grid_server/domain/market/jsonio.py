@@ -34,7 +34,7 @@ from p2p_energy_client.units import (
     parse_utc,
 )
 
-from .book import Book, BookError, Order, Utility, Zone, as_ints
+from .book import Book, BookError, Order, Utility, Zone
 from .clearing import MarketResult
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -214,20 +214,13 @@ def _price(obj: dict[str, Any], key: str, where: str) -> int:
 def result_json(result: MarketResult) -> dict[str, Any]:
     zones = [
         {
-            "id": zone_id,
-            "price": format_price(price),
-            "utility_buy_wh": bought,
-            "utility_sell_wh": sold,
-            "flow_to_parent_wh": flow,
+            "id": z.zone,
+            "price": format_price(z.price_ticks),
+            "utility_buy_wh": z.utility_buy_wh,
+            "utility_sell_wh": z.utility_sell_wh,
+            "flow_to_parent_wh": z.flow_to_parent_wh,
         }
-        for zone_id, price, bought, sold, flow in zip(
-            result.zone_ids,
-            as_ints(result.price_ticks),
-            as_ints(result.utility_buy_wh),
-            as_ints(result.utility_sell_wh),
-            as_ints(result.flow_to_parent_wh),
-            strict=True,
-        )
+        for z in result.zones()
     ]
     fills = [{"id": order_id, "filled_wh": filled} for order_id, filled in result.fill_of().items()]
     return {"welfare": format_nano(result.welfare_nano), "zones": zones, "fills": fills}

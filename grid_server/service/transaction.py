@@ -1,0 +1,171 @@
+"""What one writer transaction knows and changes: the types the writer and the handlers share.
+
+The group-commit writer (:mod:`.ingest`) opens one database transaction per
+batch of envelopes and builds a :class:`TxContext`. The payload handlers
+(:mod:`.handlers`) check each envelope against what the context prefetched,
+update that view in memory (so a later envelope of the batch sees what an
+earlier one changed) and buffer their writes in it; the writer flushes the
+buffers with one ``executemany`` per table before it commits. Every field
+has its own type: what the handlers read and write is checked, not looked
+up by string keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from grid_server.domain.assets import AssetLimits, AssetRow
+from grid_server.domain.readings import RecordedReading
+from grid_server.storage.ingest_queries import ReadingWrite
+from p2p_energy_client.models import LedgerTerms, OrderView, Statement
+from p2p_energy_client.protocol import Envelope, ProtocolError
+
+from .local_ledger import Head
+
+if TYPE_CHECKING:
+    from .payments import PaymentService
+
+# (kind, ref, body) of an audit log entry, and (participant or None for public, kind, data)
+# of a live event.
+LogItem = tuple[str, str, bytes]
+Event = tuple[int | None, str, dict[str, Any]]
+# One participant's order book in one interval.
+BookKey = tuple[int, datetime]
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int
+    body: bytes
+    duplicate: bool = False
+
+
+def error_outcome(exc: ProtocolError) -> Outcome:
+    return Outcome(exc.status, orjson.dumps(exc.to_wire()))
+
+
+@dataclass(slots=True)
+class Submission:
+    raw: bytes
+    envelope: Envelope
+    future: asyncio.Future[Outcome]
+    client: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.envelope.payload.type
+
+
+@dataclass(slots=True)
+class ParticipantRow:
+    id: int
+    address: str
+    name: str
+    zone: str
+    role: str
+    status: str
+    last_seq: int
+    joined_at: datetime
+
+
+@dataclass(slots=True)
+class Handled:
+    """A handler's answer to an accepted envelope."""
+
+    answer: dict[str, Any]
+    participant_id: int
+    # What is stored for duplicate answers, when it must differ from ``answer``.
+    stored: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRules:
+    """What the handlers need of the grid: its id and rules, and the payment side.
+
+    ``after_payments`` runs after a batch that moved money has committed
+    (wakes the live streams and the payout worker).
+    """
+
+    grid_id: str
+    limits: AssetLimits
+    join_zone: str
+    session_ttl_seconds: int
+    payments: PaymentService
+    after_payments: Callable[[], None]
+
+
+@dataclass(slots=True)
+class BatchStatement:
+    """A statement a batch's payments look at, as it stands in this batch."""
+
+    id: str
+    participant_id: int
+    address: str
+    view: Statement  # as of now in this batch (without lines)
+    terms: LedgerTerms
+    changed: bool = False
+
+
+@dataclass(slots=True)
+class PaymentBatch:
+    """What one writer transaction knows and changes of the ledger and statements."""
+
+    head: Head | None = None
+    # address → [balance, last seq]; ``known`` are rows that exist in the database.
+    accounts: dict[str, list[int]] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+    tx_ids: set[str] = field(default_factory=set)  # ledger entries (database and batch)
+    checked: set[str] = field(default_factory=set)  # tx ids looked up in the database
+    used: set[str] = field(default_factory=set)  # payment and payout tx ids
+    statements: dict[str, BatchStatement] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)  # ``ledger_entries`` rows
+    payment_rows: list[dict[str, Any]] = field(default_factory=list)  # ``payments`` rows
+    log: list[LogItem] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    signatures: list[bytes] = field(default_factory=list)  # envelopes of IOTA payments
+
+
+@dataclass
+class TxContext:
+    """State of one writer transaction, shared by the handlers of its envelopes."""
+
+    conn: AsyncConnection
+    rules: IngestRules
+    now: datetime
+    head_seq: int
+    head_hash: bytes
+    participants: dict[str, ParticipantRow] = field(default_factory=dict)
+    # What the handlers look at, prefetched for the whole batch (handlers.prefetch):
+    # asset versions by participant; readings recorded by participant and (interval,
+    # asset); order books by participant and interval; interval states.
+    assets: dict[int, list[AssetRow]] = field(default_factory=dict)
+    readings: dict[int, dict[tuple[datetime, str], RecordedReading]] = field(default_factory=dict)
+    order_books: dict[BookKey, dict[str, OrderView]] = field(default_factory=dict)
+    interval_states: dict[datetime, str] = field(default_factory=dict)
+    payments: PaymentBatch | None = None
+    # What the batch writes, flushed at its end: envelope rows and log entries, new
+    # sequence numbers, readings, changed order books (→ the log seq of the envelope
+    # that last changed each) and the grid's record of each join.
+    envelope_rows: list[dict[str, Any]] = field(default_factory=list)
+    log_items: list[LogItem] = field(default_factory=list)
+    seq_updates: dict[int, int] = field(default_factory=dict)
+    reading_writes: list[ReadingWrite] = field(default_factory=list)
+    changed_books: dict[BookKey, int] = field(default_factory=dict)
+    join_log: list[LogItem] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    accepted_results: dict[bytes, bytes] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def next_log_seq(self) -> int:
+        return self.head_seq + len(self.log_items) + 1
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
