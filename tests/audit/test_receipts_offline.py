@@ -19,6 +19,7 @@ from p2p_energy_client.models import SentEnvelope
 from p2p_energy_client.protocol import Reading, Readings, sign
 from p2p_energy_client.receipt_keeper import ReceiptKeeper
 from p2p_energy_client.receipts import (
+    GENESIS_HASH,
     AnchorRef,
     AuditRoot,
     InclusionProof,
@@ -51,7 +52,7 @@ class Log:
         head = self.entries[-1] if self.entries else None
         (entry,) = audit_chain.link(
             0 if head is None else head.seq,
-            audit_chain.GENESIS_HASH if head is None else head.hash,
+            GENESIS_HASH if head is None else head.hash,
             [(kind, ref, body)],
         )
         self.entries.append(entry)
