@@ -149,7 +149,7 @@ async def test_producer_and_consumer_trade_settle_and_get_statements(
     assert wallet * 10**6 == 20_000_000 - sum(spent)
     assert Decimal(state(consumer, "sensor", "amount_due")) == 0
 
-    report = await grid.grid.payments.payouts.run_once()
+    report = await grid.grid.payouts.run_once()
     assert report.paid
     await wait_for(
         hass, lambda: any(e.data["config_entry_id"] == producer.entry_id for e in payments)
