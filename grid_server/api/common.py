@@ -18,8 +18,6 @@ from p2p_energy_client.units import UnitError, parse_utc
 
 # Re-exported for api/reads.py and api/dashboard.py (branch s12-storage reworks them),
 # until they take these from .deps as the other routes do.
-from .deps import authenticate, bearer, grid_of
-from .deps import current_participant as participant
 
 JSON = "application/json"
 
@@ -95,14 +93,10 @@ __all__ = [
     "ENVELOPE_ERRORS",
     "JSON",
     "READ_ERRORS",
-    "authenticate",
-    "bearer",
     "client_address",
     "error_response",
     "error_responses",
-    "grid_of",
     "json_response",
-    "participant",
     "path_time",
     "query_time",
     "read_responses",

@@ -52,7 +52,8 @@ from grid_server.service.ratelimit import TokenBuckets
 from grid_server.service.wiring import Grid as GridService
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
-from .common import client_address, error_responses, grid_of, json_response, path_time
+from .common import client_address, error_responses, json_response, path_time
+from .deps import grid_of
 
 STATIC: Final = Path(__file__).parent / "static" / "dashboard"
 COOKIE: Final = "p2p_dashboard"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -175,14 +173,6 @@ async def verify(payments: PaymentsDep, db: DbDep) -> Response:
     async with db.read() as conn:
         result = await verify_ledger(payments.store, conn)
     return json_response(result)
-
-
-async def verify_local_ledger(grid: Grid, conn: Any) -> dict[str, Any]:
-    """:func:`grid_server.service.local_ledger.verify_ledger` of the grid's ledger.
-
-    Kept for demo/stats.py (branch s12-storage reworks it) until it calls the service.
-    """
-    return await verify_ledger(grid.payments.store, conn)
 
 
 @operator_router.get("/statements/overdue", summary="Statements owed to the grid, past due")

@@ -12,21 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import PlainTextResponse, Response
 
 from grid_server.service import queries
+from grid_server.storage.db import Database
 from p2p_energy_client import models as shapes
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
-from .common import (
-    JSON,
-    READ_ERRORS,
-    authenticate,
-    bearer,
-    error_responses,
-    grid_of,
-    json_response,
-    participant,
-    path_time,
-    query_time,
-)
+from .common import JSON, READ_ERRORS, error_responses, json_response, path_time, query_time
+from .deps import DbDep, GridDep, Member, ParticipantDep, authenticate, bearer
 
 router = APIRouter(prefix="/api/v1")
 # A read of the participant's own records in [since, until): (conn, pid, since, until).
@@ -105,8 +96,7 @@ def _range(request: Request) -> tuple[datetime, datetime]:
 
 
 @router.get("/health", tags=["operations"], summary="Liveness and readiness")
-async def health(request: Request) -> Response:
-    grid = grid_of(request)
+async def health(grid: GridDep) -> Response:
     body = {
         "status": "ok" if grid.ready else "starting",
         "grid": grid.grid_id,
@@ -123,8 +113,7 @@ async def health(request: Request) -> Response:
     summary="The grid's parameters",
     responses={200: {"content": {JSON: {"schema": GRID_INFO_SCHEMA}}}},
 )
-async def grid_info(request: Request) -> Response:
-    grid = grid_of(request)
+async def grid_info(grid: GridDep) -> Response:
     async with grid.db.read() as conn:
         info = await queries.grid_info(conn, grid)
     return json_response(info.to_wire())
@@ -136,8 +125,7 @@ async def grid_info(request: Request) -> Response:
     summary="Zone prices and volumes of an interval (plus own fills with a session token)",
     responses={200: {"model": shapes.MarketResult}, **error_responses(*READ_ERRORS)},
 )
-async def market(request: Request, interval: str) -> Response:
-    grid = grid_of(request)
+async def market(request: Request, grid: GridDep, interval: str) -> Response:
     t = path_time(interval, "interval")
     grid.schedule.check_interval(t, "interval")
     token = bearer(request)
@@ -153,8 +141,7 @@ async def market(request: Request, interval: str) -> Response:
     summary="Public market results of the intervals in [since, until)",
     responses=error_responses(ErrorCode.INVALID_FIELD),
 )
-async def market_range(request: Request) -> Response:
-    grid = grid_of(request)
+async def market_range(request: Request, grid: GridDep) -> Response:
     since, until = _range(request)
     async with grid.db.read() as conn:
         results = await queries.market_range(conn, since, until)
@@ -167,11 +154,9 @@ async def market_range(request: Request) -> Response:
     summary="The participant's record: zone, role, status, last sequence number, assets",
     responses={200: {"model": shapes.Participant}, **error_responses(*READ_ERRORS)},
 )
-async def me(request: Request) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
-    async with grid.db.read() as conn:
-        view = await queries.participant_view(conn, pid)
+async def me(member: ParticipantDep, db: DbDep) -> Response:
+    async with db.read() as conn:
+        view = await queries.participant_view(conn, member.id)
     return json_response(view.to_wire())
 
 
@@ -181,11 +166,9 @@ async def me(request: Request) -> Response:
     summary="The participant's current sources and meters",
     responses={200: {"model": shapes.AssetsView}, **error_responses(*READ_ERRORS)},
 )
-async def get_assets(request: Request) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
-    async with grid.db.read() as conn:
-        view = await queries.participant_view(conn, pid)
+async def get_assets(member: ParticipantDep, db: DbDep) -> Response:
+    async with db.read() as conn:
+        view = await queries.participant_view(conn, member.id)
     return json_response(view.assets.to_wire())
 
 
@@ -195,23 +178,21 @@ async def get_assets(request: Request) -> Response:
     summary="The participant's orders for one interval",
     responses={200: {"model": shapes.OrderBook}, **error_responses(*READ_ERRORS)},
 )
-async def get_orders(request: Request) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
+async def get_orders(request: Request, member: ParticipantDep, grid: GridDep) -> Response:
     t = query_time(request, "interval")
     grid.schedule.check_interval(t, "interval")
     async with grid.db.read() as conn:
-        book = await queries.order_book(conn, grid.schedule, pid, t)
+        book = await queries.order_book(conn, grid.schedule, member.id, t)
     return json_response(book.to_wire())
 
 
-async def _own_in_range(request: Request, read: RangeRead, key: str) -> Response:
+async def _own_in_range(
+    request: Request, member: Member, db: Database, read: RangeRead, key: str
+) -> Response:
     """The participant's own records of ``[since, until)`` under ``key``."""
-    pid, _ = await participant(request)
-    grid = grid_of(request)
     since, until = _range(request)
-    async with grid.db.read() as conn:
-        rows = await read(conn, pid, since, until)
+    async with db.read() as conn:
+        rows = await read(conn, member.id, since, until)
     return json_response({key: [r.to_wire() for r in rows]})
 
 
@@ -221,8 +202,8 @@ async def _own_in_range(request: Request, read: RangeRead, key: str) -> Response
     summary="The participant's stored readings in [since, until)",
     responses=error_responses(*READ_ERRORS),
 )
-async def get_readings(request: Request) -> Response:
-    return await _own_in_range(request, queries.stored_readings, "readings")
+async def get_readings(request: Request, member: ParticipantDep, db: DbDep) -> Response:
+    return await _own_in_range(request, member, db, queries.stored_readings, "readings")
 
 
 @router.get(
@@ -231,8 +212,8 @@ async def get_readings(request: Request) -> Response:
     summary="The participant's fills in [since, until)",
     responses=error_responses(*READ_ERRORS),
 )
-async def get_fills(request: Request) -> Response:
-    return await _own_in_range(request, queries.participant_fills, "fills")
+async def get_fills(request: Request, member: ParticipantDep, db: DbDep) -> Response:
+    return await _own_in_range(request, member, db, queries.participant_fills, "fills")
 
 
 @router.get(
@@ -241,8 +222,8 @@ async def get_fills(request: Request) -> Response:
     summary="The participant's settlement lines in [since, until)",
     responses=error_responses(*READ_ERRORS),
 )
-async def get_line_items(request: Request) -> Response:
-    return await _own_in_range(request, queries.participant_lines, "lines")
+async def get_line_items(request: Request, member: ParticipantDep, db: DbDep) -> Response:
+    return await _own_in_range(request, member, db, queries.participant_lines, "lines")
 
 
 @router.get(
@@ -251,12 +232,10 @@ async def get_line_items(request: Request) -> Response:
     summary="The participant's statements (periods starting at or after since)",
     responses=error_responses(*READ_ERRORS),
 )
-async def get_statements(request: Request) -> Response:
-    pid, address = await participant(request)
-    grid = grid_of(request)
+async def get_statements(request: Request, member: ParticipantDep, db: DbDep) -> Response:
     since = query_time(request, "since") if "since" in request.query_params else None
-    async with grid.db.read() as conn:
-        rows = await queries.participant_statements(conn, pid, address, since)
+    async with db.read() as conn:
+        rows = await queries.participant_statements(conn, member.id, member.address, since)
     return json_response({"statements": [s.to_wire() for s in rows]})
 
 
@@ -269,11 +248,9 @@ async def get_statements(request: Request) -> Response:
         **error_responses(*READ_ERRORS, ErrorCode.NOT_FOUND),
     },
 )
-async def get_statement(request: Request, statement_id: str) -> Response:
-    pid, _ = await participant(request)
-    grid = grid_of(request)
-    async with grid.db.read() as conn:
-        found = await queries.statement_detail(conn, statement_id, pid)
+async def get_statement(member: ParticipantDep, db: DbDep, statement_id: str) -> Response:
+    async with db.read() as conn:
+        found = await queries.statement_detail(conn, statement_id, member.id)
     if found is None:
         # Another participant's statement is "not found" too: no probing.
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such statement", "statement_id")
@@ -284,6 +261,5 @@ metrics_router = APIRouter(tags=["operations"])
 
 
 @metrics_router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-async def metrics(request: Request) -> Response:
-    grid = grid_of(request)
+async def metrics(grid: GridDep) -> Response:
     return Response(generate_latest(grid.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,8 +15,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.api.payments import verify_local_ledger
 from grid_server.service.dashboard.savings import PriceSteps, market_totals, price_steps
+from grid_server.service.local_ledger import verify_ledger
 from grid_server.service.wiring import Grid as GridService
 from grid_server.storage import intervals as stored_intervals
 from grid_server.storage import ledger, payments, readings
@@ -233,7 +233,7 @@ async def _statements(conn: AsyncConnection, out: Summary, threshold: int) -> No
 
 async def _ledger(grid: GridService, conn: AsyncConnection, out: Summary) -> None:
     """The local ledger: its own check, and the grid's account against payments and payouts."""
-    check = await verify_local_ledger(grid, conn)
+    check = await verify_ledger(grid.payments.store, conn)
     out.ledger_ok = bool(check["ok"])
     out.minted_micro = int(check["minted"])
     paid = await payments.payment_totals(conn)

@@ -50,7 +50,7 @@ from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.ledger.base import TransferRecord
 from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger, PaymentNotVerified
-from p2p_energy_client.models import LedgerEntry, LedgerTerms, PaymentRecord, Statement
+from p2p_energy_client.models import LedgerEntry, LedgerTerms, Statement
 from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
@@ -296,10 +296,6 @@ class PaymentService:
 
     # --- views --------------------------------------------------------------------
 
-    async def statement_view(self, conn: AsyncConnection, statement_id: str) -> Statement | None:
-        """A statement with its terms and payments (the query lives in storage)."""
-        return await stored_statements.statement_view(conn, statement_id)
-
     # --- operator -----------------------------------------------------------------
 
     async def mint(self, address: str, amount: int, memo: str | None = None) -> LedgerEntry:
@@ -319,16 +315,13 @@ class PaymentService:
             found = await stored_statements.overdue(conn, moment)
         return [o.to_json(moment) for o in found]
 
-    async def has_overdue(self, conn: AsyncConnection, participant_id: int, now: datetime) -> bool:
-        return await stored_statements.has_overdue(conn, participant_id, now)
-
     async def check_buy_allowed(
         self, conn: AsyncConnection, participant_id: int, now: datetime, field: str
     ) -> None:
         """The overdue policy: refuse buy orders of a participant with overdue statements."""
         if self.config.overdue_policy != "retail_only":
             return
-        if await self.has_overdue(conn, participant_id, now):
+        if await stored_statements.has_overdue(conn, participant_id, now):
             raise _refused(
                 ErrorCode.OVERDUE,
                 field,
@@ -374,10 +367,3 @@ class PaymentService:
         else:
             summary["grid_balance"] = balance
         return summary
-
-
-async def statement_extras(
-    conn: AsyncConnection, ids: list[str]
-) -> dict[str, tuple[LedgerTerms | None, tuple[PaymentRecord, ...]]]:
-    """Ledger terms and recorded payments of the given statements (see storage)."""
-    return await stored_statements.statement_extras(conn, ids)

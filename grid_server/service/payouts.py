@@ -42,6 +42,7 @@ from grid_server.domain.clock import Clock
 from grid_server.domain.ledger import PayoutPlan, StatementPosition, TransferRefused, plan_payouts
 from grid_server.storage import audit_log
 from grid_server.storage import payout_queries as oq
+from grid_server.storage import statements as stored_statements
 from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.ledger.base import LedgerError, TxStatus
 from p2p_energy_client.ledger.iota import (
@@ -410,7 +411,7 @@ class PayoutWorker:
         }
         rows: list[Event] = [(payout.participant_id, "payment", event)]
         for statement_id, _ in payout.items:
-            view = await self.payments.statement_view(conn, statement_id)
+            view = await stored_statements.statement_view(conn, statement_id)
             assert view is not None
             rows.append((payout.participant_id, "statement", view.to_wire()))
         return rows

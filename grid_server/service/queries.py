@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.domain.assets import AssetRow, current_assets
 from grid_server.domain.schedule import Schedule
 from grid_server.storage import events as stored_events
 from grid_server.storage import grid_setup, orders, participants, readings
@@ -35,7 +36,8 @@ from p2p_energy_client.models import (
 from p2p_energy_client.protocol import MAX_CLOCK_SKEW_SECONDS, PROTOCOL_VERSION
 from p2p_energy_client.units import format_price
 
-from .handlers import AssetRow, assets_view, current_assets, token_hash
+from .handlers.assets import assets_view
+from .handlers.session import token_hash
 
 MAX_ROWS = 10_000
 MAX_INTERVALS = 2000

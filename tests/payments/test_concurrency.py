@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 from sqlalchemy import func, select
 
-from grid_server.api.payments import verify_local_ledger
 from grid_server.config import GridConfig
+from grid_server.service.local_ledger import verify_ledger
 from grid_server.service.payouts import PayoutWorker
 from grid_server.storage.schema import ledger_entries, payouts
 from p2p_energy_client.grid_client import GridClient
@@ -101,7 +101,7 @@ async def test_parallel_transfers_conserve_money(database_url: str) -> None:
             )
         assert refused > 0  # the balances did run out: the refusals were exercised
         async with main.grid.db.read() as conn:
-            report = await verify_local_ledger(main.grid, conn)
+            report = await verify_ledger(main.grid.payments.store, conn)
             entries = await conn.scalar(select(func.count()).select_from(ledger_entries))
         assert report["ok"], report
         transfers = HOUSEHOLDS * TRANSFERS - refused

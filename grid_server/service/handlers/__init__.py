@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from grid_server.domain.assets import AssetRow, current_assets
 from grid_server.storage import ingest_queries as q
 from p2p_energy_client.protocol import (
     Assets,
@@ -29,11 +28,11 @@ from p2p_energy_client.protocol import (
 
 from ..transaction import Handled, ParticipantRow, Submission, TxContext
 from . import payments
-from .assets import assets_view, declare_assets
+from .assets import declare_assets
 from .join import join
 from .orders import place_orders
 from .readings import report_readings
-from .session import session, token_hash
+from .session import session
 
 
 async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
@@ -105,12 +104,7 @@ async def flush(ctx: TxContext) -> None:
 
 
 __all__ = [
-    # AssetRow and current_assets are the domain's; service.queries reads them from here.
-    "AssetRow",
     "apply",
-    "assets_view",
-    "current_assets",
     "flush",
     "prefetch",
-    "token_hash",
 ]

@@ -30,13 +30,13 @@ from typing import Any
 
 from grid_server.domain.ledger import TransferRefused, check_transfer, statement_status
 from grid_server.storage import payment_queries as pq
+from grid_server.storage import statements as stored_statements
 from p2p_energy_client.ledger.local import SignedTransfer
 from p2p_energy_client.models import (
     LedgerEntry,
     LedgerTerms,
     PaymentRecord,
     PaymentResult,
-    Statement,
 )
 from p2p_energy_client.protocol import (
     ErrorCode,
@@ -50,7 +50,7 @@ from p2p_energy_client.units import paid_micro, parse_rate
 
 from ..events import add_events
 from ..local_ledger import log_item, next_entry, row_view
-from ..payments import PaymentService, statement_extras
+from ..payments import PaymentService
 from ..transaction import (
     BatchStatement,
     ParticipantRow,
@@ -123,23 +123,11 @@ async def _load_statements(
     service: PaymentService, ctx: TxContext, state: PaymentBatch, ids: set[str]
 ) -> None:
     rows = await pq.statements_with_terms(ctx.conn, ids, lock=service.db.is_postgres)
-    extras = await statement_extras(ctx.conn, [r.id for r in rows])
+    extras = await stored_statements.statement_extras(ctx.conn, [r.id for r in rows])
     for r in rows:
         terms = LedgerTerms(r.ledger, r.unit, r.rate, r.terms_due, r.terms_paid, r.due_at)
-        view = Statement(
-            r.id,
-            r.address,
-            r.period_start,
-            r.period_end,
-            r.currency,
-            r.amount_due_micro,
-            r.paid_micro,
-            r.status,
-            r.issued_at,
-            r.intervals,
-            ledger=terms,
-            payments=extras.get(r.id, (None, ()))[1],
-        )
+        payments = extras.get(r.id, (None, ()))[1]
+        view = stored_statements.statement_from_row(r, r.address, extras=(terms, payments))
         state.statements[r.id] = BatchStatement(r.id, r.participant_id, r.address, view, terms)
 
 
@@ -277,7 +265,7 @@ async def _own_statement(
         # Not prefetched: gone, another's, or issued before payments had terms.
         row = await service.statement_for_update(ctx.conn, statement_id)
         if row is not None:
-            view = await service.statement_view(ctx.conn, row.id)
+            view = await stored_statements.statement_view(ctx.conn, row.id)
             assert view is not None
             st = BatchStatement(row.id, row.participant_id, row.address, view, row.terms)
             state.statements[row.id] = st
