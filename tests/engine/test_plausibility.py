@@ -524,22 +524,3 @@ def test_a_hundred_thousand_households_in_milliseconds() -> None:
         headroom = result.headroom_wh
     # Typically 5-10 ms on one core; generous for a shared machine.
     assert sorted(timings)[2] < 0.25, timings
-
-
-def test_the_rules_stay_in_the_pure_domain() -> None:
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from tests.engine.test_layering import FORBIDDEN  # noqa: PLC0415
-
-    probe = (
-        "import sys, grid_server.domain.approval, grid_server.domain.plausibility, "
-        "grid_server.domain.clear_sky; "
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    loaded = set(done.stdout.split())
-    assert "pvlib" in loaded
-    assert not loaded & set(FORBIDDEN), loaded & set(FORBIDDEN)
