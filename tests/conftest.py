@@ -13,6 +13,17 @@ from tests.support.client_alias import install as install_client_alias
 # Before anything imports the integration: its client is p2p_energy_client's modules.
 install_client_alias()
 
+# The shared fixtures (a grid on loopback, SQLite and PostgreSQL databases).
+from tests.support.fixtures import (  # noqa: E402
+    _loopback,
+    database_url,
+    grid,
+    pg_pool,
+    postgres_url,
+)
+
+__all__ = ["_loopback", "database_url", "grid", "pg_pool", "postgres_url"]
+
 DATA = Path(__file__).parent / "data"
 
 

@@ -17,13 +17,13 @@ from grid_server.storage.schema import audit_anchor_attempts, audit_anchors
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.ledger.iota import IotaRpcClient
 from p2p_energy_client.ledger.iota.notarization import read_anchored_payload, read_state
-from p2p_energy_client.protocol import MeterDecl, Reading, SourceDecl, SourceKind, canonical_json
+from p2p_energy_client.protocol import Reading, canonical_json
 from p2p_energy_client.receipts import verify_receipt
+from tests.support.audit_scenario import Surgeon
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid, run_grid_server
 from tests.support.iota_node import Fault, StandInIotaNode
 from tests.support.iota_notarization import TEST_PACKAGE
-
-from .scenario import Surgeon
 
 IOTA = 10**9
 FAST: dict[str, Any] = {
@@ -33,8 +33,6 @@ FAST: dict[str, Any] = {
     "checkpoint_timeout": 1.0,
     "poll_interval": 0.01,
 }
-PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)
-MAIN = MeterDecl("main", "Main meter", 8_000)
 
 
 @asynccontextmanager

@@ -5,12 +5,9 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from p2p_energy_client.household import Asset, Household, TradingOptions
-from p2p_energy_client.protocol import MeterDecl, SourceDecl, SourceKind
 from p2p_energy_client.strategy import StrategyKind
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid
-
-PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)
-MAIN = MeterDecl("main", "Main meter", 8_000)
 
 
 async def test_receipts_of_readings_verify_and_a_lie_is_noticed(grid: RunningGrid) -> None:

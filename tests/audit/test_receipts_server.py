@@ -14,20 +14,15 @@ from grid_server.storage.schema import audit_roots, log_entries
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.protocol import (
     ErrorCode,
-    MeterDecl,
     OrderSpec,
     ProtocolError,
     Reading,
     Side,
-    SourceDecl,
-    SourceKind,
 )
 from p2p_energy_client.receipt_keeper import ReceiptKeeper
 from p2p_energy_client.receipts import ReceiptPending, verify_receipt
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid
-
-PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)
-MAIN = MeterDecl("main", "Main meter", 8_000)
 
 
 async def household(grid: RunningGrid, name: str) -> GridClient:

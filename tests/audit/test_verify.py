@@ -24,9 +24,8 @@ from grid_server.service.audit_verify import verify_log
 from grid_server.storage.db import Database
 from grid_server.storage.schema import audit_verifications
 from p2p_energy_client.protocol import canonical_json
+from tests.support.audit_scenario import Surgeon, populate, sqlite_clone
 from tests.support.grid_server import POSTGRES_ENV, PostgresDatabases, sqlite_url
-
-from .scenario import Surgeon, populate, sqlite_clone
 
 
 @pytest.fixture(

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
-
-from tests.server.conftest import _loopback, database_url, pg_pool
-
-logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +12,3 @@ async def _no_loop_debug() -> None:
     # Home Assistant's test plugin runs the loop in debug mode, several times
     # slower; the grid server runs without it, and so do these tests.
     asyncio.get_running_loop().set_debug(False)
-
-
-__all__ = ["_loopback", "database_url", "pg_pool"]

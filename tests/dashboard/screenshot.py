@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from grid_server.demo.runner import Demo, DemoOptions, Started
-from tests.dashboard.browser import browser, watched_page
+from tests.support.browser import browser, watched_page
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)  # a June dawn in Frankfurt (06:00 local)

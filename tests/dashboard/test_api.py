@@ -36,7 +36,8 @@ from grid_server.storage.schema import (
     zone_results,
 )
 from p2p_energy_client.units import format_utc, micro_half_even
-from tests.dashboard.populate import (
+from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid, run_grid_server
+from tests.support.neighbourhood import (
     FLOAT,
     WALLET,
     Neighbourhood,
@@ -45,7 +46,6 @@ from tests.dashboard.populate import (
     populate,
     trade_interval,
 )
-from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid, run_grid_server
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 

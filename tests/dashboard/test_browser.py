@@ -18,15 +18,15 @@ from sqlalchemy import func, select
 
 from grid_server.api.dashboard import login_link
 from grid_server.storage.schema import events
-from tests.dashboard.browser import ARTIFACTS, browser, chromium_path, watched_page
-from tests.dashboard.populate import (
+from tests.support.browser import ARTIFACTS, browser, chromium_path, watched_page
+from tests.support.grid_server import OPERATOR_TOKEN, run_grid_server
+from tests.support.neighbourhood import (
     Neighbourhood,
     grid_config,
     join_all,
     populate,
     trade_interval,
 )
-from tests.support.grid_server import OPERATOR_TOKEN, run_grid_server
 
 pytestmark = [
     pytest.mark.usefixtures("socket_enabled"),

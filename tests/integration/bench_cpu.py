@@ -38,7 +38,6 @@ from custom_components.p2p_energy.const import DOMAIN, SUBENTRY_METER, SUBENTRY_
 from grid_server.storage.db import Database
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.grid_client import GridClient
-from tests.production.processes import GridProcess, Operator, SharedClock, grid_toml
 from tests.support.grid_server import sqlite_url
 from tests.support.home_assistant import (
     GRID_ID,
@@ -50,6 +49,7 @@ from tests.support.home_assistant import (
     setup_member,
     source,
 )
+from tests.support.processes import GridProcess, Operator, SharedClock, grid_toml
 
 HOUSEHOLDS = int(os.environ.get("P2P_BENCH_HOUSEHOLDS", "10"))
 INTERVALS = int(os.environ.get("P2P_BENCH_INTERVALS", "12"))

@@ -8,18 +8,9 @@ import pytest
 
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.ledger.iota import IotaConfig, IotaLedger
-from tests.support.iota_node import StandInIotaNode, iota_node
+from tests.support.iota_node import FAST, StandInIotaNode, iota_node
 
 __all__ = ["iota_node"]  # the stand-in node fixture, shared with other test packages
-
-# Short waits so that timeouts, retries and checkpoint waits take milliseconds.
-FAST = {
-    "request_timeout": 2.0,
-    "execute_timeout": 0.3,
-    "submit_deadline": 2.0,
-    "checkpoint_timeout": 1.0,
-    "poll_interval": 0.01,
-}
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ from p2p_energy_client.ledger.iota.batch import PLANNING_LIMITS, batch_capacity
 from p2p_energy_client.ledger.iota.bcs import MergeCoins, Pure, TransactionData
 from p2p_energy_client.ledger.iota.ledger import gas_budget_from_dry_run
 from p2p_energy_client.ledger.iota.rpc import GasCost
-from tests.iota.conftest import FAST
 from tests.support.iota_batches import payments, ptb_with_splits, with_padding
 from tests.support.iota_node import (
     COMPUTATION_UNITS,
+    FAST,
     STORAGE_COST_PER_OBJECT,
     Fault,
     StandInIotaNode,

@@ -21,9 +21,9 @@ from p2p_energy_client.ledger.iota.ledger import (
     gas_budget_from_dry_run,
 )
 from p2p_energy_client.ledger.iota.rpc import GasCost
-from tests.iota.conftest import FAST
 from tests.support.iota_node import (
     COMPUTATION_UNITS,
+    FAST,
     STORAGE_COST_PER_OBJECT,
     Fault,
     StandInIotaNode,

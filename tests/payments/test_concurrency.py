@@ -17,14 +17,14 @@ from grid_server.storage.schema import ledger_entries, payouts
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.ledger.base import InsufficientFunds, LedgerError
 from p2p_energy_client.ledger.local_client import LocalLedger
-from tests.payments.helpers import (
+from tests.support.grid_server import RunningGrid, run_grid_server
+from tests.support.market import (
     grid_config,
     issue_statements,
     local_balances,
     only_statement,
     trade,
 )
-from tests.support.grid_server import RunningGrid, run_grid_server
 
 HOUSEHOLDS = 6
 TRANSFERS = 6

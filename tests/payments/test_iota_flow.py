@@ -21,10 +21,10 @@ from p2p_energy_client.ledger.iota import (
 from p2p_energy_client.models import Statement
 from p2p_energy_client.payments import IotaPayer, make_payer
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
-from tests.payments.helpers import grid_config, issue_statements, only_statement, trade
 from tests.support.grid_server import RunningGrid, run_grid_server
 from tests.support.grid_server import test_ledger_key as ledger_key_for
 from tests.support.iota_node import Fault, StandInIotaNode
+from tests.support.market import grid_config, issue_statements, only_statement, trade
 
 IOTA = 10**9
 RATE = Fraction(4000)  # 1 IOTA = 0.25 EUR: 4,000 nanos per micro-EUR

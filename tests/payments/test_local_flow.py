@@ -21,15 +21,15 @@ from p2p_energy_client.ledger.local_client import LocalLedger
 from p2p_energy_client.models import Event
 from p2p_energy_client.payments import LocalPayer, make_payer
 from p2p_energy_client.protocol import ErrorCode, OrderSpec, Payment, ProtocolError, Side, sign
-from tests.payments.helpers import (
+from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid, run_grid_server
+from tests.support.grid_server import test_settings as settings_for
+from tests.support.market import (
     grid_config,
     issue_statements,
     local_balances,
     only_statement,
     trade,
 )
-from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid, run_grid_server
-from tests.support.grid_server import test_settings as settings_for
 
 MINTED = 5_000_000  # 5 EUR for each household
 FLOAT = 1_000_000  # the operator funds the grid's account for the utility's share

@@ -42,9 +42,8 @@ from p2p_energy_client.protocol import (
     SourceDecl,
     SourceKind,
 )
-
-from .processes import OPERATOR_TOKEN, GridProcess, Operator, SharedClock, grid_toml
-from .scenario import START, T0, Q
+from tests.support.processes import OPERATOR_TOKEN, GridProcess, Operator, SharedClock, grid_toml
+from tests.support.production_scenario import START, T0, Q
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 

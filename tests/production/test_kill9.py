@@ -30,8 +30,7 @@ import pytest_socket
 
 from grid_server.storage.db import Database
 from p2p_energy_client.units import format_utc
-
-from .processes import (
+from tests.support.processes import (
     GridProcess,
     Operator,
     SharedClock,
@@ -41,7 +40,17 @@ from .processes import (
     kill,
     wait_gone,
 )
-from .scenario import START, T0, Home, Q, Streams, check_history, close, drive, join
+from tests.support.production_scenario import (
+    START,
+    T0,
+    Home,
+    Q,
+    Streams,
+    check_history,
+    close,
+    drive,
+    join,
+)
 
 pytestmark = [pytest.mark.usefixtures("socket_enabled"), pytest.mark.slow]
 

@@ -21,9 +21,18 @@ import pytest
 import pytest_socket
 
 from grid_server.storage.db import Database
-
-from .processes import GridProcess, Operator, SharedClock, audit_verify, grid_toml
-from .scenario import START, T0, Home, Q, Streams, check_history, close, drive, join
+from tests.support.processes import GridProcess, Operator, SharedClock, audit_verify, grid_toml
+from tests.support.production_scenario import (
+    START,
+    T0,
+    Home,
+    Q,
+    Streams,
+    check_history,
+    close,
+    drive,
+    join,
+)
 
 pytestmark = [pytest.mark.usefixtures("socket_enabled"), pytest.mark.postgres, pytest.mark.slow]
 

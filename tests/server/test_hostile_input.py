@@ -17,9 +17,8 @@ from sqlalchemy import func, select
 
 from grid_server.storage.schema import assets
 from p2p_energy_client.protocol import Assets, MeterDecl, Reading, Readings, canonical_json
+from tests.support.envelopes import envelope, error_of, post
 from tests.support.grid_server import RunningGrid, run_grid_server
-
-from .helpers import envelope, error_of, post
 
 MAIN = MeterDecl("main", "Main meter", 10_000)
 

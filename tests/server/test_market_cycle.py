@@ -14,18 +14,13 @@ from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.models import Event
 from p2p_energy_client.protocol import (
     ErrorCode,
-    MeterDecl,
     OrderSpec,
     ProtocolError,
     Reading,
     Side,
-    SourceDecl,
-    SourceKind,
 )
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid, run_grid_server
-
-PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)  # 1,000 Wh per 15 minutes
-MAIN = MeterDecl("main", "Main meter", 8_000)
 
 
 async def refused(call: object) -> tuple[ErrorCode, str | None]:

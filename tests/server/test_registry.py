@@ -21,9 +21,8 @@ from p2p_energy_client.protocol import (
     Readings,
     canonical_json,
 )
+from tests.support.envelopes import envelope, error_of, post
 from tests.support.grid_server import RunningGrid, run_grid_server
-
-from .helpers import envelope, error_of, post
 
 
 async def test_join_with_invitation_and_every_refusal(grid: RunningGrid) -> None:

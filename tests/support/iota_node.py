@@ -92,6 +92,15 @@ from p2p_energy_client.ledger.iota.bcs import (
 
 from .iota_notarization import MoveInputError, MoveRuntime, has_move_calls
 
+# Short waits so that timeouts, retries and checkpoint waits take milliseconds.
+FAST = {
+    "request_timeout": 2.0,
+    "execute_timeout": 0.3,
+    "submit_deadline": 2.0,
+    "checkpoint_timeout": 1.0,
+    "poll_interval": 0.01,
+}
+
 IOTA_COIN_TYPE = "0x2::iota::IOTA"
 BASE_TX_COST_FIXED_UNITS = 1_000
 MAX_TX_GAS = 50_000_000_000

@@ -12,11 +12,9 @@ from grid_server.config import GridConfig, LedgerConfig
 from grid_server.storage.schema import ledger_accounts
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.models import Statement
-from p2p_energy_client.protocol import MeterDecl, OrderSpec, Reading, Side, SourceDecl, SourceKind
+from p2p_energy_client.protocol import OrderSpec, Reading, Side
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid
-
-PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)
-MAIN = MeterDecl("main", "Main meter", 8_000)
 
 
 def grid_config(**ledger: Any) -> GridConfig:

@@ -17,19 +17,15 @@ from grid_server.domain.audit_roots import RootFields, make_batch, root_body
 from grid_server.storage.db import Database
 from p2p_energy_client.payments import LocalPayer
 from p2p_energy_client.protocol import (
-    MeterDecl,
     OrderSpec,
     Reading,
     Side,
-    SourceDecl,
-    SourceKind,
     canonical_json,
 )
 from p2p_energy_client.receipts import body_hash, entry_hash
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import run_grid_server
 
-PV = SourceDecl("pv", "Roof", SourceKind.SOLAR, 4_000)
-MAIN = MeterDecl("main", "Main meter", 8_000)
 # Short windows and hourly statements, so a test walks through settlement in a few steps.
 CONFIG = GridConfig(
     id="test-grid",

@@ -47,8 +47,7 @@ from p2p_energy_client.protocol import (
     SourceKind,
 )
 from p2p_energy_client.units import format_utc
-
-from .processes import Operator, SharedClock, eventually
+from tests.support.processes import Operator, SharedClock, eventually
 
 # A Friday morning: intervals 10:00-10:45 make the period (statements) of 10:00.
 START = datetime(2026, 11, 27, 10, 3, tzinfo=UTC)
