@@ -490,6 +490,15 @@ class GridConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> GridConfig:
+        # In this order: the timing checks need a valid interval length, and
+        # the first problem found is the one reported.
+        self._check_timing()
+        self._check_zone_tree()
+        self._check_price_starts()
+        return self
+
+    def _check_timing(self) -> None:
+        """The interval is valid and the settlement period and gate closure fit it."""
         try:
             check_interval_minutes(self.interval_minutes)
         except UnitError as exc:
@@ -497,10 +506,16 @@ class GridConfig(BaseModel):
         length = self.interval_minutes * 60
         if self.settlement_period_seconds % length:
             raise ValueError("settlement_period_seconds must be a multiple of the interval")
+        # Periods are counted from the Unix epoch (Schedule.period_start):
+        # dividing a day or being whole days puts their boundaries on UTC
+        # midnights instead of drifting through the day from one to the next.
         if 86_400 % self.settlement_period_seconds and self.settlement_period_seconds % 86_400:
             raise ValueError("settlement_period_seconds must divide a day or be whole days")
         if self.gate_closure_seconds >= self.order_horizon_seconds:
             raise ValueError("gate closure must be shorter than the order horizon")
+
+    def _check_zone_tree(self) -> None:
+        """The zones form one tree (unique ids, one root, known parents); default_zone is one."""
         ids = [z.id for z in self.zones]
         if not ids:
             raise ValueError("at least one zone is needed")
@@ -514,10 +529,12 @@ class GridConfig(BaseModel):
                 raise ValueError(f"zone {zone.id!r}: unknown parent {zone.parent!r}")
         if self.default_zone is not None and self.default_zone not in ids:
             raise ValueError(f"default_zone {self.default_zone!r} is not a zone")
+
+    def _check_price_starts(self) -> None:
+        """Every price takes effect at an interval start, so no interval has two prices."""
         for price in self.prices:
             if not is_interval_start(price.effective_from, self.interval_minutes):
                 raise ValueError("price effective_from must be an interval start")
-        return self
 
     @property
     def root_zone(self) -> str:

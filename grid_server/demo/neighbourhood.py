@@ -164,6 +164,24 @@ class _Day:
     rng: np.random.Generator
 
 
+def _step_aligned_utc(start: datetime, step_s: int) -> datetime:
+    """``start`` in UTC, once the step divides a day and ``start`` falls on a step.
+
+    Each day's weather and profiles are computed per step from midnight, so a
+    step that does not divide the day, or a start between steps, would read
+    them at the wrong times.
+    """
+    if 86_400 % step_s:
+        raise ValueError("the simulation step must divide a day")
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware (UTC)")
+    start = start.astimezone(UTC)
+    offset = (start - datetime(start.year, start.month, start.day, tzinfo=UTC)).total_seconds()
+    if offset % step_s:
+        raise ValueError("start must be aligned to the simulation step")
+    return start
+
+
 class Neighbourhood:
     """All households' devices and cumulative meters, advanced one step at a time.
 
@@ -182,14 +200,7 @@ class Neighbourhood:
         site: Site | None = None,
         clouds: bool = True,
     ) -> None:
-        if 86_400 % step_s:
-            raise ValueError("the simulation step must divide a day")
-        if start.tzinfo is None:
-            raise ValueError("start must be timezone-aware (UTC)")
-        start = start.astimezone(UTC)
-        offset = (start - datetime(start.year, start.month, start.day, tzinfo=UTC)).total_seconds()
-        if offset % step_s:
-            raise ValueError("start must be aligned to the simulation step")
+        start = _step_aligned_utc(start, step_s)
         self.specs = list(specs)
         self.seed = seed
         self.step_s = step_s
@@ -197,8 +208,22 @@ class Neighbourhood:
         self.weather = Weather(self.site, seed, step_s, clouds=clouds, anchor=start.date())
         self.profile = LoadProfile(self.site)
         self.now = start
-        n = len(self.specs)
         self.annual_kwh = np.array([s.annual_kwh for s in self.specs], dtype=np.float64)
+        self._arrange_pv()
+        self._arrange_batteries()
+        # One generator for the whole starting state, drawn in this order, so
+        # that a seed always gives the same meters and noise.
+        rng = rng_for(seed, _HOUSEHOLD_NOISE)
+        self._start_meters(rng)
+        self._start_random_processes(rng)
+        self._day: _Day | None = None
+
+    def _arrange_pv(self) -> None:
+        """The PV households' arrays as numpy columns, so a step computes them all at once.
+
+        Irradiance depends only on an array's orientation, so each distinct
+        (tilt, azimuth) is computed once a day and shared (``pv_orientation``).
+        """
         pv_specs = [(i, s.pv) for i, s in enumerate(self.specs) if s.pv is not None]
         self.pv_index = np.array([i for i, _ in pv_specs], dtype=np.int64)
         self.pv_kwp = np.array([p.kwp for _, p in pv_specs], dtype=np.float64)
@@ -208,11 +233,17 @@ class Neighbourhood:
         self.pv_orientation = np.array(
             [lookup[(p.tilt, p.azimuth)] for _, p in pv_specs], dtype=np.int64
         )
+
+    def _arrange_batteries(self) -> None:
+        """The households with a battery, and one bank that steps all their batteries."""
         battery_specs = [(i, s.battery) for i, s in enumerate(self.specs) if s.battery is not None]
         self.battery_index = np.array([i for i, _ in battery_specs], dtype=np.int64)
         self.batteries = BatteryBank([b for _, b in battery_specs])
+
+    def _start_meters(self, rng: np.random.Generator) -> None:
+        """Meter totals at a random-looking reading (a meter is not new), last powers at zero."""
+        n = len(self.specs)
         # Meter totals (Wh), per device kind, indexed like the households.
-        rng = rng_for(seed, _HOUSEHOLD_NOISE)
         self.house_wh = rng.uniform(1e6, 2e7, size=n)
         self.pv_wh = np.zeros(n)
         self.pv_wh[self.pv_index] = rng.uniform(1e6, 3e7, size=len(self.pv_index))
@@ -223,12 +254,13 @@ class Neighbourhood:
         self.pv_w = np.zeros(n)
         self.charge_w = np.zeros(n)
         self.discharge_w = np.zeros(n)
-        # Random processes carried from step to step (standard normal states).
-        self._noise_state = rng.standard_normal(n)
+
+    def _start_random_processes(self, rng: np.random.Generator) -> None:
+        """The demand noise and local clouds, carried from step to step (standard normal states)."""
+        self._noise_state = rng.standard_normal(len(self.specs))
         self._cloud_state = rng.standard_normal(len(self.pv_index))
-        self._noise_phi = ar1_coefficient(step_s, DEMAND_NOISE_TAU_S)
-        self._cloud_phi = ar1_coefficient(step_s, HOUSEHOLD_CLOUD_TAU_S)
-        self._day: _Day | None = None
+        self._noise_phi = ar1_coefficient(self.step_s, DEMAND_NOISE_TAU_S)
+        self._cloud_phi = ar1_coefficient(self.step_s, HOUSEHOLD_CLOUD_TAU_S)
 
     # -- simulation ------------------------------------------------------------------
 

@@ -519,47 +519,16 @@ def verify_receipt(
     the interval is not closed yet and :class:`ReceiptError` otherwise.
     """
     entry = receipt.entry
-    sender, seq, envelope_type = _own_envelope(my_envelope_wire)
-    expected_ref = f"{sender}/{seq}"
-    if entry.kind != "envelope" or entry.ref != expected_ref:
-        raise ReceiptError(
-            f"the receipt is for {entry.kind} {entry.ref!r}, not envelope {expected_ref!r}"
-        )
-    digest = body_hash(my_envelope_wire)
-    if digest != entry.body_hash:
-        raise ReceiptError("the grid logged different bytes than the ones given")
-    computed = entry_hash(entry.prev_hash, entry.seq, entry.kind, entry.ref, digest)
-    if computed != entry.hash:
-        raise ReceiptError("the entry's chain hash does not match its fields")
+    envelope_type = _check_entry_holds_my_bytes(entry, my_envelope_wire)
     if receipt.state == "pending" or receipt.root is None or receipt.proof is None:
         raise ReceiptPending(f"entry {entry.seq} is logged; its interval is not closed yet")
-    root, proof = receipt.root, receipt.proof
-    if not root.first_seq <= entry.seq <= root.last_seq:
-        raise ReceiptError(f"entry {entry.seq} is outside root {root.seq}'s range")
-    if proof.leaf_index != entry.seq - root.first_seq or proof.tree_size != root.size:
-        raise ReceiptError("the proof's position does not match the entry and the root's range")
-    if root_from_path(leaf_hash(entry.hash), proof.leaf_index, proof.tree_size, proof.path) != (
-        root.root
-    ):
-        raise ReceiptError("the Merkle path does not lead to the root")
-    if root.computed_entry_hash() != root.entry_hash:
-        raise ReceiptError("the root's log entry hash does not match its fields")
+    root = receipt.root
+    _check_path_to_root(entry, root, receipt.proof)
+    _check_root_entry(root)
     if trusted_root is not None:
-        expected = trusted_root.root if isinstance(trusted_root, AuditRoot) else trusted_root
-        if isinstance(trusted_root, AuditRoot) and trusted_root.seq != root.seq:
-            raise ReceiptError(f"the trusted root is root {trusted_root.seq}, not {root.seq}")
-        if expected != root.root:
-            raise ReceiptError("the root differs from the trusted copy")
+        _check_trusted_root(root, trusted_root)
+    anchor_checked = _check_root_anchor(root, anchored_payload)
     anchor = root.anchor
-    anchor_checked = False
-    if anchor is not None:
-        check_anchor(root, anchor)
-        if anchored_payload is not None:
-            if anchored_payload != anchor.payload:
-                raise ReceiptError("the chain holds other bytes than the receipt's anchor")
-            anchor_checked = True
-    elif anchored_payload is not None:
-        raise ReceiptError("an anchored payload was given, but the root is not anchored")
     return VerifiedReceipt(
         entry.seq,
         entry.ref,
@@ -572,6 +541,85 @@ def verify_receipt(
         None if anchor is None else anchor.digest,
         anchor_checked,
     )
+
+
+def _check_entry_holds_my_bytes(entry: LoggedEntry, my_envelope_wire: bytes) -> str:
+    """Check 1: the entry is this envelope's, hashed from the household's own bytes.
+
+    The chain hash is recomputed from *these* bytes rather than trusted from
+    the receipt, so a grid that logged anything else cannot produce a match.
+    Returns the envelope's payload type.
+    """
+    sender, seq, envelope_type = _own_envelope(my_envelope_wire)
+    expected_ref = f"{sender}/{seq}"
+    if entry.kind != "envelope" or entry.ref != expected_ref:
+        raise ReceiptError(
+            f"the receipt is for {entry.kind} {entry.ref!r}, not envelope {expected_ref!r}"
+        )
+    digest = body_hash(my_envelope_wire)
+    if digest != entry.body_hash:
+        raise ReceiptError("the grid logged different bytes than the ones given")
+    computed = entry_hash(entry.prev_hash, entry.seq, entry.kind, entry.ref, digest)
+    if computed != entry.hash:
+        raise ReceiptError("the entry's chain hash does not match its fields")
+    return envelope_type
+
+
+def _check_path_to_root(entry: LoggedEntry, root: AuditRoot, proof: InclusionProof) -> None:
+    """Check 2: the Merkle path leads from the entry to the root, from the entry's own place.
+
+    The position is pinned to the entry's seq within the root's range, so a
+    valid path for some *other* leaf of the same tree does not pass.
+    """
+    if not root.first_seq <= entry.seq <= root.last_seq:
+        raise ReceiptError(f"entry {entry.seq} is outside root {root.seq}'s range")
+    if proof.leaf_index != entry.seq - root.first_seq or proof.tree_size != root.size:
+        raise ReceiptError("the proof's position does not match the entry and the root's range")
+    reached = root_from_path(leaf_hash(entry.hash), proof.leaf_index, proof.tree_size, proof.path)
+    if reached != root.root:
+        raise ReceiptError("the Merkle path does not lead to the root")
+
+
+def _check_root_entry(root: AuditRoot) -> None:
+    """Check 3: the root's own log entry commits to its fields (so it sits in the chain)."""
+    if root.computed_entry_hash() != root.entry_hash:
+        raise ReceiptError("the root's log entry hash does not match its fields")
+
+
+def _check_trusted_root(root: AuditRoot, trusted_root: bytes | AuditRoot) -> None:
+    """Check 4: the root equals a copy the household trusts (kept earlier, or a neighbour's).
+
+    A whole :class:`AuditRoot` also pins which root it is, not only its hash.
+    """
+    if isinstance(trusted_root, AuditRoot):
+        if trusted_root.seq != root.seq:
+            raise ReceiptError(f"the trusted root is root {trusted_root.seq}, not {root.seq}")
+        expected = trusted_root.root
+    else:
+        expected = trusted_root
+    if expected != root.root:
+        raise ReceiptError("the root differs from the trusted copy")
+
+
+def _check_root_anchor(root: AuditRoot, anchored_payload: bytes | None) -> bool:
+    """Check 5: an anchored root is in its anchored batch; given chain bytes must be the anchor's.
+
+    Returns whether the anchored bytes themselves were checked (only when the
+    caller read them from the chain). Bytes given for an unanchored root are
+    refused rather than ignored: the caller believes in an anchor that the
+    receipt does not have.
+    """
+    anchor = root.anchor
+    if anchor is None:
+        if anchored_payload is not None:
+            raise ReceiptError("an anchored payload was given, but the root is not anchored")
+        return False
+    check_anchor(root, anchor)
+    if anchored_payload is None:
+        return False
+    if anchored_payload != anchor.payload:
+        raise ReceiptError("the chain holds other bytes than the receipt's anchor")
+    return True
 
 
 def check_anchor(root: AuditRoot, anchor: AnchorRef) -> None:

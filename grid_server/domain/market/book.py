@@ -134,49 +134,11 @@ class ZoneTree:
 
     @classmethod
     def build(cls, zones: Sequence[Zone]) -> ZoneTree:
-        if not zones:
-            raise BookError("zones", "a grid needs at least one zone")
-        position: dict[str, int] = {}
-        for i, zone in enumerate(zones):
-            if not isinstance(zone.id, str) or not zone.id:
-                raise BookError(f"zones[{i}].id", "must be a non-empty string")
-            if zone.id in position:
-                raise BookError(
-                    f"zones[{i}].id",
-                    f"duplicate zone id {zone.id!r} (also zones[{position[zone.id]}])",
-                )
-            position[zone.id] = i
-        parent = np.full(len(zones), -1, dtype=np.int32)
-        root = -1
-        for i, zone in enumerate(zones):
-            _check_link(i, zone)
-            if zone.parent is None:
-                if root >= 0:
-                    raise BookError(
-                        f"zones[{i}].parent",
-                        f"missing, but {zones[root].id!r} (zones[{root}]) is already the root; "
-                        "a grid has exactly one root zone",
-                    )
-                root = i
-            elif zone.parent not in position:
-                raise BookError(f"zones[{i}].parent", f"unknown zone {zone.parent!r}")
-            else:
-                parent[i] = position[zone.parent]
-        if root < 0:
-            raise BookError("zones", "no root zone: every zone has a parent, so they form a cycle")
-        kids: list[list[int]] = [[] for _ in zones]
-        for i in range(len(zones)):
-            if parent[i] >= 0:
-                kids[parent[i]].append(i)
-        topdown = [root]
-        for z in topdown:  # grows while iterating: breadth-first walk
-            topdown.extend(kids[z])
-        if len(topdown) < len(zones):
-            reached = set(topdown)
-            stray = next(i for i in range(len(zones)) if i not in reached)
-            raise BookError(
-                f"zones[{stray}].parent", f"{_cycle_text(zones, parent, stray)} is a cycle"
-            )
+        # Each step needs the one before: parents are resolved by id, and the
+        # walk that finds cycles starts from the one root.
+        position = _positions_by_id(zones)
+        parent, root = _parent_links(zones, position)
+        topdown, kids = _walk_from_root(zones, parent, root)
         return cls(
             ids=tuple(zone.id for zone in zones),
             parent=parent,
@@ -186,6 +148,73 @@ class ZoneTree:
             topdown=np.array(topdown, dtype=np.int32),
             children=tuple(tuple(sorted(k, key=lambda c: zones[c].id)) for k in kids),
         )
+
+
+def _positions_by_id(zones: Sequence[Zone]) -> dict[str, int]:
+    """Each zone's index by its id, once there is a zone and every id is present and unique."""
+    if not zones:
+        raise BookError("zones", "a grid needs at least one zone")
+    position: dict[str, int] = {}
+    for i, zone in enumerate(zones):
+        if not isinstance(zone.id, str) or not zone.id:
+            raise BookError(f"zones[{i}].id", "must be a non-empty string")
+        if zone.id in position:
+            raise BookError(
+                f"zones[{i}].id",
+                f"duplicate zone id {zone.id!r} (also zones[{position[zone.id]}])",
+            )
+        position[zone.id] = i
+    return position
+
+
+def _parent_links(zones: Sequence[Zone], position: dict[str, int]) -> tuple[NDArray[np.int32], int]:
+    """Each zone's parent index (-1 for the root) and the root, once exactly one zone is root.
+
+    Every link is checked here too (fee and capacities, none on the root).
+    Parents being known does not yet make a tree: :func:`_walk_from_root`
+    finds the cycles.
+    """
+    parent = np.full(len(zones), -1, dtype=np.int32)
+    root = -1
+    for i, zone in enumerate(zones):
+        _check_link(i, zone)
+        if zone.parent is None:
+            if root >= 0:
+                raise BookError(
+                    f"zones[{i}].parent",
+                    f"missing, but {zones[root].id!r} (zones[{root}]) is already the root; "
+                    "a grid has exactly one root zone",
+                )
+            root = i
+        elif zone.parent not in position:
+            raise BookError(f"zones[{i}].parent", f"unknown zone {zone.parent!r}")
+        else:
+            parent[i] = position[zone.parent]
+    if root < 0:
+        raise BookError("zones", "no root zone: every zone has a parent, so they form a cycle")
+    return parent, root
+
+
+def _walk_from_root(
+    zones: Sequence[Zone], parent: NDArray[np.int32], root: int
+) -> tuple[list[int], list[list[int]]]:
+    """Zones breadth first from the root, and each zone's children (in input order).
+
+    A zone the walk does not reach hangs on a cycle of parents: reported
+    with the cycle spelled out, at the first such zone.
+    """
+    kids: list[list[int]] = [[] for _ in zones]
+    for i in range(len(zones)):
+        if parent[i] >= 0:
+            kids[parent[i]].append(i)
+    topdown = [root]
+    for z in topdown:  # grows while iterating: breadth-first walk
+        topdown.extend(kids[z])
+    if len(topdown) < len(zones):
+        reached = set(topdown)
+        stray = next(i for i in range(len(zones)) if i not in reached)
+        raise BookError(f"zones[{stray}].parent", f"{_cycle_text(zones, parent, stray)} is a cycle")
+    return topdown, kids
 
 
 def _check_link(i: int, zone: Zone) -> None:

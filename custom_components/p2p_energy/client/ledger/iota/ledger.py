@@ -308,6 +308,57 @@ def _intended_transfer(raw: Mapping[str, Any]) -> tuple[str, int]:
     return "", 0
 
 
+def _claim_addresses(
+    tx_id: str, expected_sender: str, recipient: str, min_amount: int
+) -> tuple[str, str]:
+    """The claimed payment's sender and recipient in normal form, once the claim is well formed.
+
+    Checked before asking the node: a malformed claim is final (no retry can
+    fix it) and costs no request.
+    """
+    if not is_transaction_digest(tx_id):
+        raise PaymentNotVerified(
+            "invalid_tx_id", f"{tx_id!r} is not a transaction digest", retryable=False
+        )
+    if isinstance(min_amount, bool) or not isinstance(min_amount, int) or min_amount < 1:
+        raise PaymentNotVerified(
+            "invalid_amount", "min_amount must be a positive integer", retryable=False
+        )
+    try:
+        return normalize_address(expected_sender), normalize_address(recipient)
+    except BcsError as exc:
+        raise PaymentNotVerified("invalid_address", str(exc), retryable=False) from exc
+
+
+def _received_from(
+    block: TransactionBlock, tx_id: str, sender: str, recipient: str, min_amount: int
+) -> int:
+    """What ``recipient`` received in ``block``, once it is a successful payment by ``sender``.
+
+    The amount is the recipient's net IOTA balance change, not what the
+    transaction's input intended: only the effects say what was paid. Every
+    refusal here is final, the transaction is settled as it is.
+    """
+    if not block.succeeded:
+        raise PaymentNotVerified("tx_failed", f"{tx_id} failed: {block.error}", retryable=False)
+    if block.sender != sender:
+        raise PaymentNotVerified(
+            "wrong_sender", f"{tx_id} was sent by {block.sender}", retryable=False
+        )
+    received = block.net_change(recipient)
+    if received <= 0:
+        raise PaymentNotVerified(
+            "wrong_recipient", f"{tx_id} pays nothing to {recipient}", retryable=False
+        )
+    if received < min_amount:
+        raise PaymentNotVerified(
+            "amount_too_small",
+            f"{tx_id} pays {received} nanos, {min_amount} expected",
+            retryable=False,
+        )
+    return received
+
+
 class IotaLedger:
     """The ledger interface on IOTA Rebased (amounts in nanos, ids are digests)."""
 
@@ -750,19 +801,32 @@ class IotaLedger:
         digest was used before is the caller's check (its own database).
         Raises :class:`PaymentNotVerified`.
         """
-        if not is_transaction_digest(tx_id):
+        sender_address, recipient_address = _claim_addresses(
+            tx_id, expected_sender, recipient, min_amount
+        )
+        block = await self._block_with_effects(tx_id)
+        received = _received_from(block, tx_id, sender_address, recipient_address, min_amount)
+        # Last, so that a payment that can never pass is refused as final now
+        # instead of being retried until its checkpoint arrives.
+        if require_checkpoint and block.checkpoint is None:
             raise PaymentNotVerified(
-                "invalid_tx_id", f"{tx_id!r} is not a transaction digest", retryable=False
+                "tx_pending", f"{tx_id} is not in a checkpoint yet", retryable=True
             )
-        if isinstance(min_amount, bool) or not isinstance(min_amount, int) or min_amount < 1:
-            raise PaymentNotVerified(
-                "invalid_amount", "min_amount must be a positive integer", retryable=False
-            )
-        try:
-            sender_address = normalize_address(expected_sender)
-            recipient_address = normalize_address(recipient)
-        except BcsError as exc:
-            raise PaymentNotVerified("invalid_address", str(exc), retryable=False) from exc
+        return TransferRecord(
+            tx_id=block.digest,
+            sender=sender_address,  # what _received_from found the block's sender to be
+            recipient=recipient_address,
+            amount=received,
+            status=TxStatus.SUCCESS if block.checkpoint is not None else TxStatus.PENDING,
+            time=_datetime_from_ms(block.timestamp_ms),
+        )
+
+    async def _block_with_effects(self, tx_id: str) -> TransactionBlock:
+        """The node's record of ``tx_id`` with its effects and input, for :meth:`verify_incoming`.
+
+        Every refusal here is retryable: the node may be down, behind, or not
+        have indexed the transaction yet, none of which says the payment is bad.
+        """
         try:
             block = await self.rpc.get_transaction_block(tx_id)
         except NodeUnavailable as exc:
@@ -775,35 +839,7 @@ class IotaLedger:
             raise PaymentNotVerified(
                 "node_unavailable", "the node's answer lacks effects or input", retryable=True
             )
-        if not block.succeeded:
-            raise PaymentNotVerified("tx_failed", f"{tx_id} failed: {block.error}", retryable=False)
-        if block.sender != sender_address:
-            raise PaymentNotVerified(
-                "wrong_sender", f"{tx_id} was sent by {block.sender}", retryable=False
-            )
-        received = block.net_change(recipient_address)
-        if received <= 0:
-            raise PaymentNotVerified(
-                "wrong_recipient", f"{tx_id} pays nothing to {recipient_address}", retryable=False
-            )
-        if received < min_amount:
-            raise PaymentNotVerified(
-                "amount_too_small",
-                f"{tx_id} pays {received} nanos, {min_amount} expected",
-                retryable=False,
-            )
-        if require_checkpoint and block.checkpoint is None:
-            raise PaymentNotVerified(
-                "tx_pending", f"{tx_id} is not in a checkpoint yet", retryable=True
-            )
-        return TransferRecord(
-            tx_id=block.digest,
-            sender=block.sender,
-            recipient=recipient_address,
-            amount=received,
-            status=TxStatus.SUCCESS if block.checkpoint is not None else TxStatus.PENDING,
-            time=_datetime_from_ms(block.timestamp_ms),
-        )
+        return block
 
 
 if TYPE_CHECKING:
