@@ -19,18 +19,18 @@ it runs with or without a server; exits 1 when ``verify`` finds a problem.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from grid_server.service.local_ledger import verify_ledger
 from grid_server.service.payments import PaymentService
-from grid_server.service.wiring import Grid, build_grid
+from grid_server.service.wiring import Grid
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.protocol import MAX_SEQ
 
-from .serve import add_common, settings_from
+from .locate import add_common, run_on_grid
 
 ACTIONS = (
     "show",
@@ -72,21 +72,15 @@ def parse_amount(text: str, *, micro: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+    return run_on_grid(args, functools.partial(_run, args), ledger=True)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    grid = build_grid(settings_from(args))
-    await grid.open()
-    try:
-        if args.action == "mint":
-            return await _mint(grid.payments, args)
-        result = await _action(grid, args)
-        print(json.dumps(result, indent=2))
-        return 0 if args.action != "verify" or result["ok"] else 1
-    finally:
-        await grid.payments.close()
-        await grid.db.dispose()
+async def _run(args: argparse.Namespace, grid: Grid) -> int:
+    if args.action == "mint":
+        return await _mint(grid.payments, args)
+    result = await _action(grid, args)
+    print(json.dumps(result, indent=2))
+    return 0 if args.action != "verify" or result["ok"] else 1
 
 
 async def _mint(payments: PaymentService, args: argparse.Namespace) -> int:
