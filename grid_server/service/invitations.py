@@ -43,19 +43,24 @@ def qr_text(link: str) -> str:
 
 
 def qr_svg(link: str, title: str) -> str:
-    """The QR code as a standalone SVG document (black on white, whatever the page's theme)."""
-    return str(
-        segno.make(link, error=QR_ERROR).svg_inline(
-            scale=4,
-            border=QR_BORDER_SVG,
-            dark="#000",
-            light="#fff",
-            title=title,
-            svgns=True,
-            svgclass=None,
-            lineclass=None,
-        )
+    """The QR code as a standalone SVG document (black on white, whatever the page's theme;
+    ``title`` is its accessible name)."""
+    out = io.BytesIO()
+    segno.make(link, error=QR_ERROR).save(
+        out,
+        kind="svg",
+        xmldecl=False,
+        svgns=True,
+        nl=False,
+        scale=4,
+        border=QR_BORDER_SVG,
+        dark="#000",
+        light="#fff",
+        title=title,
+        svgclass=None,
+        lineclass=None,
     )
+    return out.getvalue().decode()
 
 
 __all__ = ["invitation_link", "qr_svg", "qr_text"]

@@ -1,7 +1,7 @@
 """An operator's grid as ``p2p-grid`` finds it: a config file in a folder, a first start.
 
 ``write_config`` writes a small real-time grid's config (relative paths, as
-examples/small-grid.toml has them); ``first_start`` does what the first
+examples/small-grid.toml has them; ``extra`` TOML at the end); ``first_start`` does what the first
 ``p2p-grid serve`` does to it (the database, the grid, its ledger key), so a
 test can run the operator's commands against a grid that exists.
 """
@@ -21,6 +21,7 @@ def write_config(
     grid_id: str = "our-street",
     public_url: str | None = "https://grid.example.org",
     database: str = "sqlite:///grid.db",
+    extra: str = "",
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -34,6 +35,7 @@ def write_config(
         "settlement_period_seconds = 3600",
         "[[grid.zones]]",
         'id = "street"',
+        extra,
     ]
     path = folder / "grid.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
