@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from grid_server.cli.main import main
 from grid_server.config import load_settings
+from grid_server.domain.clock import ManualClock
 from p2p_energy_client.invitation import check_code, parse_invitation
 from tests.cli.conftest import Places
 from tests.support.grid_server import OPERATOR_TOKEN, run_grid_server
@@ -21,6 +24,8 @@ from tests.support.operator_cli import first_start, start_once, write_config
 from tests.support.qr import decode_terminal
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -107,7 +112,11 @@ async def test_a_household_joins_with_the_printed_link(
     settings = load_settings(config).model_copy(
         update={"operator_token": OPERATOR_TOKEN, "run_cycle": False}
     )
-    async with run_grid_server(settings.database_url, settings=settings, port=port) as grid:
+    # Grid time is real time here: the example script signs with the real clock.
+    clock = ManualClock(datetime.now(UTC))
+    async with run_grid_server(
+        settings.database_url, settings=settings, port=port, clock=clock
+    ) as grid:
         status = await asyncio.to_thread(main, ["invite", "--config", str(config)])
         assert status == 0
         link = capsys.readouterr().out.splitlines()[0]
@@ -117,3 +126,26 @@ async def test_a_household_joins_with_the_printed_link(
         await client.join(invitation.code, "The Smiths")
         members = await grid.grid.operator.list_participants()
         assert [(m["address"], m["name"]) for m in members] == [(client.address, "The Smiths")]
+
+        # The quick start's check, examples/try_join.py, as an operator runs it.
+        await asyncio.to_thread(main, ["invite", "--config", str(config), "--no-qr"])
+        link = capsys.readouterr().out.strip()
+        tried = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(EXAMPLES / "try_join.py"),
+            link,
+            "--name",
+            "Test household",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await tried.communicate()
+        assert tried.returncode == 0
+        lines = out.decode().splitlines()
+        assert lines[:2] == [
+            f"joined Our street (our-street) at {grid.url}",
+            "as Test household, zone street, role prosumer",
+        ]
+        address = lines[2].rsplit(" ", 1)[1]
+        assert lines[3] == "wallet balance: 0 micro-EUR"
+        members = await grid.grid.operator.list_participants()
+        assert [m["name"] for m in members if m["address"] == address] == ["Test household"]
