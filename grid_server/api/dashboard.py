@@ -52,6 +52,7 @@ from starlette.responses import RedirectResponse, Response
 
 from grid_server.service import dashboard as views
 from grid_server.service.operator import OperatorError
+from grid_server.service.payout_outlook import payout_outlook
 from grid_server.service.ratelimit import TokenBuckets
 from grid_server.service.wiring import Grid as GridService
 from p2p_energy_client.invitation import MAX_INVITATION_LENGTH, InvitationError, parse_invitation
@@ -426,7 +427,15 @@ async def participant(request: Request, address: str) -> Response:
 
 @router.get("/payments", summary="Ledger, recent transfers, payments, payouts, overdue")
 async def payment_view(request: Request) -> Response:
-    return json_response(await views.payments_view(_source(request)))
+    grid = grid_of(request)
+    outlook = await payout_outlook(grid.payments, grid.db, grid.clock)
+    return json_response(
+        {
+            **await views.payments_view(_source(request)),
+            # What payouts to producers need now and what the grid's account lacks for them.
+            "payout_outlook": {**outlook.to_wire(), "funding": outlook.funding_hint()},
+        }
+    )
 
 
 @router.get("/audit", summary="Chain head, recent entries, roots and anchoring")

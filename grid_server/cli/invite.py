@@ -27,6 +27,16 @@ from p2p_energy_client.units import format_utc
 
 from .locate import add_common, run_on_grid
 
+DESCRIPTION = """\
+Issue one-time invitations to the grid. With [grid] public_url in the config,
+each is one link, https://grid.example.org/join#CODE, printed with its QR code:
+the household pastes it into Home Assistant or scans it; opened in a browser
+it shows what to do. Without public_url only the code is printed. Links go to
+stdout (one per line with --no-qr), what they are for to stderr. Codes are
+kept only as hashes: this is the only time they are shown. Works on the
+existing grid only: the config is --config, $P2P_CONFIG,
+~/.config/p2p-grid/grid.toml or /etc/p2p-grid/grid.toml."""
+
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -42,7 +52,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "invite",
         help="issue one-time invitation links (and QR codes), or revoke one",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shlex
 
+import httpx
 import pytest
 
 from grid_server.cli.main import main
@@ -23,6 +24,7 @@ from tests.support.operator_cli import write_config
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
+AUTH = {"Authorization": f"Bearer {support.OPERATOR_TOKEN}"}
 FLOAT_POLICY = '[grid.ledger]\npayout_policy = "float"\npayout_threshold_micro = 1000\n'
 
 
@@ -66,6 +68,10 @@ async def test_show_what_payouts_lack_and_fund_it(
         assert hint.startswith("payouts wait: the grid's account lacks 0.")
         command = hint.split("fund it with: ", 1)[1]
         assert command.startswith(f"p2p-grid ledger mint {address} ")
+        # The dashboard's Payments view says the same.
+        async with httpx.AsyncClient(base_url=grid.url, headers=AUTH) as http:
+            view = (await http.get("/dashboard/api/payments")).json()
+        assert view["payout_outlook"] == {**json.loads(out)["payouts"], "funding": hint}
 
         # The command as printed funds exactly what is missing.
         status, _, _ = await cli(capsys, *shlex.split(command)[1:], "--config", str(config))
