@@ -13,21 +13,39 @@ Two layers:
   database: zones and price steps missing from the database are added at
   start; after that the operator API/CLI changes them and the database is
   authoritative.
+
+``p2p-grid`` finds the file with :func:`find_config` (``--config``,
+``P2P_CONFIG``, ``$XDG_CONFIG_HOME/p2p-grid/grid.toml``,
+``/etc/p2p-grid/grid.toml``); relative paths in it (a SQLite database, the
+ledger key file) are relative to the file, so every command that reads it
+finds the same grid wherever it runs. Errors are :class:`ConfigError`, naming
+the file and the setting.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from p2p_energy_client.crypto import is_address
+from p2p_energy_client.invitation import InvitationError, check_grid_url
 from p2p_energy_client.protocol import MAX_ENERGY_WH, LedgerKind, check_id
 from p2p_energy_client.units import (
     UnitError,
@@ -456,6 +474,9 @@ class GridConfig(BaseModel):
 
     id: str = "grid-1"
     name: str = "Neighbourhood grid"
+    # The address households reach this server at (``https://grid.example.org``,
+    # with any path prefix a reverse proxy adds): invitation links begin with it.
+    public_url: str | None = None
     currency: str = "EUR"
     interval_minutes: int = 15
     gate_closure_seconds: int = Field(default=300, ge=0)
@@ -480,6 +501,16 @@ class GridConfig(BaseModel):
     @classmethod
     def _grid_id(cls, value: str) -> str:
         return check_id(value, "grid.id")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_grid_url(value)
+        except InvitationError as exc:
+            raise ValueError(f"{exc} (e.g. https://grid.example.org)") from exc
 
     @field_validator("currency")
     @classmethod
@@ -591,21 +622,114 @@ class Settings(BaseSettings):
     grid: GridConfig = GridConfig()
 
 
-def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, the config file (``[server]``, ``[grid]``) and overrides."""
-    base = Settings()
-    path = Path(config_path) if config_path is not None else base.config
-    data: dict[str, Any] = {}
+class ConfigError(ValueError):
+    """The grid's config cannot be used: a file that is missing or unreadable, or a setting
+    that is invalid (the message names the file and the setting)."""
+
+
+# Where ``p2p-grid`` looks for the grid's config when no ``--config`` is given:
+# ``P2P_CONFIG``, then the operator's own config folder, then the system's.
+CONFIG_ENV: Final = "P2P_CONFIG"
+CONFIG_IN_FOLDER: Final = Path("p2p-grid") / "grid.toml"
+SYSTEM_CONFIG: Final = Path("/etc/p2p-grid/grid.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChoice:
+    """The config file a command uses (None: none found) and how it was found."""
+
+    path: Path | None
+    origin: str  # "--config", "P2P_CONFIG", "default location" or "none"
+    searched: tuple[Path, ...] = ()
+
+
+def default_config_paths(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """``$XDG_CONFIG_HOME/p2p-grid/grid.toml`` (``~/.config`` by default), then ``/etc``."""
+    home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return (Path(home) / CONFIG_IN_FOLDER, SYSTEM_CONFIG)
+
+
+def find_config(explicit: Path | None, environ: Mapping[str, str]) -> ConfigChoice:
+    """The grid's config: ``explicit`` (``--config``), ``P2P_CONFIG``, or the first default
+    location that exists. A file named explicitly or by the variable must exist."""
+    named = (explicit, "--config") if explicit is not None else (None, "")
+    if named[0] is None and environ.get(CONFIG_ENV):
+        named = (Path(environ[CONFIG_ENV]), CONFIG_ENV)
+    path, origin = named
     if path is not None:
-        with Path(path).open("rb") as fh:
+        if not path.is_file():
+            raise ConfigError(f"{origin} names {path}, which is not a file")
+        return ConfigChoice(path.resolve(), origin)
+    searched = default_config_paths(environ)
+    for candidate in searched:
+        if candidate.is_file():
+            return ConfigChoice(candidate.resolve(), "default location", searched)
+    return ConfigChoice(None, "none", searched)
+
+
+def anchored_sqlite_url(url: str, folder: Path) -> str:
+    """A relative SQLite path (``sqlite:///grid.db``, ``grid.db``) made absolute under
+    ``folder``; any other URL unchanged. A config file's relative paths are relative to the
+    file, so every command that reads it finds the same database wherever it runs."""
+    if "://" not in url:
+        return url if Path(url).is_absolute() else str(folder / url)
+    scheme, rest = url.split("://", 1)
+    path, query_mark, query = rest.removeprefix("/").partition("?")
+    if not scheme.startswith("sqlite") or not rest.startswith("/") or not path:
+        return url
+    if path.startswith("/") or path == ":memory:":
+        return url
+    return f"{scheme}:///{folder / path}{query_mark}{query}"
+
+
+def _file_settings(path: Path) -> dict[str, Any]:
+    """The ``[server]`` and ``[grid]`` tables of a config file, its relative paths anchored."""
+    try:
+        with path.open("rb") as fh:
             raw = tomllib.load(fh)
-        data.update(raw.get("server", {}))
-        data["grid"] = raw.get("grid", {})
-        data["config"] = path
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    data: dict[str, Any] = dict(raw.get("server", {}))
+    folder = path.resolve().parent
+    if isinstance(data.get("database_url"), str):
+        data["database_url"] = anchored_sqlite_url(data["database_url"], folder)
+    if isinstance(data.get("ledger_key_file"), str):
+        data["ledger_key_file"] = folder / data["ledger_key_file"]
+    data["grid"] = raw.get("grid", {})
+    data["config"] = path
+    return data
+
+
+def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, the config file (``[server]``, ``[grid]``) and overrides.
+
+    Relative paths in the file (a SQLite database, the ledger key file) are relative to the
+    file. :class:`ConfigError` names the file and the setting at fault.
+    """
+    try:
+        base = Settings()
+    except ValidationError as exc:
+        raise ConfigError(_problems("P2P_* environment variables", exc)) from exc
+    path = Path(config_path) if config_path is not None else base.config
+    data = _file_settings(path) if path is not None else {}
     env_set = {k for k in Settings.model_fields if f"P2P_{k.upper()}" in _environ()}
     merged = {k: v for k, v in data.items() if k not in env_set}
     merged.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**merged)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_problems(str(path) if path else "settings", exc)) from exc
+
+
+def _problems(where: str, exc: ValidationError) -> str:
+    """``where: grid.public_url: why; …`` from pydantic's errors."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(x) for x in error["loc"]) or "settings"
+        parts.append(f"{field}: {error['msg'].removeprefix('Value error, ')}")
+    return f"{where}: " + "; ".join(parts)
 
 
 def _environ() -> dict[str, str]:

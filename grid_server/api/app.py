@@ -29,7 +29,7 @@ from grid_server.domain.clock import Clock
 from grid_server.service.wiring import Grid, build_grid
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
-from . import audit, dashboard, envelopes, operator, reads, stream
+from . import audit, dashboard, envelopes, join, operator, reads, stream
 from . import payments as payment_routes
 from .common import error_response, error_responses
 
@@ -92,6 +92,7 @@ def create_app(settings: Settings, clock: Clock | None = None, grid: Grid | None
     app.include_router(payment_routes.router)
     app.include_router(payment_routes.operator_router)
     app.include_router(audit.router)
+    app.include_router(join.router)
     dashboard.install(app)
     _install_error_handlers(app, grid)
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]

@@ -8,8 +8,10 @@ needs the operator):
   served from memory with an ETag.
 * ``GET /dashboard/api/overview?hours=24``, ``/market?interval=…``,
   ``/participants?limit&offset&zone``, ``/participants/{address}``,
-  ``/payments``, ``/audit``: the JSON of each view
-  (:mod:`grid_server.service.dashboard`).
+  ``/payments``, ``/audit``, ``/invitations``: the JSON of each view
+  (:mod:`grid_server.service.dashboard`); ``POST /dashboard/api/invitations``
+  issues invitations (each shown once: code, link, QR code as SVG) and
+  ``POST /dashboard/api/invitations/revoke`` revokes one by its code or link.
 * ``WS /dashboard/api/stream?since=<event id>``: the grid's clock every
   second and, as soon as they happen, what the events table gained after
   ``since`` (kinds and counts, the intervals cleared): the page reloads the
@@ -38,8 +40,9 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -48,8 +51,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import RedirectResponse, Response
 
 from grid_server.service import dashboard as views
+from grid_server.service.operator import OperatorError
+from grid_server.service.payout_outlook import payout_outlook
 from grid_server.service.ratelimit import TokenBuckets
 from grid_server.service.wiring import Grid as GridService
+from p2p_energy_client.invitation import MAX_INVITATION_LENGTH, InvitationError, parse_invitation
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
 from .common import client_address, error_responses, json_response, path_time
@@ -421,12 +427,82 @@ async def participant(request: Request, address: str) -> Response:
 
 @router.get("/payments", summary="Ledger, recent transfers, payments, payouts, overdue")
 async def payment_view(request: Request) -> Response:
-    return json_response(await views.payments_view(_source(request)))
+    grid = grid_of(request)
+    outlook = await payout_outlook(grid.payments, grid.db, grid.clock)
+    return json_response(
+        {
+            **await views.payments_view(_source(request)),
+            # What payouts to producers need now and what the grid's account lacks for them.
+            "payout_outlook": {**outlook.to_wire(), "funding": outlook.funding_hint()},
+        }
+    )
 
 
 @router.get("/audit", summary="Chain head, recent entries, roots and anchoring")
 async def audit_view(request: Request) -> Response:
     return json_response(await views.audit_view(_source(request)))
+
+
+# --- invitations -------------------------------------------------------------------------
+
+
+class IssueRequest(BaseModel):
+    """Invitations to issue from the page (the operator API and the CLI issue more at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    zone: str | None = Field(default=None, max_length=64)
+    role: Literal["consumer", "producer", "prosumer"] | None = None
+    expires_in_seconds: int = Field(default=7 * 86_400, gt=0, le=366 * 86_400)
+    count: int = Field(default=1, ge=1, le=views.MAX_ISSUE)
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=MAX_INVITATION_LENGTH)
+
+
+def _operator_refusal(exc: OperatorError) -> ProtocolError:
+    return ProtocolError(ErrorCode(exc.code), str(exc), exc.field)
+
+
+@router.get("/invitations", summary="The latest invitations (hints, never codes), the zones")
+async def invitation_list(request: Request) -> Response:
+    return json_response(await views.invitations_view(_source(request)))
+
+
+@router.post(
+    "/invitations",
+    status_code=201,
+    summary="Issue invitations: each as its code, link and the link's QR code (SVG), once",
+    responses=error_responses(ErrorCode.NOT_FOUND),
+)
+async def issue_invitations(request: Request, body: IssueRequest) -> Response:
+    grid = grid_of(request)
+    expires = grid.clock.now().replace(microsecond=0) + timedelta(seconds=body.expires_in_seconds)
+    try:
+        issued = await grid.operator.create_invitations(
+            body.count, zone=body.zone, role=body.role, expires_at=expires
+        )
+    except OperatorError as exc:
+        raise _operator_refusal(exc) from exc
+    return json_response(views.issued_view(_source(request), issued), 201)
+
+
+@router.post(
+    "/invitations/revoke",
+    summary="Revoke an unused invitation by its code or link (in the body, never the URL)",
+    responses=error_responses(ErrorCode.NOT_FOUND),
+)
+async def revoke_invitation(request: Request, body: RevokeRequest) -> Response:
+    try:
+        code = parse_invitation(body.code).code
+    except InvitationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc), "code") from exc
+    try:
+        await grid_of(request).operator.revoke_invitation(code)
+    except OperatorError as exc:
+        raise _operator_refusal(exc) from exc
+    return json_response({"revoked": code})
 
 
 # --- live ------------------------------------------------------------------------------

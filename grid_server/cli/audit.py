@@ -23,7 +23,7 @@ from p2p_energy_client.ledger.iota.ledger import NETWORK_URLS, IotaNetwork
 from p2p_energy_client.protocol import LedgerKind
 from p2p_energy_client.units import UnitError, parse_utc
 
-from .serve import add_common, settings_from
+from .locate import EXIT_NO_GRID, add_common, existing_settings
 
 EXIT_INCONSISTENT = 1
 EXIT_USAGE = 2
@@ -100,7 +100,9 @@ def _time(text: str | None, name: str) -> Any:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = existing_settings(args, grid_id=args.grid, any_grid=True)
+    if settings is None:
+        return EXIT_NO_GRID
     try:
         report = asyncio.run(
             verify_log(
@@ -187,7 +189,9 @@ def describe(report: VerifyReport) -> str:
 
 
 def run_roots(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = existing_settings(args)
+    if settings is None:
+        return EXIT_NO_GRID
 
     async def go() -> list[dict[str, Any]]:
         db = Database(settings.database_url)
@@ -210,7 +214,9 @@ def run_roots(args: argparse.Namespace) -> int:
 
 
 def run_receipt(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = existing_settings(args)
+    if settings is None:
+        return EXIT_NO_GRID
 
     async def go() -> dict[str, Any] | None:
         db = Database(settings.database_url)

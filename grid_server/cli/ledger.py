@@ -2,7 +2,8 @@
 
 ::
 
-    p2p-grid ledger show                      kind, the grid's address and balance, totals
+    p2p-grid ledger show                      kind, the grid's address and balance, totals,
+                                              and what payouts to producers need now
     p2p-grid ledger mint ADDRESS AMOUNT       new local-ledger money (AMOUNT in currency
                                               units, e.g. 25 or 12.50; --micro for micro-units)
     p2p-grid ledger balances                  local-ledger accounts with money, and the totals
@@ -12,25 +13,30 @@
     p2p-grid ledger payouts                   payouts to producers, newest first
     p2p-grid ledger pay-producers             one payout pass now
 
-Each works on the database directly (``--config`` / ``--database-url``), so
-it runs with or without a server; exits 1 when ``verify`` finds a problem.
+Each works on the database of the existing grid directly (the config as
+:mod:`.locate` finds it), so it runs with or without a server; exits 1 when
+``verify`` finds a problem. ``show``, ``payouts`` and ``pay-producers`` also
+say on stderr when payouts wait because the grid's account lacks money, and
+how to fund it.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import json
+import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from grid_server.service.local_ledger import verify_ledger
 from grid_server.service.payments import PaymentService
-from grid_server.service.wiring import Grid, build_grid
+from grid_server.service.payout_outlook import payout_outlook
+from grid_server.service.wiring import Grid
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.protocol import MAX_SEQ
 
-from .serve import add_common, settings_from
+from .locate import add_common, run_on_grid
 
 ACTIONS = (
     "show",
@@ -72,21 +78,20 @@ def parse_amount(text: str, *, micro: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+    return run_on_grid(args, functools.partial(_run, args), ledger=True)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    grid = build_grid(settings_from(args))
-    await grid.open()
-    try:
-        if args.action == "mint":
-            return await _mint(grid.payments, args)
-        result = await _action(grid, args)
-        print(json.dumps(result, indent=2))
-        return 0 if args.action != "verify" or result["ok"] else 1
-    finally:
-        await grid.payments.close()
-        await grid.db.dispose()
+async def _run(args: argparse.Namespace, grid: Grid) -> int:
+    if args.action == "mint":
+        return await _mint(grid.payments, args)
+    result = await _action(grid, args)
+    print(json.dumps(result, indent=2))
+    if args.action in ("show", "payouts", "pay-producers"):
+        outlook = await payout_outlook(grid.payments, grid.db, grid.clock)
+        hint = outlook.funding_hint()
+        if hint is not None:
+            print(hint, file=sys.stderr)
+    return 0 if args.action != "verify" or result["ok"] else 1
 
 
 async def _mint(payments: PaymentService, args: argparse.Namespace) -> int:
@@ -107,7 +112,8 @@ async def _action(grid: Grid, args: argparse.Namespace) -> Any:
     """The answer of every action but ``mint``, as JSON data."""
     payments = grid.payments
     if args.action == "show":
-        return await payments.ledger_summary()
+        outlook = await payout_outlook(payments, grid.db, grid.clock)
+        return {**await payments.ledger_summary(), "payouts": outlook.to_wire()}
     if args.action == "balances":
         return await payments.balances()
     if args.action == "transfers":

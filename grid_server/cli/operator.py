@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from grid_server.service.operator import OperatorError
-from grid_server.service.wiring import Grid, build_grid
+from grid_server.service.wiring import Grid
 from p2p_energy_client.units import parse_utc
 
-from .serve import add_common, settings_from
+from .locate import add_common, run_on_grid
 
 
 def register(subparsers: Any) -> None:
@@ -48,22 +46,15 @@ def register(subparsers: Any) -> None:
 
 
 def _with_grid(args: argparse.Namespace, job: Callable[[Grid], Awaitable[Any]]) -> int:
-    grid = build_grid(settings_from(args))
+    """Run ``job`` on the existing grid and print its answer as JSON."""
 
-    async def go() -> int:
-        await grid.open()
-        try:
-            result = await job(grid)
-        except OperatorError as exc:
-            print(f"error: {exc} ({exc.code}, {exc.field})")
-            return 2
-        finally:
-            await grid.db.dispose()
+    async def printed(grid: Grid) -> int:
+        result = await job(grid)
         if result is not None:
             print(json.dumps(result, indent=2))
         return 0
 
-    return asyncio.run(go())
+    return run_on_grid(args, printed)
 
 
 def run_participants(args: argparse.Namespace) -> int:

@@ -12,8 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grid_server.config import Settings, load_settings
+from grid_server.config import ConfigError, Settings, load_settings
 from grid_server.storage.db import Database, normalise_url
+
+from .locate import (
+    DatabaseState,
+    Located,
+    add_common,
+    database_state,
+    describe_config,
+    fail,
+    locate,
+)
 
 TOKEN_FILE = "p2p-grid-operator-token"  # noqa: S105 - a file name, not a secret
 
@@ -31,15 +41,19 @@ def register(subparsers: Any) -> None:
     migrate.set_defaults(func=run_migrate)
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="grid config file (TOML; see examples/)")
-    parser.add_argument("--database-url", help="sqlite:///path.db (default) or postgresql://…")
-
-
-def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
-    return load_settings(
-        getattr(args, "config", None), database_url=getattr(args, "database_url", None), **extra
-    )
+def start_notice(found: Located, state: DatabaseState) -> str | None:
+    """What ``serve`` tells the operator before it starts: the grid it makes, and the
+    config it runs without. None when it runs an existing grid from a config file."""
+    grid_id = found.settings.grid.id
+    lines = []
+    if found.config.path is None:
+        lines.append(f"{describe_config(found.config)}: serving the built-in example grid")
+    if not state.grids:
+        lines.append(
+            f"a new grid {grid_id!r} in {state.where}; its ledger key and operator token "
+            "are made next to it (back them up)"
+        )
+    return "\n".join(f"p2p-grid serve: {line}" for line in lines) or None
 
 
 class JsonFormatter(logging.Formatter):
@@ -95,7 +109,20 @@ def run_serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "log_format": args.log_format,
     }
-    settings = ensure_operator_token(settings_from(args, **overrides))
+    try:
+        found = locate(args, **overrides)
+    except ConfigError as exc:
+        return fail("serve", str(exc))
+    state = asyncio.run(database_state(found.settings))
+    if state.error is not None:
+        return fail("serve", state.error)
+    if state.grids and found.settings.grid.id not in state.grids:
+        # Another grid's database: households' keys and history belong to that grid.
+        return fail("serve", f"{state.problem(found.settings.grid.id)}; not starting")
+    notice = start_notice(found, state)
+    if notice is not None:
+        print(notice, file=sys.stderr)
+    settings = ensure_operator_token(found.settings)
     log_config = configure_logging(settings)
     if args.workers > 1:
         if Database(settings.database_url).is_sqlite:
@@ -145,8 +172,13 @@ def app_factory() -> Any:
 def run_migrate(args: argparse.Namespace) -> int:
     from grid_server.storage.migrate import upgrade  # noqa: PLC0415 - heavy (Alembic)
 
-    settings = settings_from(args)
-    db = Database(settings.database_url)
+    try:
+        found = locate(args)
+    except ConfigError as exc:
+        return fail("migrate", str(exc))
+    db = Database(found.settings.database_url)
+    path = db.sqlite_path
+    new = path is not None and not path.exists()
 
     async def go() -> None:
         try:
@@ -155,5 +187,6 @@ def run_migrate(args: argparse.Namespace) -> int:
             await db.dispose()
 
     asyncio.run(go())
-    print(f"database at the newest schema: {db.url}")
+    made = " (a new, empty database: `p2p-grid serve` makes the grid in it)" if new else ""
+    print(f"{found.database} is at the newest schema{made}")
     return 0

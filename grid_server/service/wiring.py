@@ -72,12 +72,17 @@ class Grid:
     def grid_id(self) -> str:
         return self.config.id
 
-    async def open(self) -> None:
-        """Migrate (when configured), seed the database from the config file, load the key."""
+    async def open(self, *, ledger: bool = True) -> None:
+        """Migrate (when configured), seed the database from the config file, load the key.
+
+        ``ledger=False``: leave the grid's ledger key alone (operator commands that do not
+        pay or sign need no key, and must not make one).
+        """
         if self.settings.migrate_on_start:
             await upgrade(self.db)
         await self.operator.seed(self.config)
-        await self.payments.open()
+        if ledger:
+            await self.payments.open()
 
     async def start(self) -> None:
         await self.open()

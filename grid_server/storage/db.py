@@ -44,6 +44,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database), without touching it."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Transactions are begun explicitly (see _begin_*), not by the driver.
     dbapi_conn.isolation_level = None
@@ -90,10 +98,7 @@ class Database:
 
     @property
     def sqlite_path(self) -> Path | None:
-        if not self.is_sqlite:
-            return None
-        database = make_url(self.url).database
-        return Path(database) if database else None
+        return sqlite_file(self.url)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

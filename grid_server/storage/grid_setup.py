@@ -1,14 +1,23 @@
-"""The grid's set-up as the operator keeps it: its zones and the utility's price steps."""
+"""The grid's set-up as the operator keeps it: which grids the database holds, their zones and
+the utility's price steps."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .schema import utility_prices, zones
+from .schema import grid_state, utility_prices, zones
+
+
+async def grid_ids(conn: AsyncConnection) -> list[str] | None:
+    """The grids this database holds (each made by its first start); None when it has no
+    grid tables at all (an empty or another program's database)."""
+    if not await conn.run_sync(lambda sync: inspect(sync).has_table(grid_state.name)):
+        return None
+    return list(await conn.scalars(select(grid_state.c.grid).order_by(grid_state.c.grid)))
 
 
 async def price_rows(conn: AsyncConnection) -> Sequence[Any]:
@@ -26,4 +35,4 @@ async def zone_rows(conn: AsyncConnection, *, roots_first: bool = False) -> Sequ
     return (await conn.execute(query.order_by(zones.c.id))).all()
 
 
-__all__ = ["price_rows", "zone_rows"]
+__all__ = ["grid_ids", "price_rows", "zone_rows"]

@@ -45,6 +45,16 @@ async def all_invitations(conn: AsyncConnection) -> Sequence[Row[Any]]:
     return (await conn.execute(select(invitations).order_by(invitations.c.created_at))).all()
 
 
+async def latest_invitations(conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
+    """The ``limit`` invitations issued last, newest first."""
+    query = select(invitations).order_by(invitations.c.created_at.desc(), invitations.c.hint)
+    return (await conn.execute(query.limit(limit))).all()
+
+
+async def invitation_count(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(invitations)) or 0)
+
+
 # --- participants -----------------------------------------------------------------
 
 

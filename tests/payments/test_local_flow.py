@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from grid_server.cli.main import main
+from grid_server.config import Settings
 from grid_server.service.wiring import build_grid
 from grid_server.storage.schema import log_entries, payouts
 from p2p_energy_client.household import Asset, Household
@@ -337,9 +338,17 @@ async def test_grid_key_file_and_key_change(tmp_path: Path) -> None:
     await other.db.dispose()
 
 
+async def _first_start(database: str) -> None:
+    """What the first `p2p-grid serve` on ``database`` does: the grid and its ledger key."""
+    grid = build_grid(Settings(database_url=database))
+    await grid.open()
+    await grid.db.dispose()
+
+
 def test_cli_mint_balances_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     database = f"sqlite:///{tmp_path / 'grid.db'}"
     address = "0x" + "ab" * 32
+    asyncio.run(_first_start(database))
     assert main(["ledger", "mint", address, "12.5", "--database-url", database]) == 0
     assert main(["ledger", "balances", "--database-url", database]) == 0
     assert main(["ledger", "verify", "--database-url", database]) == 0

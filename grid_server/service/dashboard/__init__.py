@@ -11,6 +11,7 @@ page gets, ``grid_server/api/static/dashboard``, served by
 * :mod:`.participants`: households, a page of them or one in detail;
 * :mod:`.payments`: the ledger, payments, payouts, overdue statements;
 * :mod:`.audit`: the hash chain, roots, anchors, the last verification;
+* :mod:`.invitations`: the latest invitations, and new ones as link and QR code;
 * :mod:`.live`: the clock and the event summary the page's stream sends.
 
 Savings against the status quo are defined in :mod:`.savings` (shared with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from .audit import audit_view
 from .common import DEFAULT_HOURS, MAX_HOURS, PAGE_LIMIT, money
+from .invitations import MAX_ISSUE, invitations_view, issued_view
 from .live import clock_view, events_after, last_event_id
 from .market import market
 from .overview import overview
@@ -32,11 +34,14 @@ from .source import Source
 __all__ = [
     "DEFAULT_HOURS",
     "MAX_HOURS",
+    "MAX_ISSUE",
     "PAGE_LIMIT",
     "Source",
     "audit_view",
     "clock_view",
     "events_after",
+    "invitations_view",
+    "issued_view",
     "last_event_id",
     "market",
     "money",

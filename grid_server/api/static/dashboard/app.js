@@ -1,16 +1,19 @@
 // The dashboard: login, views by URL fragment (#overview, #market/<interval>, …),
 // and live updates from /dashboard/api/stream (reconnects and resumes from the last event).
 
+import { invitations } from "./invitations.js";
 import * as views from "./views.js";
 import { h, setCurrency, when } from "./util.js";
 
-const VIEWS = ["overview", "market", "participants", "payments", "audit"];
+const VIEWS = ["overview", "market", "participants", "payments", "audit", "invitations"];
+const RENDERERS = { ...views, invitations };
 const TITLES = {
   overview: "Overview",
   market: "Market",
   participants: "Participants",
   payments: "Payments and ledger",
   audit: "Audit",
+  invitations: "Invitations",
 };
 const REFRESH_DELAY_MS = 250;
 const PAGE = 200; // households per page
@@ -137,6 +140,8 @@ async function load(view, arg) {
       return [await api("payments")];
     case "audit":
       return [await api("audit")];
+    case "invitations":
+      return [await api("invitations")];
     default:
       return [null];
   }
@@ -187,8 +192,8 @@ async function renderView(view, arg, changed, seq) {
   const open = new Set([...content.querySelectorAll("details[open]")].map((d) => d.dataset.key));
   const scrollY = window.scrollY;
   state.ticks = [];
-  const ctx = { go, gridNow, onTick: (fn) => state.ticks.push(fn) };
-  const nodes = views[view](...data.slice(0, 1), ctx, ...data.slice(1));
+  const ctx = { go, gridNow, onTick: (fn) => state.ticks.push(fn), api, refresh: render };
+  const nodes = RENDERERS[view](...data.slice(0, 1), ctx, ...data.slice(1));
   content.replaceChildren(...nodes);
   for (const d of content.querySelectorAll("details[data-key]")) {
     if (open.has(d.dataset.key)) d.open = true;

@@ -502,6 +502,21 @@ function participantDetail(d, ctx) {
 
 // --- payments ------------------------------------------------------------------------
 
+// What payouts to producers need now against the grid's account (and how to fund it).
+function payoutCard(o) {
+  if (!o) return null;
+  const value = o.lacks === null ? "–" : o.lacks > 0 ? `lacks ${ledgerAmount(o.lacks, o.unit)}` : "funded";
+  const detail = `${ledgerAmount(o.payable_now, o.unit)} payable now, ${ledgerAmount(o.owed_to_producers, o.unit)} owed to producers in all`;
+  return h(
+    "div",
+    { class: `card${o.lacks > 0 ? " short" : ""}`, id: "payout-outlook" },
+    h("h3", {}, "Payouts"),
+    h("p", { class: "value" }, value),
+    h("p", { class: "detail" }, detail),
+    o.funding ? h("p", { class: "detail mono" }, o.funding) : null,
+  );
+}
+
 export function payments(data) {
   const l = data.ledger;
   const st = data.statements;
@@ -514,6 +529,7 @@ export function payments(data) {
     card("Grid balance", l.grid_balance === null ? "–" : ledgerAmount(l.grid_balance, l.unit), `${l.entries} ledger entries, ${l.accounts} funded accounts`),
     card("Money on the ledger", ledgerAmount(l.balances_total, l.unit), `minted ${ledgerAmount(l.minted, l.unit)}`),
     card("Statements", `${count("paid")} paid`, `${open} open, ${data.overdue.length} overdue`, { id: "statement-counts" }),
+    payoutCard(data.payout_outlook),
   );
   const name = (n, address) => (n ? n : h("span", { class: "mono" }, short(address)));
   return [
