@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
+import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -68,6 +70,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        # aiosqlite runs each connection in a thread of its own; dispose() waits for them.
+        self._workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -86,6 +90,7 @@ class Database:
                 (self.read_engine, "BEGIN"),
             ):
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+                event.listen(engine.sync_engine, "connect", self._track_worker)
                 event.listen(engine.sync_engine, "begin", _make_begin(begin))
             self._batch_engine: Engine | None = None
             self._batch_conn: Connection | None = None
@@ -180,6 +185,25 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+        await self._workers_gone()
+
+    def _track_worker(self, dbapi_conn: Any, _record: Any) -> None:
+        thread = getattr(getattr(dbapi_conn, "driver_connection", None), "_thread", None)
+        if isinstance(thread, threading.Thread):
+            self._workers.add(thread)
+
+    async def _workers_gone(self, seconds: float = 5.0) -> None:
+        """Return once the closed connections' threads have ended (they end right after).
+
+        aiosqlite resolves ``close()`` just before its thread returns; a caller
+        that checks for leftover threads the moment ``dispose()`` returns (or a
+        process that exits then) would otherwise race it.
+        """
+        deadline = asyncio.get_running_loop().time() + seconds
+        for thread in list(self._workers):
+            # A thread has nothing to await: poll its end, briefly.
+            while thread.is_alive() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
 
 
 def advisory_key(*parts: str) -> int:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import grid_server.config
-from tests.server.conftest import _loopback, database_url, pg_pool
 
 
 @dataclass(frozen=True)
@@ -39,4 +38,4 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Places:
     return Places(cwd, tmp_path / "xdg" / "p2p-grid" / "grid.toml", system, tmp_path)
 
 
-__all__ = ["_loopback", "database_url", "pg_pool", "places"]
+__all__ = ["places"]

@@ -18,8 +18,8 @@ import pytest
 from grid_server.cli.main import main
 from grid_server.config import load_settings
 from tests.cli.conftest import Places
-from tests.payments.helpers import issue_statements, only_statement, trade
 from tests.support import grid_server as support
+from tests.support.market import issue_statements, only_statement, trade
 from tests.support.operator_cli import write_config
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")

@@ -15,7 +15,7 @@ import pytest
 from grid_server.api.dashboard import login_link
 from grid_server.config import GridConfig, ZoneConfig
 from p2p_energy_client.invitation import parse_invitation
-from tests.dashboard.browser import ARTIFACTS, browser, chromium_path, watched_page
+from tests.support.browser import ARTIFACTS, browser, chromium_path, watched_page
 from tests.support.grid_server import run_grid_server
 from tests.support.qr import decode_rgba
 

@@ -14,7 +14,7 @@ from playwright.async_api import Page, Request
 
 from grid_server.api.join import choose_language
 from p2p_energy_client.invitation import format_invitation
-from tests.dashboard.browser import ARTIFACTS, browser, chromium_path, watched_page
+from tests.support.browser import ARTIFACTS, browser, chromium_path, watched_page
 from tests.support.grid_server import run_grid_server
 
 pytestmark = [
