@@ -254,20 +254,29 @@ def check_id(value: object, path: str) -> str:
     return value
 
 
-def check_name(value: object, path: str) -> str:
-    """Human names: NFC-normalised text without control, format or bidi characters."""
-    if not isinstance(value, str):
-        raise invalid(path, "must be a string")
-    if not 0 < len(value) <= MAX_NAME_LENGTH:
-        raise invalid(path, f"must have 1-{MAX_NAME_LENGTH} characters")
-    if value != value.strip():
-        raise invalid(path, "must not start or end with whitespace")
+def check_visible_text(value: str, path: str) -> str:
+    """Text people read: NFC-normalised, without control, format or bidi characters.
+
+    Names and ledger memos share it: an invisible character would let two
+    strings look alike on a statement while differing on the wire.
+    """
     if unicodedata.normalize("NFC", value) != value:
         raise invalid(path, "must be NFC-normalised Unicode")
     for ch in value:
         if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
             raise invalid(path, f"contains the invisible or control character U+{ord(ch):04X}")
     return value
+
+
+def check_name(value: object, path: str) -> str:
+    """Human names: 1-64 characters of visible text, not padded with whitespace."""
+    if not isinstance(value, str):
+        raise invalid(path, "must be a string")
+    if not 0 < len(value) <= MAX_NAME_LENGTH:
+        raise invalid(path, f"must have 1-{MAX_NAME_LENGTH} characters")
+    if value != value.strip():
+        raise invalid(path, "must not start or end with whitespace")
+    return check_visible_text(value, path)
 
 
 def check_price(value: object, path: str) -> int:
