@@ -24,6 +24,8 @@ from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.protocol import canonical_json, check_id
 from p2p_energy_client.units import format_price, format_utc, parse_price
 
+from .queries import member_summary
+
 # Invitations issued at once, at most (one request, one transaction).
 MAX_INVITATIONS = 100_000
 # Intervals listed at once, at most.
@@ -183,18 +185,7 @@ class Operator:
     async def list_participants(self) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = await oq.all_participants(conn)
-        return [
-            {
-                "address": r.address,
-                "name": r.name,
-                "zone": r.zone,
-                "role": r.role,
-                "status": r.status,
-                "joined_at": format_utc(r.joined_at),
-                "last_seq": r.last_seq,
-            }
-            for r in rows
-        ]
+        return [{**member_summary(r), "last_seq": r.last_seq} for r in rows]
 
     async def set_participant_status(self, address: str, status: str) -> None:
         """Suspend, reinstate (``active``) or remove a participant.
