@@ -52,7 +52,9 @@ from p2p_energy_client.units import (
     check_interval_minutes,
     is_interval_start,
     parse_price,
+    parse_rate,
     parse_utc,
+    rate_from_price,
 )
 
 if TYPE_CHECKING:  # the domain (numpy, pvlib) loads only when a grid builds its rules
@@ -169,8 +171,6 @@ class LedgerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ledger(self) -> LedgerConfig:
-        from p2p_energy_client.units import parse_rate, rate_from_price  # noqa: PLC0415
-
         if self.address is not None and not is_address(self.address):
             raise ValueError("ledger.address must be 0x and 64 lowercase hex digits")
         try:
