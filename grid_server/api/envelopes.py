@@ -28,7 +28,9 @@ from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
     ProtocolError,
-    parse_envelope,
+    envelope_sender,
+    open_envelope,
+    parse_json,
 )
 
 from .common import ENVELOPE_ERRORS, JSON, client_address, error_responses
@@ -73,20 +75,48 @@ async def open_intake(
     length: str | None,
     chunks: AsyncIterator[bytes],
 ) -> tuple[bytes, Envelope]:
-    """Read and check one envelope of type ``expected`` (rate limits, JSON, signature)."""
+    """Read and check one envelope of type ``expected``: cheapest refusals first.
+
+    Limits per address, then the JSON, then the key's membership (one lookup,
+    none for a member seen before) and its limit, and only then the signature
+    and the payload: a key that is no member costs no signature work, and an
+    address that keeps sending such envelopes is refused before its body is read.
+    """
     if not grid.ready:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
+    grid.limiter.check_refusals(address)
     grid.limiter.check_address(address)
     raw = await collect_body(length, chunks)
-    envelope = parse_envelope(raw)
-    if envelope.payload.type != expected:
+    wire = parse_json(raw)
+    _check_type(wire, expected)
+    sender = envelope_sender(wire)
+    if expected == "join":
+        grid.limiter.check_join_allowed(address)
+    else:
+        try:
+            await grid.membership.check(sender)
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.NOT_MEMBER:
+                grid.limiter.record_refusal(address)
+            raise
+    grid.limiter.check_key(sender)
+    return raw, open_envelope(wire)
+
+
+def _check_type(wire: object, expected: str) -> None:
+    """The route takes ``expected`` envelopes (read from the JSON: no signature work yet).
+
+    Anything but a payload whose ``type`` is another string is left to
+    :func:`open_envelope`, which names what is wrong with it.
+    """
+    payload = wire.get("payload") if isinstance(wire, dict) else None
+    found = payload.get("type") if isinstance(payload, dict) else None
+    if isinstance(found, str) and found != expected:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             f"payload.type: this route takes {expected!r} envelopes",
             "payload.type",
         )
-    grid.limiter.check_key(envelope.sender)
-    return raw, envelope
 
 
 async def accept(
@@ -98,8 +128,6 @@ async def accept(
 ) -> tuple[int, bytes]:
     """Read, check and hand to the writer one envelope of type ``expected``: (status, body)."""
     raw, envelope = await open_intake(grid, expected, address, length, chunks)
-    if expected == "join":
-        grid.limiter.check_join_allowed(address)
     outcome = await grid.writer.submit(raw, envelope, address)
     if expected == "join" and outcome.status in (404, 409):
         code = orjson.loads(outcome.body).get("error", {}).get("code")

@@ -92,6 +92,7 @@ class ErrorCode(StrEnum):
     PAYMENT_PENDING = "payment_pending"
     OVERDUE = "overdue"
     TOO_LARGE = "too_large"
+    BODY_TIMEOUT = "body_timeout"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
 
@@ -140,6 +141,7 @@ ERRORS: Final[dict[ErrorCode, tuple[int, str]]] = {
         "(it buys at the retail price meanwhile).",
     ),
     ErrorCode.TOO_LARGE: (413, "The body is larger than the grid accepts."),
+    ErrorCode.BODY_TIMEOUT: (408, "The body did not arrive in time; send it again."),
     ErrorCode.RATE_LIMITED: (429, "Too many requests from this key or address; retry later."),
     ErrorCode.UNAVAILABLE: (503, "The grid is starting or shutting down; retry later."),
 }
@@ -909,6 +911,23 @@ def sign(
 def parse_envelope(raw: bytes) -> Envelope:
     """:func:`open_envelope` of request (or stored) bytes, read as strict JSON."""
     return open_envelope(parse_json(raw))
+
+
+def envelope_sender(value: object) -> str:
+    """The address of an envelope's ``public_key``, read without any signature work.
+
+    A receiver looks the key's membership up with it *before* it canonicalises
+    and verifies anything, so an envelope from a key it does not know costs it
+    no signature check. :func:`open_envelope` still checks everything.
+    """
+    wire = _obj(value, "envelope")
+    if "public_key" not in wire:
+        raise ProtocolError(ErrorCode.MALFORMED, "public_key: is required", "public_key")
+    try:
+        public_key = b64decode_exact(wire["public_key"], PUBLIC_KEY_BYTES, "public_key")
+    except CryptoError as exc:
+        raise invalid("public_key", str(exc)) from exc
+    return address_from_public_key(public_key)
 
 
 def open_envelope(value: object) -> Envelope:
