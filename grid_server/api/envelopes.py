@@ -91,6 +91,8 @@ async def open_intake(
     _check_type(wire, expected)
     sender = envelope_sender(wire)
     if expected == "join":
+        # Joins are limited per address and per failed invitation code; a key
+        # made up for the occasion gets no bucket of its own.
         grid.limiter.check_join_allowed(address)
     else:
         try:
@@ -99,7 +101,7 @@ async def open_intake(
             if exc.code is ErrorCode.NOT_MEMBER:
                 grid.limiter.record_refusal(address)
             raise
-    grid.limiter.check_key(sender)
+        grid.limiter.check_key(sender)
     return raw, open_envelope(wire)
 
 

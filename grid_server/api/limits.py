@@ -67,13 +67,13 @@ def _bearer(scope: Scope) -> str | None:
 
 def _check_before_body(grid: Grid, scope: Scope, path: str, cap: int) -> None:
     """The refusals that need no body: size declared too large, no operator token."""
-    length = _header(scope, b"content-length")
-    if length is not None and (not length.isdigit() or int(length) > cap):
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"the body may have at most {cap} bytes", "body")
     if _is_operator(path):
         check_operator(grid, _bearer(scope), _client(scope))
     elif path == LOGIN_PATH and scope["method"] == "POST":
         grid.limiter.check_auth_allowed(_client(scope), "token")
+    length = _header(scope, b"content-length")
+    if length is not None and (not length.isdigit() or int(length) > cap):
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"the body may have at most {cap} bytes", "body")
 
 
 class _Gone(Exception):

@@ -49,7 +49,10 @@ MAX_CLOCK_SKEW_SECONDS: Final = 300
 MAX_SEQ: Final = 2**53 - 1  # the largest integer every JSON reader keeps exact
 MAX_ENERGY_WH: Final = 10**12
 MAX_BODY_BYTES: Final = 1_048_576
-MAX_READINGS_PER_ENVELOPE: Final = 5_000  # more than a day of 15-min intervals for 50 assets
+# A day of 1-minute readings for one source (or of 15-minute readings for 15):
+# a household catching up after a day offline sends one envelope per day and
+# source at most, and what the grid canonicalises and verifies stays small (~120 kB).
+MAX_READINGS_PER_ENVELOPE: Final = 1_440
 MAX_ORDERS_PER_ENVELOPE: Final = 200
 MAX_ASSETS: Final = 100
 MAX_NAME_LENGTH: Final = 64
