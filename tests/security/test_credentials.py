@@ -98,9 +98,8 @@ async def test_api_docs_load_nothing_from_outside(hardened: RunningGrid) -> None
 
 
 def _modes(folder: Path, prefix: str) -> dict[str, int]:
-    return {
-        p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir() if p.name.startswith(prefix)
-    }
+    found = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in found}
 
 
 async def test_the_database_file_is_private(tmp_path: Path) -> None:
