@@ -77,15 +77,14 @@ async def open_intake(
 ) -> tuple[bytes, Envelope]:
     """Read and check one envelope of type ``expected``: cheapest refusals first.
 
-    Limits per address, then the JSON, then the key's membership (one lookup,
-    none for a member seen before) and its limit, and only then the signature
-    and the payload: a key that is no member costs no signature work, and an
-    address that keeps sending such envelopes is refused before its body is read.
+    The JSON, then the key's membership (one lookup, none for a member seen
+    before) and its limit, and only then the signature and the payload: a key
+    that is no member costs no signature work. (Limits per address come first,
+    before the body is read: :func:`grid_server.api.limits.admit`.)
     """
     if not grid.ready:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
-    grid.limiter.check_refusals(address)
-    grid.limiter.check_address(address)
+    # (the address's limits were checked before its body was read: limits.admit)
     raw = await collect_body(length, chunks)
     wire = parse_json(raw)
     _check_type(wire, expected)

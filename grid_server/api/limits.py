@@ -3,11 +3,13 @@
 :func:`admit` runs for every HTTP request (``GridApp.__call__``), before
 FastAPI, the signed-write fast path, parsing or authentication:
 
-1. A declared ``Content-Length`` above the route's cap is refused at once (413).
-2. Operator routes need the operator token *before* their body is read (401;
+1. Operator routes need the operator token *before* their body is read (401;
    wrong tokens are limited per address like logins, 429), and the
    dashboard's login is refused while its address is limited, so an outsider
-   cannot make the server read or parse anything there.
+   cannot make the server read or parse anything there. Signed writes are
+   refused (429) while their address is over its limit, or has sent too many
+   envelopes of keys that are no members.
+2. A declared ``Content-Length`` above the route's cap is refused at once (413).
 3. The body is read up to the cap (413 past it) within ``body_timeout_seconds``
    (408 after): a client that sends slowly holds a connection, not a worker.
 
@@ -71,6 +73,11 @@ def _check_before_body(grid: Grid, scope: Scope, path: str, cap: int) -> None:
         check_operator(grid, _bearer(scope), _client(scope))
     elif path == LOGIN_PATH and scope["method"] == "POST":
         grid.limiter.check_auth_allowed(_client(scope), "token")
+    elif cap == grid.settings.max_body_bytes:  # a signed write or a payment
+        # An address that keeps sending envelopes of non-members, or too many
+        # envelopes, is refused before its (up to 1 MiB) body is read.
+        grid.limiter.check_refusals(_client(scope))
+        grid.limiter.check_address(_client(scope))
     length = _header(scope, b"content-length")
     if length is not None and (not length.isdigit() or int(length) > cap):
         raise ProtocolError(ErrorCode.TOO_LARGE, f"the body may have at most {cap} bytes", "body")
