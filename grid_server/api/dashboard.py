@@ -329,7 +329,9 @@ router = APIRouter(
     prefix="/dashboard/api",
     tags=["dashboard"],
     dependencies=[Depends(operator_or_session)],
-    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD),
+    responses=error_responses(
+        ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD, ErrorCode.RATE_LIMITED
+    ),
 )
 
 

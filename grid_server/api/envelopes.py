@@ -94,12 +94,11 @@ async def open_intake(
         # made up for the occasion gets no bucket of its own.
         grid.limiter.check_join_allowed(address)
     else:
-        try:
+        if not grid.membership.remembers(sender):
+            # A lookup costs the address a refusal token, given back for a member.
+            grid.limiter.take_lookup(address)
             await grid.membership.check(sender)
-        except ProtocolError as exc:
-            if exc.code is ErrorCode.NOT_MEMBER:
-                grid.limiter.record_refusal(address)
-            raise
+            grid.limiter.give_back_lookup(address)
         grid.limiter.check_key(sender)
     return raw, open_envelope(wire)
 

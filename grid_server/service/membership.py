@@ -27,10 +27,16 @@ class Membership:
         self.max_remembered = max_remembered
         self._active: OrderedDict[str, None] = OrderedDict()
 
-    async def check(self, address: str) -> None:
-        """Refuse a key that is not an active member (NOT_MEMBER, SUSPENDED)."""
+    def remembers(self, address: str) -> bool:
+        """An active member seen before (no lookup needed)."""
         if address in self._active:
             self._active.move_to_end(address)
+            return True
+        return False
+
+    async def check(self, address: str) -> None:
+        """Refuse a key that is not an active member (NOT_MEMBER, SUSPENDED)."""
+        if self.remembers(address):
             return
         async with self.db.read() as conn:
             rows = await q.participants_by_address(conn, [address])

@@ -55,6 +55,12 @@ class TokenBuckets:
         bucket.tokens -= cost
         return True
 
+    def give_back(self, key: str, cost: float = 1.0) -> None:
+        """Return what :meth:`take` took (the request turned out not to count)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(self.burst, bucket.tokens + cost)
+
     def peek(self, key: str) -> bool:
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -104,8 +110,19 @@ class RateLimiter:
                 "public_key",
             )
 
-    def record_refusal(self, address: str) -> None:
-        self.refusals.take(address)
+    def take_lookup(self, address: str) -> None:
+        """Before looking up a key this process does not know: one of the address's
+        refusal tokens, given back if the key is a member (:meth:`give_back_lookup`).
+        Taken before the lookup, so concurrent requests cannot all slip past a peek."""
+        if not self.refusals.take(address):
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                "too many envelopes from keys that are not members; retry later",
+                "public_key",
+            )
+
+    def give_back_lookup(self, address: str) -> None:
+        self.refusals.give_back(address)
 
     def check_join_allowed(self, address: str) -> None:
         if not self.join_failures.peek(address):
