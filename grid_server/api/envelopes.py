@@ -28,6 +28,7 @@ from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
     ProtocolError,
+    check_grid,
     envelope_sender,
     open_envelope,
     parse_json,
@@ -87,7 +88,7 @@ async def open_intake(
     # (the address's limits were checked before its body was read: limits.admit)
     raw = await collect_body(length, chunks)
     wire = parse_json(raw)
-    _check_type(wire, expected)
+    _check_route(wire, expected, grid.grid_id)
     sender = envelope_sender(wire)
     if expected == "join":
         # Joins are limited per address and per failed invitation code; a key
@@ -103,20 +104,26 @@ async def open_intake(
     return raw, open_envelope(wire)
 
 
-def _check_type(wire: object, expected: str) -> None:
-    """The route takes ``expected`` envelopes (read from the JSON: no signature work yet).
+def _check_route(wire: object, expected: str, grid_id: str) -> None:
+    """The route takes ``expected`` envelopes for this grid (read from the JSON: no
+    signature work yet, and a client pointed at the wrong grid is told so).
 
-    Anything but a payload whose ``type`` is another string is left to
-    :func:`open_envelope`, which names what is wrong with it.
+    Anything but a payload whose ``type`` or ``grid`` is another string is left
+    to :func:`open_envelope`, which names what is wrong with it.
     """
     payload = wire.get("payload") if isinstance(wire, dict) else None
-    found = payload.get("type") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return
+    found = payload.get("type")
     if isinstance(found, str) and found != expected:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             f"payload.type: this route takes {expected!r} envelopes",
             "payload.type",
         )
+    claimed = payload.get("grid")
+    if isinstance(claimed, str):
+        check_grid(claimed, grid_id)
 
 
 async def accept(

@@ -978,13 +978,18 @@ def open_envelope(value: object) -> Envelope:
     return Envelope(payload, public_key, signature, wire, message)
 
 
+def check_grid(claimed: str, grid: str) -> None:
+    """``payload.grid`` must name the receiving grid (WRONG_GRID)."""
+    if claimed != grid:
+        raise ProtocolError(
+            ErrorCode.WRONG_GRID, f"this is grid {grid!r}, not {claimed!r}", "payload.grid"
+        )
+
+
 def check_freshness(envelope: Envelope, grid: str, now: datetime) -> None:
     """Grid id and clock-skew checks every receiver applies."""
     header = envelope.payload.header
-    if header.grid != grid:
-        raise ProtocolError(
-            ErrorCode.WRONG_GRID, f"this is grid {grid!r}, not {header.grid!r}", "payload.grid"
-        )
+    check_grid(header.grid, grid)
     skew = abs((now - header.ts).total_seconds())
     if skew > MAX_CLOCK_SKEW_SECONDS:
         raise ProtocolError(
