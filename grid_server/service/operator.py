@@ -8,6 +8,7 @@ the config file (:meth:`Operator.seed`) adds zones and prices the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,6 +95,9 @@ class Operator:
     db: Database
     clock: Clock
     schedule: Schedule
+    # Called with (address, status) after a status change committed: the grid
+    # forgets a suspended member at intake and wakes the live streams, which close.
+    on_status: Callable[[str, str], None] | None = None
 
     async def _log(
         self,
@@ -207,6 +211,8 @@ class Operator:
             await oq.set_participant_status(conn, address, status, now)
             record = {"action": "status", "participant": address, "status": status}
             await self._log(conn, [(address, record)])
+        if self.on_status is not None:
+            self.on_status(address, status)
 
     # --- prices and zones ---------------------------------------------------------
 
