@@ -39,6 +39,7 @@ from .const import (
 from .coordinator import P2PCoordinator, create_store
 from .data import P2PConfigEntry, P2PData
 from .membership import client_from_entry
+from .prices import plain_decimal
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [
@@ -60,7 +61,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 def price_text(value: float | str | Decimal) -> str:
     """An option price (a number in the UI) as the protocol's decimal string."""
-    return format(Decimal(str(value)).quantize(Decimal("0.000001")).normalize(), "f")
+    return format(plain_decimal(Decimal(str(value))), "f")
 
 
 def trading_options(options: Mapping[str, Any], feed_in: str, retail: str) -> TradingOptions:

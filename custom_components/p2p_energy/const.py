@@ -50,6 +50,12 @@ ISSUE_UNREACHABLE: Final = "grid_unreachable"
 ISSUE_OVER_CAP: Final = "payment_over_cap"
 ISSUE_PAYMENT_FAILED: Final = "payment_failed"
 ISSUE_KEY_REJECTED: Final = "key_rejected"
+ISSUE_READING_REFUSED: Final = "reading_refused"
+# Refusal codes with their own advice (docs/developers/error-codes.md); any
+# other code, also one a newer grid sends, gets the generic "other" text.
+KNOWN_REFUSALS: Final = frozenset(
+    {"over_capacity", "window_closed", "unknown_asset", "reading_conflict", "invalid_field"}
+)
 UNREACHABLE_INTERVALS: Final = 4  # intervals without contact before a repair issue
 
 STORAGE_VERSION: Final = 1

@@ -21,6 +21,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.p2p_energy.client.crypto import KeyPair
+from custom_components.p2p_energy.client.invitation import format_invitation
 from custom_components.p2p_energy.const import (
     CONF_ADDRESS,
     CONF_ASSET_ID,
@@ -58,6 +59,7 @@ from tests.support.home_assistant import (
     household_keys,
     join_grid,
     meter,
+    not_a_grid,
     reauth_flows,
     serve_grid,
     setup_member,
@@ -103,9 +105,122 @@ async def test_join_with_generated_key(hass: HomeAssistant, grid: RunningGrid) -
     assert participant.name == "Rooftop house"
 
 
-async def test_join_with_imported_iota_key(
-    hass: HomeAssistant, grid: RunningGrid, iota_vectors: dict[str, Any]
+async def test_join_with_one_pasted_link(hass: HomeAssistant, grid: RunningGrid) -> None:
+    """The invitation link carries the grid's address: nothing else to type."""
+    flow_id = await start(hass)
+    link = format_invitation(grid.url, await grid.invite(zone="feeder-1"))
+    result = await hass.config_entries.flow.async_configure(
+        flow_id,
+        {CONF_INVITATION: f"  {link}  ", CONF_NAME: "Pasted", CONF_KEY_SOURCE: KEY_GENERATE},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_GRID_URL] == grid.url
+    # The next step is shown, with the address to fund.
+    assert result["description"] == "joined"
+    assert result["description_placeholders"] == {
+        "grid": "Test grid",
+        "address": result["data"][CONF_ADDRESS],
+        "currency": "EUR",
+    }
+    participant = await grid.client(KeyPair.from_hex(result["data"][CONF_SECRET_KEY])).me()
+    assert participant.zone == "feeder-1"
+
+
+async def test_join_with_a_link_and_the_same_url(hass: HomeAssistant, grid: RunningGrid) -> None:
+    flow_id = await start(hass)
+    link = format_invitation(grid.url, await grid.invite())
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(grid, link, **{CONF_GRID_URL: grid.url + "/"})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+def _no_url(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {CONF_INVITATION: code, CONF_NAME: "Typist", CONF_KEY_SOURCE: KEY_GENERATE}
+
+
+def _other_url(grid: RunningGrid, code: str) -> dict[str, str]:
+    link = format_invitation("https://elsewhere.example", code)
+    return {**_no_url(grid, link), CONF_GRID_URL: grid.url}
+
+
+def _bad_url(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, code), CONF_GRID_URL: "grid.example.org"}
+
+
+def _not_a_link(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, f"{grid.url}/invite#{code}")}
+
+
+def _link_without_code(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, f"{grid.url}/join#")}
+
+
+def _not_a_code(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, "0189-!!"), CONF_GRID_URL: grid.url}
+
+
+@pytest.mark.parametrize(
+    ("form", "errors"),
+    [
+        (_no_url, {CONF_GRID_URL: "url_required"}),
+        (_other_url, {CONF_GRID_URL: "url_mismatch"}),
+        (_bad_url, {CONF_GRID_URL: "invalid_url"}),
+        (_not_a_link, {CONF_INVITATION: "invalid_invitation_format"}),
+        (_link_without_code, {CONF_INVITATION: "invalid_invitation_format"}),
+        (_not_a_code, {CONF_INVITATION: "invalid_invitation_format"}),
+    ],
+    ids=[
+        "bare-code-without-url",
+        "link-for-another-url",
+        "url-not-http",
+        "not-a-join-link",
+        "link-without-code",
+        "not-a-code",
+    ],
+)
+async def test_join_refuses_what_was_pasted(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    form: Callable[[RunningGrid, str], dict[str, str]],
+    errors: dict[str, str],
 ) -> None:
+    """Refused before anything is sent: the invitation is not used up."""
+    flow_id = await start(hass)
+    code = await grid.invite()
+    result = await hass.config_entries.flow.async_configure(flow_id, form(grid, code))
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert result["description_placeholders"]["example_link"].startswith("https://")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(grid, format_invitation(grid.url, code))
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_join_survives_a_reply_that_is_not_a_grid(
+    hass: HomeAssistant, grid: RunningGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A web server that is not a grid answers 200 with a page: ``unknown``, not a crash."""
+    flow_id = await start(hass)
+    async with not_a_grid() as url:
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(grid, await grid.invite(), **{CONF_GRID_URL: url})
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "unknown"}
+    assert f"Unexpected error while joining the grid at {url}" in caplog.text
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(grid, await grid.invite())
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.parametrize("form", ["secret_hex", "bech32_secret"], ids=["hex", "iotaprivkey"])
+async def test_join_with_imported_iota_key(
+    hass: HomeAssistant, grid: RunningGrid, iota_vectors: dict[str, Any], form: str
+) -> None:
+    """The key as an IOTA wallet exports it (iotaprivkey1…) or as 64 hex characters."""
     vector = iota_vectors["ed25519_keypairs"][0]
     flow_id = await start(hass)
     code = await grid.invite()
@@ -114,13 +229,17 @@ async def test_join_with_imported_iota_key(
     )
     assert result["step_id"] == "import_key"
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {CONF_SECRET_KEY: vector["secret_hex"]}
+        flow_id, {CONF_SECRET_KEY: vector[form]}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_ADDRESS] == vector["address"]
 
 
-@pytest.mark.parametrize("secret", ["not hex", "0x" + "ab" * 16], ids=["not-hex", "16-bytes"])
+@pytest.mark.parametrize(
+    "secret",
+    ["not hex", "0x" + "ab" * 16, "iotaprivkey1qqqqqqqq", "iotaprivkey1" + "q" * 59],
+    ids=["not-hex", "16-bytes", "iotaprivkey-short", "iotaprivkey-bad-checksum"],
+)
 async def test_import_key_refused(
     hass: HomeAssistant, grid: RunningGrid, iota_vectors: dict[str, Any], secret: str
 ) -> None:
@@ -224,7 +343,8 @@ async def test_join_refused_after_too_many_wrong_codes(
 
     # Someone guesses codes: the grid allows 20 failures an hour per address.
     for attempt in range(20):
-        result = await hass.config_entries.flow.async_configure(flow_id, form(f"GUESS-{attempt}"))
+        guess = f"GUES-SAAA-{chr(ord('A') + attempt)}"  # well-formed codes the grid never issued
+        result = await hass.config_entries.flow.async_configure(flow_id, form(guess))
         assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
     # Now even a good code is refused, and the form says why.
     result = await hass.config_entries.flow.async_configure(flow_id, form(await grid.invite()))

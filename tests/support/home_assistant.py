@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import voluptuous as vol
+from aiohttp import web
 from freezegun.api import TickingDateTimeFactory
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.repairs.issue_handler import async_process_repairs_platforms
@@ -124,6 +125,32 @@ async def serve_grid(
         ledger_key=LEDGER_KEY.seed_hex,
     ) as running:
         yield running
+
+
+@asynccontextmanager
+async def not_a_grid() -> AsyncIterator[str]:
+    """A web server on 127.0.0.1 that is not a grid: every path answers 200 with a page.
+
+    What a household reaches with a mistyped address (a router's page, a
+    blog): nothing the grid client can read as a grid's answer.
+    """
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            text="<html><body>Welcome to nginx!</body></html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def port_of(grid: RunningGrid) -> int:
