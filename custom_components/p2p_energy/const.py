@@ -50,12 +50,23 @@ ISSUE_UNREACHABLE: Final = "grid_unreachable"
 ISSUE_OVER_CAP: Final = "payment_over_cap"
 ISSUE_PAYMENT_FAILED: Final = "payment_failed"
 ISSUE_KEY_REJECTED: Final = "key_rejected"
-ISSUE_READING_REFUSED: Final = "reading_refused"
-# Refusal codes with their own advice (docs/developers/error-codes.md); any
-# other code, also one a newer grid sends, gets the generic "other" text.
-KNOWN_REFUSALS: Final = frozenset(
-    {"over_capacity", "window_closed", "unknown_asset", "reading_conflict", "invalid_field"}
-)
+REFUSAL_ISSUE_KIND: Final = "reading_refused"
+# Refused readings: a text per error code with its own advice
+# (docs/developers/error-codes.md); any other code, also one a newer grid
+# sends, gets the generic text with the grid's message.
+ISSUE_REFUSED_OVER_CAPACITY: Final = "reading_refused_over_capacity"
+ISSUE_REFUSED_WINDOW_CLOSED: Final = "reading_refused_window_closed"
+ISSUE_REFUSED_UNKNOWN_ASSET: Final = "reading_refused_unknown_asset"
+ISSUE_REFUSED_CONFLICT: Final = "reading_refused_reading_conflict"
+ISSUE_REFUSED_INVALID: Final = "reading_refused_invalid_field"
+ISSUE_REFUSED_OTHER: Final = "reading_refused_other"
+REFUSAL_ISSUES: Final = {
+    "over_capacity": ISSUE_REFUSED_OVER_CAPACITY,
+    "window_closed": ISSUE_REFUSED_WINDOW_CLOSED,
+    "unknown_asset": ISSUE_REFUSED_UNKNOWN_ASSET,
+    "reading_conflict": ISSUE_REFUSED_CONFLICT,
+    "invalid_field": ISSUE_REFUSED_INVALID,
+}
 UNREACHABLE_INTERVALS: Final = 4  # intervals without contact before a repair issue
 
 STORAGE_VERSION: Final = 1

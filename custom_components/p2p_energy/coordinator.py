@@ -40,10 +40,11 @@ from .const import (
     ISSUE_KEY_REJECTED,
     ISSUE_OVER_CAP,
     ISSUE_PAYMENT_FAILED,
-    ISSUE_READING_REFUSED,
+    ISSUE_REFUSED_OTHER,
     ISSUE_UNREACHABLE,
-    KNOWN_REFUSALS,
     LOGGER,
+    REFUSAL_ISSUE_KIND,
+    REFUSAL_ISSUES,
     STORAGE_VERSION,
     UNREACHABLE_INTERVALS,
 )
@@ -375,7 +376,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             return
         self._refusals_shown = shown
         entry = self.config_entry
-        prefix = f"{ISSUE_READING_REFUSED}_{entry.entry_id}_"
+        prefix = f"{REFUSAL_ISSUE_KIND}_{entry.entry_id}_"
         registry = ir.async_get(self.hass)
         for domain, issue_id in list(registry.issues):
             stale = issue_id.startswith(prefix) and issue_id.removeprefix(prefix) not in refusals
@@ -384,14 +385,14 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         titles = {str(sub.data["asset_id"]): sub.title for sub in entry.subentries.values()}
         for asset, items in refusals.items():
             latest = items[-1]
-            code = latest.code if latest.code in KNOWN_REFUSALS else "other"
+            issue_key = REFUSAL_ISSUES.get(latest.code, ISSUE_REFUSED_OTHER)
             ir.async_create_issue(
                 self.hass,
                 DOMAIN,
                 prefix + asset,
                 is_fixable=True,
                 severity=ir.IssueSeverity.WARNING,
-                translation_key=f"{ISSUE_READING_REFUSED}_{code}",
+                translation_key=issue_key,
                 translation_placeholders={
                     "asset": titles.get(asset, asset),
                     "count": str(len(items)),
@@ -402,7 +403,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                     "code": latest.code,
                     "message": latest.message,
                 },
-                data={"kind": ISSUE_READING_REFUSED, "entry_id": entry.entry_id, "asset_id": asset},
+                data={"kind": REFUSAL_ISSUE_KIND, "entry_id": entry.entry_id, "asset_id": asset},
             )
 
     def _sync_issues(self, kind: str, wanted: dict[str, dict[str, str]], *, fixable: bool) -> None:

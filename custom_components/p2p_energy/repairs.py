@@ -8,7 +8,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
-from .const import ISSUE_READING_REFUSED
+from .const import REFUSAL_ISSUE_KIND
 from .data import P2PConfigEntry
 
 
@@ -79,6 +79,6 @@ async def async_create_fix_flow(
     hass: HomeAssistant, issue_id: str, data: dict[str, str | int | float | None] | None
 ) -> RepairsFlow:
     assert data is not None
-    if data.get("kind") == ISSUE_READING_REFUSED:
+    if data.get("kind") == REFUSAL_ISSUE_KIND:
         return AcknowledgeRefusalFlow(str(data["entry_id"]), str(data["asset_id"]))
     return PayOverCapFlow(str(data["entry_id"]), str(data["statement_id"]))

@@ -22,7 +22,7 @@ from homeassistant.util import dt as dt_util
 
 from .client.grid_client import GridUnavailable
 from .client.models import Statement
-from .client.protocol import ErrorCode, OrderSpec, ProtocolError, Side, check_id
+from .client.protocol import OrderSpec, ProtocolError, Side, check_id
 from .client.units import (
     UnitError,
     format_money_micro,
@@ -218,15 +218,7 @@ async def _pay_statement(call: ServiceCall) -> ServiceResponse:
     statement_id = call.data["statement_id"]
     try:
         statement = await data.client.statement(statement_id)
-    except ProtocolError as exc:
-        if exc.code is ErrorCode.NOT_FOUND:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="statement_not_found",
-                translation_placeholders={"statement_id": statement_id},
-            ) from exc
-        raise _grid_error(entry, exc) from exc
-    except GridUnavailable as exc:
+    except (ProtocolError, GridUnavailable) as exc:
         raise _grid_error(entry, exc) from exc
     if statement.amount_due_micro < 0:
         # The grid pays this one (a producer's statement): nothing to send.
@@ -238,7 +230,8 @@ async def _pay_statement(call: ServiceCall) -> ServiceResponse:
                 "amount": _money(-statement.amount_due_micro, statement.currency),
             },
         )
-    if statement.amount_due_micro - statement.paid_micro <= 0:
+    already_paid_here = household.paid_tx(statement_id) is not None
+    if statement.amount_due_micro - statement.paid_micro <= 0 and not already_paid_here:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="statement_settled",

@@ -28,6 +28,7 @@ from custom_components.p2p_energy.const import (
     CONF_AUTO_PAY,
     CONF_DAILY_CAP,
     CONF_ENERGY_ENTITY,
+    CONF_FORECAST_ENTITY,
     CONF_GRID_URL,
     CONF_INVITATION,
     CONF_KEY_SOURCE,
@@ -46,6 +47,7 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
+from grid_server.config import PriceConfig
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     GRID_ID,
@@ -543,6 +545,87 @@ async def test_reconfigure_to_a_new_address(
 
 
 # --- options ------------------------------------------------------------------------------
+
+
+async def test_options_in_a_currency_with_large_prices(
+    hass: HomeAssistant, tmp_path: Path, clock: TickingDateTimeFactory
+) -> None:
+    """On a JPY grid prices are tens per kWh and a day's bill thousands: the options save."""
+    prices = (PriceConfig(retail="31", feed_in="8.5"),)
+    async with serve_grid(tmp_path / "jpy", currency="JPY", prices=prices) as yen:
+        entry = (await join_grid(yen, "Tokyo")).entry(yen)
+        await setup_member(hass, entry)
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                CONF_TRADING: True,
+                CONF_STRATEGY: "reserve",
+                CONF_MIN_SELL_PRICE: 9.5,
+                CONF_MAX_BUY_PRICE: 30,
+                CONF_DAILY_CAP: 25_000,
+                CONF_TRADE_AHEAD: 4,
+                CONF_AUTO_PAY: True,
+            },
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+        options = entry.runtime_data.household.options
+        assert (options.min_sell_price, options.max_buy_price) == ("9.5", "30")
+        assert options.daily_cap_micro == 25_000_000_000
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _cumulative_meter(hass: HomeAssistant) -> str:
+    energy_sensor(hass, "sensor.pv_total", 1234.5)
+    return "sensor.pv_total"
+
+
+def _power_sensor(hass: HomeAssistant) -> str:
+    hass.states.async_set("sensor.pv_power", "2100", {"unit_of_measurement": "W"})
+    return "sensor.pv_power"
+
+
+@pytest.mark.parametrize(
+    ("sensor", "error"),
+    [(_cumulative_meter, "cumulative_forecast"), (_power_sensor, "not_forecast_sensor")],
+    ids=["cumulative-meter", "not-energy"],
+)
+async def test_options_refuse_a_forecast_that_is_not_one(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    join: Callable[..., Awaitable[Member]],
+    sensor: Callable[[HomeAssistant], str],
+    error: str,
+) -> None:
+    entry = (await join()).entry(grid)
+    await setup_member(hass, entry)
+    options = {
+        CONF_TRADING: True,
+        CONF_STRATEGY: "reserve",
+        CONF_MIN_SELL_PRICE: 0.08,
+        CONF_MAX_BUY_PRICE: 0.3,
+        CONF_DAILY_CAP: 5,
+        CONF_TRADE_AHEAD: 4,
+        CONF_AUTO_PAY: True,
+    }
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**options, CONF_FORECAST_ENTITY: sensor(hass)}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_FORECAST_ENTITY: error}
+    # Forecast.Solar's "energy next hour": kWh, no state class.
+    hass.states.async_set(
+        "sensor.energy_next_hour", "1.2", {"unit_of_measurement": "kWh", "device_class": "energy"}
+    )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**options, CONF_FORECAST_ENTITY: "sensor.energy_next_hour"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.forecast_entity == "sensor.energy_next_hour"
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_options_flow(
