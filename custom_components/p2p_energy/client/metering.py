@@ -13,7 +13,7 @@ to zero (a new inverter day, a replaced meter) and sometimes is
   from zero. A smaller drop is meter jitter: it is ignored until the total
   climbs back above the highest value seen, so nothing is counted twice.
 * When the asset's rated power is known, a change its power cannot explain
-  in the time it took is not energy: a swapped meter that starts at its own
+  in the time it took (and at least one interval) is not energy: a swapped meter that starts at its own
   reading, a glitch to some lower value, or the jump back from a glitch. The
   new total then only becomes the starting point (:attr:`MeterTracker.jumps`
   counts these, for the diagnostics). Without a rated power Home
@@ -140,8 +140,16 @@ class MeterTracker:
         self.last_time = at
 
     def _possible_wh(self, max_power_w: int, at: datetime) -> float:
+        """The most the asset can deliver since the last observation, generously.
+
+        At least one interval's worth, as the grid bounds a reading: energy
+        within it never makes a reading the grid refuses, and the timestamps
+        of two updates a few seconds apart (a meter near its rated power)
+        cannot make real energy look impossible.
+        """
         assert self.last_time is not None
-        return max_power_w * (at - self.last_time).total_seconds() / 3600
+        seconds = max((at - self.last_time).total_seconds(), self._length.total_seconds())
+        return max_power_w * seconds / 3600
 
     def _start(self, total_wh: float, at: datetime) -> None:
         self.last_total_wh = total_wh
