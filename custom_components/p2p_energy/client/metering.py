@@ -13,8 +13,9 @@ to zero (a new inverter day, a replaced meter) and sometimes is
   from zero. A smaller drop is meter jitter: it is ignored until the total
   climbs back above the highest value seen, so nothing is counted twice.
 * When the asset's rated power is known, a change its power cannot explain
-  in the time it took (and at least one interval) is not energy: a swapped meter that starts at its own
-  reading, a glitch to some lower value, or the jump back from a glitch. The
+  in the time it took (and at least one interval) is not energy: a swapped
+  meter that starts at its own reading, a glitch to some lower value, or the
+  jump back from a glitch. The
   new total then only becomes the starting point (:attr:`MeterTracker.jumps`
   counts these, for the diagnostics). Without a rated power Home
   Assistant's rule applies alone. So a meter swap is never sent as one
