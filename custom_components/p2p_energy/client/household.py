@@ -552,8 +552,11 @@ class Household:
 
     async def _fetch_settlements(self, current: datetime) -> None:
         """Settled lines the stream did not bring (counted once, whichever brings them)."""
+        # The grid answers ranges of up to 31 days; a first look goes back two.
+        oldest = current - timedelta(days=30)
         since = self.settled_until
         since = current - timedelta(days=2) if since is None else since + self.interval
+        since = max(since, oldest)
         if since >= current:
             return
         by_interval: dict[datetime, list[LineItem]] = {}
