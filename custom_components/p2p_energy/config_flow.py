@@ -49,7 +49,6 @@ from .const import (
     CONF_STRATEGY,
     CONF_TRADE_AHEAD,
     CONF_TRADING,
-    DEFAULT_DAILY_CAP,
     DEFAULT_TRADE_AHEAD,
     DOMAIN,
     KEY_GENERATE,
@@ -59,7 +58,7 @@ from .const import (
     SUBENTRY_SOURCE,
 )
 from .membership import create_client, keys_from_entry
-from .prices import daily_cap_selector, price_limit_selector
+from .prices import daily_cap_selector, default_daily_cap, price_limit_selector
 
 _INVITATION_ERRORS = {
     ErrorCode.INVITATION_UNKNOWN: "invalid_invitation",
@@ -230,7 +229,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                     CONF_STRATEGY: StrategyKind.RESERVE.value,
                     CONF_MIN_SELL_PRICE: float(grid.prices.feed_in),
                     CONF_MAX_BUY_PRICE: float(grid.prices.retail),
-                    CONF_DAILY_CAP: DEFAULT_DAILY_CAP,
+                    CONF_DAILY_CAP: default_daily_cap(grid.prices.retail),
                     CONF_TRADE_AHEAD: DEFAULT_TRADE_AHEAD,
                     CONF_AUTO_PAY: True,
                 },

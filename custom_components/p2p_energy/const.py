@@ -38,7 +38,9 @@ CONF_TRADE_AHEAD: Final = "trade_ahead_intervals"
 CONF_AUTO_PAY: Final = "auto_pay"
 
 DEFAULT_TRADE_AHEAD: Final = 4
-DEFAULT_DAILY_CAP: Final = 5.0  # currency units per day
+# The default daily spending cap: this many kWh at the grid's retail price,
+# so it means the same on a EUR, JPY or HUF grid (see prices.default_daily_cap).
+DEFAULT_DAILY_CAP_KWH: Final = 20
 
 # Bus events for automations
 EVENT_TRADE: Final = f"{DOMAIN}_trade"

@@ -14,6 +14,7 @@ from typing import Final
 from homeassistant.helpers import selector
 
 from .client.units import MAX_PRICE_TICKS, PRICE_DECIMALS, TICKS_PER_UNIT
+from .const import DEFAULT_DAILY_CAP_KWH
 
 PRICE_BOUND: Final = MAX_PRICE_TICKS // TICKS_PER_UNIT  # currency per kWh, either sign
 PRICE_STEP: Final = float(Decimal(1).scaleb(-PRICE_DECIMALS))
@@ -32,6 +33,13 @@ def plain_decimal(value: Decimal, places: int = PRICE_DECIMALS) -> Decimal:
     if rounded.is_zero():
         return Decimal(0)  # not -0
     return rounded.quantize(Decimal(1)) if rounded.as_tuple().exponent > 0 else rounded  # type: ignore[operator]
+
+
+def default_daily_cap(retail: str) -> float:
+    """A day's worth of energy at the retail price, in whole currency units (6 EUR, 620 JPY)."""
+    return float(
+        (Decimal(retail) * DEFAULT_DAILY_CAP_KWH).to_integral_value(rounding="ROUND_CEILING")
+    )
 
 
 def price_per_kwh_unit(currency: str | None) -> str | None:

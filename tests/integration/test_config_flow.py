@@ -117,6 +117,7 @@ async def test_join_with_one_pasted_link(hass: HomeAssistant, grid: RunningGrid)
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_GRID_URL] == grid.url
+    assert result["options"][CONF_DAILY_CAP] == 6.0  # 20 kWh at the 0.30 retail price
     # The next step is shown, with the address to fund.
     assert result["description"] == "joined"
     assert result["description_placeholders"] == {
@@ -555,6 +556,8 @@ async def test_options_in_a_currency_with_large_prices(
     async with serve_grid(tmp_path / "jpy", currency="JPY", prices=prices) as yen:
         entry = (await join_grid(yen, "Tokyo")).entry(yen)
         await setup_member(hass, entry)
+        # Without a cap set, 20 kWh at retail: 620 yen, not 5.
+        assert entry.runtime_data.household.options.daily_cap_micro == 620_000_000
         result = await hass.config_entries.options.async_init(entry.entry_id)
         result = await hass.config_entries.options.async_configure(
             result["flow_id"],
