@@ -426,6 +426,34 @@ async def test_reauth_after_removal(
     assert (await grid.client(member.keys).me()).status == "active"
 
 
+async def test_reauth_with_a_pasted_link(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    """The new invitation as a link, as the operator hands it out; a garbled one is named."""
+    member = await join("Readmitted")
+    entry = member.entry(grid)
+    await setup_member(hass, entry)
+    await grid.grid.operator.set_participant_status(member.keys.address, "removed")
+    await advance(hass, grid, clock, MINUTE)
+    (flow,) = reauth_flows(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_INVITATION: f"{grid.url}/join#"}
+    )
+    assert result["errors"] == {CONF_INVITATION: "invalid_invitation_format"}
+    link = format_invitation(grid.url, await grid.invite())
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_INVITATION: link}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert (await grid.client(member.keys).me()).status == "active"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_reauth_refused_while_the_key_is_still_a_member(
     hass: HomeAssistant,
     grid: RunningGrid,
