@@ -167,6 +167,9 @@ class ProtocolError(Exception):
         # Optional machine-readable extras, e.g. ``{"last_seq": n}`` with REPLAY
         # (only ever sent to the holder of the key, whose signature verified).
         self.details = details
+        # The code as the grid wrote it: a newer grid may send codes this
+        # client does not know (``code`` is then MALFORMED).
+        self.wire_code = str(code)
 
     @property
     def status(self) -> int:
@@ -187,16 +190,19 @@ class ProtocolError(Exception):
         """Rebuild an error from a grid response body (for clients)."""
         try:
             err = body["error"]  # type: ignore[index]
-            code = ErrorCode(err["code"])
+            wire_code = str(err["code"])
+            known = wire_code in ErrorCode._value2member_map_
             details = err.get("details")
-            return cls(
-                code,
+            error = cls(
+                ErrorCode(wire_code) if known else ErrorCode.MALFORMED,
                 str(err.get("message", "")),
                 err.get("field"),
                 details if isinstance(details, dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return cls(ErrorCode.MALFORMED, f"unexpected error response (HTTP {status}): {body!r}")
+        error.wire_code = wire_code
+        return error
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.code}, {self.message!r}, field={self.field!r})"
