@@ -258,7 +258,8 @@ class IntervalCycle:
                 return True
             now = self.clock.now()
             orders, prices, book = await self._load_book(conn, t)
-            cleared = cleared_interval(t, orders, prices, await _solve(book))
+            owners = [r.participant_id for r in orders]
+            cleared = cleared_interval(t, orders, prices, await _solve(book, owners))
             await self._store_clearing(conn, cleared, now, started)
             await self._announce(conn, cleared, now)
             await self.faults.reach("cycle.clear", format_utc(t))
@@ -495,11 +496,15 @@ class IntervalCycle:
         )
 
 
-async def _solve(book: market.Book) -> market.MarketResult:
-    """Clear ``book`` (a big one in a thread, so requests keep flowing meanwhile)."""
+async def _solve(book: market.Book, owners: Sequence[int]) -> market.MarketResult:
+    """Clear ``book`` without self-trades (a big one in a thread, so requests keep flowing).
+
+    ``owners[i]`` is the participant of ``book.orders[i]``: a household's own buy
+    never fills against its own sell (a wash trade: fake volume, fake savings).
+    """
     if len(book.orders) > THREAD_CLEARING_ORDERS:
-        return await asyncio.to_thread(market.clear, book)
-    return market.clear(book)
+        return await asyncio.to_thread(market.clear_without_self_trades, book, owners)
+    return market.clear_without_self_trades(book, owners)
 
 
 def statement_id(grid: str, address: str, period_start: datetime) -> str:

@@ -6,6 +6,8 @@ Public API (everything else in this package is internal):
   and the array forms :class:`ZoneTree`, :class:`OrderArrays`;
 * :func:`clear` (objects) and :func:`clear_arrays` (arrays) return a
   :class:`MarketResult`;
+* :func:`clear_without_self_trades`: :func:`clear` where no owner's buy
+  fills against its own sell (the server clears with it);
 * :func:`solve_reference`: the same programme in HiGHS;
 * :class:`BookError`: invalid input, naming the item and field.
 """
@@ -23,6 +25,7 @@ from .book import (
 )
 from .clearing import MarketResult, clear, clear_arrays
 from .reference import ReferenceSolution, solve_reference
+from .self_trade import clear_without_self_trades
 
 __all__ = [
     "UNLIMITED",
@@ -38,5 +41,6 @@ __all__ = [
     "ZoneTree",
     "clear",
     "clear_arrays",
+    "clear_without_self_trades",
     "solve_reference",
 ]
