@@ -97,15 +97,19 @@ class Operator:
         self,
         conn: AsyncConnection,
         items: list[tuple[str, dict[str, Any]]],
-        now: datetime | None = None,
+        now: datetime,
     ) -> None:
-        """Append ``(ref, record)`` items as ``operator`` entries to the audit log."""
+        """Append ``(ref, record)`` items as ``operator`` entries to the audit log.
+
+        ``now`` is the moment the change stored in its rows: the verifier
+        replays the rows' times from the log, so the clock is read once per change.
+        """
         await audit_log.append(
             conn,
             self.db,
             self.grid_id,
             [("operator", ref, canonical_json(record)) for ref, record in items],
-            now or self.clock.now(),
+            now,
         )
 
     # --- invitations --------------------------------------------------------------
@@ -215,7 +219,7 @@ class Operator:
                 raise OperatorError("forbidden", "a removed participant cannot come back", "status")
             await oq.set_participant_status(conn, address, status, now)
             record = {"action": "status", "participant": address, "status": status}
-            await self._log(conn, [(address, record)])
+            await self._log(conn, [(address, record)], now)
 
     # --- prices and zones ---------------------------------------------------------
 
@@ -239,7 +243,7 @@ class Operator:
         async with self.db.write() as conn:
             await oq.put_price(conn, effective_from, values)
             record = price_record(effective_from, retail_ticks, feed_in_ticks)
-            await self._log(conn, [(format_utc(effective_from), record)])
+            await self._log(conn, [(format_utc(effective_from), record)], now)
 
     async def upsert_zone(
         self,
@@ -269,12 +273,13 @@ class Operator:
             await _check_parent(
                 conn, zone_id, parent, existing is None or existing.parent is not None
             )
-            stored = {**values, "updated_at": self.clock.now()}
+            now = self.clock.now()
+            stored = {**values, "updated_at": now}
             if existing is None:
                 await oq.insert_zone(conn, zone_id, stored)
             else:
                 await oq.update_zone(conn, zone_id, stored)
-            await self._log(conn, [(zone_id, {"action": "zone", "id": zone_id, **values})])
+            await self._log(conn, [(zone_id, {"action": "zone", "id": zone_id, **values})], now)
 
     async def seed(self, config: GridConfig) -> None:
         """Start the grid's cycle on first start; add the config file's zones and prices that
