@@ -226,10 +226,8 @@ class Operator:
     async def set_price(self, effective_from: datetime, retail: str, feed_in: str) -> None:
         """Add (or replace, if still in the future) the utility prices from an interval on."""
         self.schedule.check_interval(effective_from, "effective_from")
-        try:
-            retail_ticks, feed_in_ticks = parse_price(retail), parse_price(feed_in)
-        except ValueError as exc:
-            raise OperatorError("invalid_field", str(exc), "retail") from exc
+        retail_ticks = _operator_price(retail, "retail")
+        feed_in_ticks = _operator_price(feed_in, "feed_in")
         if feed_in_ticks < 0 or retail_ticks < feed_in_ticks:
             raise OperatorError("invalid_field", "prices need 0 <= feed_in <= retail", "feed_in")
         now = self.clock.now()
@@ -339,6 +337,15 @@ class Operator:
                 for z in zone_rows
             ],
         }
+
+
+def _operator_price(text: str, field: str) -> int:
+    """A price the operator set, in ticks; refused (naming ``field``) beyond the grid's
+    price range, the same bound every order meets and the engine clears."""
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise OperatorError("invalid_field", f"{field}: {exc}", field) from exc
 
 
 def _price_values(retail: str, feed_in: str, now: datetime) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from .local_ledger import Head
 if TYPE_CHECKING:
     from .payments import PaymentService
 
-# (kind, ref, body) of an audit log entry, and (participant or None for public, kind, data)
-# of a live event.
+# (kind, ref, body) of an audit log entry, and (participant, None for public or
+# events.OPERATOR, kind, data) of a live event.
 LogItem = tuple[str, str, bytes]
 Event = tuple[int | None, str, dict[str, Any]]
 # One participant's order book in one interval.
