@@ -161,7 +161,8 @@ class TxContext:
     changed_books: dict[BookKey, int] = field(default_factory=dict)
     join_log: list[LogItem] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
-    accepted_results: dict[bytes, bytes] = field(default_factory=dict)
+    # Envelopes accepted in this batch: (sender, seq) → (payload hash, answer stored, type).
+    accepted_results: dict[tuple[str, int], tuple[bytes, bytes, str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def next_log_seq(self) -> int:
