@@ -15,7 +15,7 @@ from grid_server.domain.market import (
     clear_isolating,
     clear_without_self_trades,
 )
-from grid_server.domain.market.book import as_ints
+from grid_server.domain.market.book import MAX_TOTAL_ENERGY_WH, as_ints
 from p2p_energy_client.units import MAX_PRICE_TICKS
 
 from .strategies import books
@@ -76,3 +76,31 @@ def test_the_rest_clears_as_if_the_bad_orders_were_absent(book: Book, data: st.D
     alone = clear_without_self_trades(book, [owners[i] for i in isolated.kept])
     assert as_ints(isolated.result.fills_wh) == as_ints(alone.fills_wh)
     assert as_ints(isolated.result.price_ticks) == as_ints(alone.price_ticks)
+
+
+def test_orders_that_clear_alone_but_not_together_are_set_aside_one_by_one() -> None:
+    """Three orders, each within the engine's range, together beyond its total energy."""
+    huge = MAX_TOTAL_ENERGY_WH * 2 // 5
+    book = Book(
+        Utility(30, 8),
+        (Zone("z"),),
+        (
+            Order("h1", "z", "sell", huge, 10),
+            Order("small", "z", "buy", 500, 25),
+            Order("h2", "z", "sell", huge, 10),
+            Order("h3", "z", "buy", huge, 20),
+        ),
+    )
+    isolated = clear_isolating(book, ["a", "b", "c", "d"])
+    # The longest prefix that clears is h1, small, h2: h3 is the one set aside.
+    assert isolated.kept == (0, 1, 2)
+    assert list(isolated.quarantined) == [3]
+    assert "total energy" in isolated.quarantined[3]
+    assert as_ints(isolated.result.fills_wh)[1] == 500
+
+
+def test_a_broken_utility_sets_nothing_aside() -> None:
+    """Not an order's fault: clearing raises for the operator, no order is quarantined."""
+    book = Book(Utility(8, 30), (Zone("z"),), (Order("b", "z", "buy", 500, 25),))
+    with pytest.raises(BookError, match=r"utility\.retail_price"):
+        clear_isolating(book, ["a"])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grid_server.domain.market import (
     Book,
+    BookError,
     Order,
     OrderArrays,
     Utility,
@@ -138,3 +140,14 @@ def test_netting_is_deterministic(book: Book, data: st.DataObject) -> None:
     first = uncross(book.orders, owners)
     again = uncross(book.orders, owners)
     assert first == again
+
+
+def test_netting_never_hides_an_invalid_order() -> None:
+    """A crossing pair netted to nothing would leave no trace of an order the engine refuses."""
+    book = Book(
+        Utility(300_000, 80_000),
+        (Zone("z"),),
+        (Order("h", "z", "hold", 100, 10), Order("b", "gone", "buy", 100, 10)),  # type: ignore[arg-type]
+    )
+    with pytest.raises(BookError, match=r"orders\[0\]\.side"):
+        clear_without_self_trades(book, ["a", "a"])

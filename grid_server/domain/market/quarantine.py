@@ -8,10 +8,11 @@ stall the whole grid (nothing cleared, settled or billed while the cycle
 retries). :func:`clear_isolating` clears the book; if that fails it clears
 each order alone with the same utility and zones, sets aside (quarantines)
 those that fail alone and clears the rest. If the rest still fails, the
-failure lies in how orders combine, not in one of them: every order is set
-aside and the interval clears with the utility only. If even that fails the
-utility or the zones are wrong (configuration, not an order), and the error
-is raised for the operator.
+failure lies in how orders combine (a total beyond the engine's range): the
+order that the longest clearing prefix of the book cannot take is set aside,
+until the rest clears. If the utility and zones alone cannot be cleared,
+they are wrong (configuration, not an order): nothing is set aside and the
+error is raised for the operator.
 """
 
 from __future__ import annotations
@@ -44,15 +45,35 @@ def clear_isolating(book: Book, owners: Sequence[Hashable]) -> Isolated:
     # Any failure counts: no order, whatever it does to the engine, may stop the grid.
     with contextlib.suppress(Exception):
         return Isolated(clear_without_self_trades(book, owners), everyone, {})
+    clear(_subset(book, ()))  # raises when the utility or the zones are at fault
     quarantined = {i: reason for i in everyone if (reason := _fails_alone(book, i)) is not None}
-    kept = tuple(i for i in everyone if i not in quarantined)
-    try:
-        result = clear_without_self_trades(_subset(book, kept), [owners[i] for i in kept])
-        return Isolated(result, kept, quarantined)
-    except Exception as exc:
-        reason = f"the book could not be cleared with it: {exc}"
-    quarantined.update(dict.fromkeys(kept, reason))
-    return Isolated(clear(_subset(book, ())), (), quarantined)
+    kept = [i for i in everyone if i not in quarantined]
+    while True:
+        try:
+            result = clear_without_self_trades(_subset(book, kept), [owners[i] for i in kept])
+            return Isolated(result, tuple(kept), quarantined)
+        except Exception as exc:
+            # Each order clears alone, together they do not (a total beyond the engine's
+            # range): set aside the first order the longest clearing prefix cannot take.
+            culprit = kept.pop(_longest_clearing_prefix(book, owners, kept))
+            quarantined[culprit] = f"the book could not be cleared with it: {exc}"
+
+
+def _longest_clearing_prefix(
+    book: Book, owners: Sequence[Hashable], positions: Sequence[int]
+) -> int:
+    """The length of the longest prefix of ``positions`` that clears (bisection; the
+    whole does not, the empty one does)."""
+    low, high = 0, len(positions) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        part = positions[:middle]
+        try:
+            clear_without_self_trades(_subset(book, part), [owners[i] for i in part])
+            low = middle
+        except Exception:
+            high = middle - 1
+    return low
 
 
 def _fails_alone(book: Book, i: int) -> str | None:

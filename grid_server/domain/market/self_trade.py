@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .book import Book, Order, as_ints
+from .book import Book, Order, OrderArrays, ZoneTree, as_ints
 from .clearing import MarketResult, clear
 
 
@@ -179,6 +179,8 @@ def clear_without_self_trades(book: Book, owners: Sequence[Hashable]) -> MarketR
     uncrossed = uncross(book.orders, owners)
     if not uncrossed.crossing:
         return clear(book)
+    # The original orders must be valid too: netting could hide a bad one.
+    OrderArrays.from_orders(book.orders, ZoneTree.build(book.zones))
     result = clear(Book(book.utility, book.zones, uncrossed.orders))
     prices = dict(zip(result.zone_ids, as_ints(result.price_ticks), strict=True))
     fills = attribute(book.orders, owners, uncrossed, as_ints(result.fills_wh), prices)
