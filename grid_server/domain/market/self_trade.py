@@ -179,8 +179,10 @@ def clear_without_self_trades(book: Book, owners: Sequence[Hashable]) -> MarketR
     uncrossed = uncross(book.orders, owners)
     if not uncrossed.crossing:
         return clear(book)
-    # The original orders must be valid too: netting could hide a bad one.
-    OrderArrays.from_orders(book.orders, ZoneTree.build(book.zones))
+    # The netted orders must be valid originals: netting could hide a bad one (the
+    # others reach the engine as they are, and it checks them).
+    netted = tuple(o for o, w in zip(book.orders, owners, strict=True) if w in uncrossed.crossing)
+    OrderArrays.from_orders(netted, ZoneTree.build(book.zones))
     result = clear(Book(book.utility, book.zones, uncrossed.orders))
     prices = dict(zip(result.zone_ids, as_ints(result.price_ticks), strict=True))
     fills = attribute(book.orders, owners, uncrossed, as_ints(result.fills_wh), prices)
