@@ -97,13 +97,19 @@ def _range(request: Request) -> tuple[datetime, datetime]:
 
 @router.get("/health", tags=["operations"], summary="Liveness and readiness")
 async def health(grid: GridDep) -> Response:
-    body = {
-        "status": "ok" if grid.ready else "starting",
+    """``ok``; ``degraded`` (still 200: it serves) with ``late`` naming each overdue
+    cycle step and its interval; ``starting`` (503) until the grid is ready."""
+    late = await grid.cycle.lateness() if grid.ready else {}
+    status = "starting" if not grid.ready else "degraded" if late else "ok"
+    body: dict[str, Any] = {
+        "status": status,
         "grid": grid.grid_id,
         "database": grid.db.dialect,
         "now": grid.clock.now().isoformat(),
         "writer_queue": grid.writer.queued,
     }
+    if late:
+        body["late"] = late
     return json_response(body, 200 if grid.ready else 503)
 
 
@@ -262,4 +268,6 @@ metrics_router = APIRouter(tags=["operations"])
 
 @metrics_router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(grid: GridDep) -> Response:
+    if grid.ready:
+        await grid.cycle.lateness()  # the gauge, as of this scrape
     return Response(generate_latest(grid.metrics.registry), media_type=CONTENT_TYPE_LATEST)

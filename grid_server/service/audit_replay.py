@@ -699,7 +699,9 @@ class Replay:
                 None if entry.signature is None else base64.b64decode(entry.signature),
                 prev,
                 digest,
-                at,
+                # The entry's own time (hashed to the millisecond, stored so), not
+                # the log entry's: that one keeps the microseconds.
+                entry.time,
             ),
             seq,
         )

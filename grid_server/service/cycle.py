@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Histogram
@@ -44,7 +44,7 @@ from p2p_energy_client.units import format_nano, format_price, format_utc
 from . import settlement_port
 from .audit import AuditTrail
 from .background import BackgroundLoop
-from .events import EventHub, add_events
+from .events import OPERATOR, EventHub, add_events
 from .faults import Faults
 from .metrics import Metrics
 from .payments import PaymentService, TermsFactory
@@ -54,6 +54,27 @@ _LOGGER = logging.getLogger(__name__)
 
 # Books bigger than this are cleared off the event loop.
 THREAD_CLEARING_ORDERS = 20_000
+# A step not done this long after it fell due is late: /health says degraded. The
+# cycle looks at least every 5 s and clears a large book in a few seconds.
+LATE_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An order the engine could not clear, left out of its interval, and why."""
+
+    order: Row[Any]  # cq.book_orders
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.order.address}/{self.order.order_id}: {self.reason}"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "participant": self.order.address,
+            "order_id": self.order.order_id,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +88,7 @@ class ClearedInterval:
     zone_prices: dict[str, int]
     zones: list[ZoneResult]
     welfare: str
+    quarantined: Sequence[Quarantined] = ()
 
     def fill_rows(self) -> list[dict[str, Any]]:
         return [
@@ -114,6 +136,8 @@ class ClearedInterval:
                 "retail": format_price(self.prices.retail_ticks),
                 "feed_in": format_price(self.prices.feed_in_ticks),
             },
+            # Set aside: neither filled nor counted (see market.clear_isolating).
+            **({"quarantined": [q.record() for q in self.quarantined]} if self.quarantined else {}),
         }
 
     def events(self) -> list[Event]:
@@ -137,11 +161,20 @@ class ClearedInterval:
             (pid, "fills", {"interval": format_utc(self.t), "fills": [f.to_wire() for f in fl]})
             for pid, fl in per_participant.items()
         )
+        for q in self.quarantined:
+            data = {"interval": format_utc(self.t), **q.record()}
+            # The household learns why its order did not trade; the operator, what to look at.
+            events.append((q.order.participant_id, "order_quarantined", data))
+            events.append((OPERATOR, "order_quarantined", data))
         return events
 
 
 def cleared_interval(
-    t: datetime, orders: Sequence[Row[Any]], prices: cq.Prices, result: market.MarketResult
+    t: datetime,
+    orders: Sequence[Row[Any]],
+    prices: cq.Prices,
+    result: market.MarketResult,
+    quarantined: Sequence[Quarantined] = (),
 ) -> ClearedInterval:
     """What clearing ``orders`` gave, with each zone's energy bought and sold in it."""
     fills_wh = as_ints(result.fills_wh)
@@ -164,7 +197,14 @@ def cleared_interval(
         for z in outcomes
     ]
     return ClearedInterval(
-        t, orders, prices, fills_wh, zone_prices, zones, format_nano(result.welfare_nano)
+        t,
+        orders,
+        prices,
+        fills_wh,
+        zone_prices,
+        zones,
+        format_nano(result.welfare_nano),
+        quarantined,
     )
 
 
@@ -234,6 +274,42 @@ class IntervalCycle:
         await self.issue_due_statements(progress.cycle_from)
         await self.audit.close_due()
 
+    async def lateness(self) -> dict[str, dict[str, Any]]:
+        """The steps overdue by more than :data:`LATE_AFTER`, each with its interval.
+
+        ``{"clearing": {"interval", "due", "behind_seconds"}, "settlement": {…}}``;
+        empty when the cycle keeps up. Also sets the ``p2p_cycle_behind_seconds`` gauge.
+        """
+        schedule = self.schedule
+        now = self.clock.now()
+        async with self.db.read() as conn:
+            progress = await cq.progress(conn, self.grid_id)
+            started = await cq.grid_started(conn, self.grid_id)
+        due: dict[str, tuple[datetime, datetime]] = {}
+        if progress.cycle_from is not None and started is not None:
+            t = progress.cycle_from
+            if progress.last_cleared is not None:
+                t = max(t, progress.last_cleared + schedule.length)
+            # The first interval's gate closed before the grid existed: due from its start.
+            due["clearing"] = (t, max(schedule.gate_closure(t), started))
+        if progress.first_unsettled is not None:
+            t = progress.first_unsettled
+            due["settlement"] = (t, schedule.window_close(t))
+        late: dict[str, dict[str, Any]] = {}
+        for step in ("clearing", "settlement"):
+            behind = 0
+            if step in due:
+                t, at = due[step]
+                behind = max(int((now - at - LATE_AFTER).total_seconds()), 0)
+                if behind:
+                    late[step] = {
+                        "interval": format_utc(t),
+                        "due": format_utc(at),
+                        "behind_seconds": behind,
+                    }
+            self.metrics.cycle_behind.labels(step).set(behind)
+        return late
+
     async def _lock_interval(self, conn: AsyncConnection, t: datetime) -> bool:
         """Interval ``t``'s lock for this transaction; False when another worker holds it."""
         return await self.db.advisory_xact_lock(
@@ -258,10 +334,23 @@ class IntervalCycle:
                 return True
             now = self.clock.now()
             orders, prices, book = await self._load_book(conn, t)
-            cleared = cleared_interval(t, orders, prices, await _solve(book))
+            isolated = await _solve(book, [r.participant_id for r in orders])
+            quarantined = [
+                Quarantined(orders[i], reason) for i, reason in isolated.quarantined.items()
+            ]
+            kept = [orders[i] for i in isolated.kept]
+            cleared = cleared_interval(t, kept, prices, isolated.result, quarantined)
             await self._store_clearing(conn, cleared, now, started)
             await self._announce(conn, cleared, now)
             await self.faults.reach("cycle.clear", format_utc(t))
+        if quarantined:
+            self.metrics.quarantined.inc(len(quarantined))
+            _LOGGER.warning(
+                "cleared %s without %d order(s) the engine refused: %s",
+                format_utc(t),
+                len(quarantined),
+                "; ".join(q.describe() for q in quarantined),
+            )
         self._done("cleared", self.metrics.clearing_seconds, started)
         _LOGGER.info(
             "cleared %s: %d orders, welfare %s", format_utc(t), len(cleared.orders), cleared.welfare
@@ -495,11 +584,16 @@ class IntervalCycle:
         )
 
 
-async def _solve(book: market.Book) -> market.MarketResult:
-    """Clear ``book`` (a big one in a thread, so requests keep flowing meanwhile)."""
+async def _solve(book: market.Book, owners: Sequence[int]) -> market.Isolated:
+    """Clear ``book`` (a big one in a thread, so requests keep flowing meanwhile).
+
+    ``owners[i]`` is the participant of ``book.orders[i]``: a household's own buy
+    never fills against its own sell (a wash trade: fake volume, fake savings).
+    Orders the engine cannot clear are set aside, so one never stalls the grid.
+    """
     if len(book.orders) > THREAD_CLEARING_ORDERS:
-        return await asyncio.to_thread(market.clear, book)
-    return market.clear(book)
+        return await asyncio.to_thread(market.clear_isolating, book, owners)
+    return market.clear_isolating(book, owners)
 
 
 def statement_id(grid: str, address: str, period_start: datetime) -> str:
@@ -555,4 +649,10 @@ def _settlement_events(t: datetime, lines: list[settlement_port.LineOut]) -> lis
     ]
 
 
-__all__ = ["ClearedInterval", "IntervalCycle", "cleared_interval", "statement_id"]
+__all__ = [
+    "ClearedInterval",
+    "IntervalCycle",
+    "Quarantined",
+    "cleared_interval",
+    "statement_id",
+]

@@ -21,6 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from grid_server.storage.schema import events
 
 NOTIFY_CHANNEL = "p2p_events"
+# The addressee of an event for the operator only (its stream and dashboard), not
+# public and no participant's: stored without a participant and not public.
+OPERATOR = -1
 
 
 class EventHub:
@@ -45,14 +48,15 @@ async def add_events(
     *,
     postgres: bool,
 ) -> None:
-    """Insert ``(participant_id or None for public, kind, data)`` events in the caller's txn."""
+    """Insert ``(participant_id, None for public or OPERATOR, kind, data)`` events in the
+    caller's transaction."""
     if not rows:
         return
     await conn.execute(
         insert(events),
         [
             {
-                "participant_id": pid,
+                "participant_id": None if pid == OPERATOR else pid,
                 "kind": kind,
                 "body": orjson.dumps(data).decode(),
                 "created_at": now,

@@ -11,9 +11,11 @@ is durable.
 
 Per envelope, in this order:
 
-1. an exact duplicate of an accepted envelope (same signature; Ed25519
-   signatures are deterministic) is answered with the stored original result
-   (a client retrying after a timeout gets what it would have got);
+1. a duplicate of an accepted envelope (the same signer and sequence number
+   with the same signed payload, whatever valid signature bytes it carries:
+   another signer may pick another nonce) is answered with the stored
+   original result (a client retrying after a timeout gets what it would
+   have got);
 2. ``payload.grid`` must be this grid (WRONG_GRID), ``payload.ts`` within the
    allowed skew of the grid clock (STALE_TIMESTAMP), ``payload.seq`` above the
    last accepted for the key (REPLAY);
@@ -31,7 +33,6 @@ audit log, all in the same transaction as its effects.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import deque
@@ -161,7 +162,7 @@ class Writer:
                 await q.lock_shared(conn, keys)
             head_seq, head_hash = await audit_log.lock_head(conn, db, grid_id)
             ctx = TxContext(conn, self.rules, self.clock.now(), head_seq, head_hash)
-            stored = await q.stored_results(conn, [sub.envelope.signature for sub in batch])
+            stored = await q.stored_results(conn, [sub.envelope.identity for sub in batch])
             senders = {sub.envelope.sender for sub in batch}
             for row in await q.participants_by_address(conn, senders):
                 ctx.participants[row.address] = ParticipantRow(
@@ -183,14 +184,17 @@ class Writer:
         return outcomes, ctx
 
     async def _apply_one(
-        self, ctx: TxContext, sub: Submission, stored: dict[bytes, tuple[bytes, str]]
+        self,
+        ctx: TxContext,
+        sub: Submission,
+        stored: dict[tuple[str, int], tuple[bytes, bytes, str]],
     ) -> Outcome:
         env = sub.envelope
-        previous = stored.get(env.signature)
-        if previous is None and env.signature in ctx.accepted_results:
-            previous = (ctx.accepted_results[env.signature], env.payload.type)
-        if previous is not None:
-            return _answer_again(ctx, previous)
+        identity = env.identity
+        previous = ctx.accepted_results.get(identity) or stored.get(identity)
+        # The same signer and seq with another payload is no duplicate: a replay.
+        if previous is not None and previous[0] == env.payload_hash:
+            return _answer_again(ctx, previous[1:])
         try:
             participant = self._check_sender(ctx, env)
             handled = await handlers.apply(ctx, sub, participant)
@@ -242,7 +246,7 @@ class Writer:
                 "type": env.payload.type,
                 "seq": header.seq,
                 "ts": header.ts,
-                "payload_hash": hashlib.sha256(env.signed_bytes).digest(),
+                "payload_hash": env.payload_hash,
                 "raw": sub.raw,
                 "received_at": ctx.now,
                 "result": result,
@@ -252,7 +256,7 @@ class Writer:
         participant = ctx.participants.get(header.sender)
         if participant is not None:
             participant.last_seq = header.seq
-        ctx.accepted_results[env.signature] = result
+        ctx.accepted_results[env.identity] = (env.payload_hash, result, env.payload.type)
         ctx.count(f"accepted:{env.payload.type}")
 
     async def _flush(self, ctx: TxContext) -> None:
@@ -267,7 +271,7 @@ class Writer:
 
 
 def _answer_again(ctx: TxContext, previous: tuple[bytes, str]) -> Outcome:
-    """An exact duplicate of an accepted envelope: the stored answer (a session is refused)."""
+    """A duplicate of an accepted envelope: the stored answer (a session is refused)."""
     answer, payload_type = previous
     if payload_type == "session":
         # A session answer holds a bearer token that is never stored;

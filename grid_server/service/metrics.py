@@ -45,6 +45,17 @@ class Metrics:
         self.intervals = Counter(
             "p2p_intervals", "Intervals processed by step", ["step"], registry=r
         )
+        self.quarantined = Counter(
+            "p2p_orders_quarantined",
+            "Orders the engine could not clear, left out of their interval",
+            registry=r,
+        )
+        self.cycle_behind = Gauge(
+            "p2p_cycle_behind_seconds",
+            "How long the oldest due step has waited beyond its grace (0: on time)",
+            ["step"],
+            registry=r,
+        )
         self.stream_clients = Gauge(
             "p2p_stream_clients", "Connected live-stream clients", registry=r
         )

@@ -103,15 +103,19 @@ class Operator:
         self,
         conn: AsyncConnection,
         items: list[tuple[str, dict[str, Any]]],
-        now: datetime | None = None,
+        now: datetime,
     ) -> None:
-        """Append ``(ref, record)`` items as ``operator`` entries to the audit log."""
+        """Append ``(ref, record)`` items as ``operator`` entries to the audit log.
+
+        ``now`` is the moment the change stored in its rows: the verifier
+        replays the rows' times from the log, so the clock is read once per change.
+        """
         await audit_log.append(
             conn,
             self.db,
             self.grid_id,
             [("operator", ref, canonical_json(record)) for ref, record in items],
-            now or self.clock.now(),
+            now,
         )
 
     # --- invitations --------------------------------------------------------------
@@ -210,7 +214,7 @@ class Operator:
                 raise OperatorError("forbidden", "a removed participant cannot come back", "status")
             await oq.set_participant_status(conn, address, status, now)
             record = {"action": "status", "participant": address, "status": status}
-            await self._log(conn, [(address, record)])
+            await self._log(conn, [(address, record)], now)
         if self.on_status is not None:
             self.on_status(address, status)
 
@@ -219,10 +223,8 @@ class Operator:
     async def set_price(self, effective_from: datetime, retail: str, feed_in: str) -> None:
         """Add (or replace, if still in the future) the utility prices from an interval on."""
         self.schedule.check_interval(effective_from, "effective_from")
-        try:
-            retail_ticks, feed_in_ticks = parse_price(retail), parse_price(feed_in)
-        except ValueError as exc:
-            raise OperatorError("invalid_field", str(exc), "retail") from exc
+        retail_ticks = _operator_price(retail, "retail")
+        feed_in_ticks = _operator_price(feed_in, "feed_in")
         if feed_in_ticks < 0 or retail_ticks < feed_in_ticks:
             raise OperatorError("invalid_field", "prices need 0 <= feed_in <= retail", "feed_in")
         now = self.clock.now()
@@ -236,7 +238,7 @@ class Operator:
         async with self.db.write() as conn:
             await oq.put_price(conn, effective_from, values)
             record = price_record(effective_from, retail_ticks, feed_in_ticks)
-            await self._log(conn, [(format_utc(effective_from), record)])
+            await self._log(conn, [(format_utc(effective_from), record)], now)
 
     async def upsert_zone(
         self,
@@ -266,12 +268,13 @@ class Operator:
             await _check_parent(
                 conn, zone_id, parent, existing is None or existing.parent is not None
             )
-            stored = {**values, "updated_at": self.clock.now()}
+            now = self.clock.now()
+            stored = {**values, "updated_at": now}
             if existing is None:
                 await oq.insert_zone(conn, zone_id, stored)
             else:
                 await oq.update_zone(conn, zone_id, stored)
-            await self._log(conn, [(zone_id, {"action": "zone", "id": zone_id, **values})])
+            await self._log(conn, [(zone_id, {"action": "zone", "id": zone_id, **values})], now)
 
     async def seed(self, config: GridConfig) -> None:
         """Start the grid's cycle on first start; add the config file's zones and prices that
@@ -331,6 +334,15 @@ class Operator:
                 for z in zone_rows
             ],
         }
+
+
+def _operator_price(text: str, field: str) -> int:
+    """A price the operator set, in ticks; refused (naming ``field``) beyond the grid's
+    price range, the same bound every order meets and the engine clears."""
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise OperatorError("invalid_field", f"{field}: {exc}", field) from exc
 
 
 def _price_values(retail: str, feed_in: str, now: datetime) -> dict[str, Any]:

@@ -275,7 +275,8 @@ class PaymentService:
         if self.kind is not LedgerKind.IOTA or body.tx is None:
             return  # the writer refuses it with the right error
         async with self.db.read() as conn:
-            if await pq.envelope_accepted(conn, envelope.signature):
+            sender, seq = envelope.identity
+            if await pq.envelope_accepted(conn, sender, seq, envelope.payload_hash):
                 return  # a retry of an accepted envelope: the writer answers it as before
             if await pq.payment_recorded(conn, body.tx):
                 return  # the writer refuses it as reused

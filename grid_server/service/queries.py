@@ -222,7 +222,8 @@ async def market_range(
 async def events_since(
     conn: AsyncConnection, pid: int | None, since: int, limit: int = 500
 ) -> list[Event]:
-    """Events after ``since``: the participant's own and the public ones (all public for None)."""
+    """Events after ``since``: the participant's own and the public ones (for None, the
+    operator's: the public ones and those for the operator only)."""
     rows = await stored_events.visible_after(conn, pid, since, limit)
     return [Event(r.id, r.kind, r.created_at, orjson.loads(r.body)) for r in rows]
 

@@ -32,8 +32,8 @@ from .local_ledger import Head
 if TYPE_CHECKING:
     from .payments import PaymentService
 
-# (kind, ref, body) of an audit log entry, and (participant or None for public, kind, data)
-# of a live event.
+# (kind, ref, body) of an audit log entry, and (participant, None for public or
+# events.OPERATOR, kind, data) of a live event.
 LogItem = tuple[str, str, bytes]
 Event = tuple[int | None, str, dict[str, Any]]
 # One participant's order book in one interval.
@@ -161,7 +161,8 @@ class TxContext:
     changed_books: dict[BookKey, int] = field(default_factory=dict)
     join_log: list[LogItem] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
-    accepted_results: dict[bytes, bytes] = field(default_factory=dict)
+    # Envelopes accepted in this batch: (sender, seq) → (payload hash, answer stored, type).
+    accepted_results: dict[tuple[str, int], tuple[bytes, bytes, str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def next_log_seq(self) -> int:

@@ -62,6 +62,14 @@ async def cycle_from(conn: AsyncConnection, grid: str) -> datetime | None:
     return value
 
 
+async def grid_started(conn: AsyncConnection, grid: str) -> datetime | None:
+    """When the grid was first started (None before it was seeded)."""
+    value: datetime | None = await conn.scalar(
+        select(grid_state.c.created_at).where(grid_state.c.grid == grid)
+    )
+    return value
+
+
 async def progress(conn: AsyncConnection, grid: str) -> Progress:
     last_cleared = await conn.scalar(
         select(func.max(intervals.c.start)).where(intervals.c.state.in_(("cleared", "settled")))

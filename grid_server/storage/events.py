@@ -18,10 +18,11 @@ async def last_event_id(conn: AsyncConnection) -> int:
 async def visible_after(
     conn: AsyncConnection, pid: int | None, since: int, limit: int
 ) -> Sequence[Any]:
-    """Events after ``since``: the participant's own and the public ones (all public for None)."""
-    visible: ColumnElement[bool] = events.c.public.is_(True)
+    """Events after ``since``: the participant's own and the public ones; for None (the
+    operator) the public ones and those for the operator only (no participant, not public)."""
+    visible: ColumnElement[bool] = events.c.participant_id.is_(None)
     if pid is not None:
-        visible = or_(visible, events.c.participant_id == pid)
+        visible = or_(events.c.public.is_(True), events.c.participant_id == pid)
     return (
         await conn.execute(
             select(events)

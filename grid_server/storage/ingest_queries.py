@@ -46,13 +46,28 @@ async def lock_shared(conn: AsyncConnection, keys: Iterable[int]) -> None:
 
 
 async def stored_results(
-    conn: AsyncConnection, signatures: Collection[bytes]
-) -> dict[bytes, tuple[bytes, str]]:
-    """Accepted envelopes among ``signatures``: signature → (answer stored, payload type)."""
-    query = select(envelopes.c.signature, envelopes.c.result, envelopes.c.type).where(
-        envelopes.c.signature.in_(signatures)
+    conn: AsyncConnection, identities: Collection[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[bytes, bytes, str]]:
+    """Accepted envelopes among ``(sender, seq)`` identities: identity → (hash of the
+    signed payload, answer stored, payload type)."""
+    if not identities:
+        return {}
+    query = select(
+        envelopes.c.sender,
+        envelopes.c.seq,
+        envelopes.c.payload_hash,
+        envelopes.c.result,
+        envelopes.c.type,
+    ).where(
+        envelopes.c.sender.in_({sender for sender, _ in identities}),
+        envelopes.c.seq.in_({seq for _, seq in identities}),
     )
-    return {bytes(r.signature): (bytes(r.result), r.type) for r in await conn.execute(query)}
+    wanted = set(identities)
+    return {
+        (r.sender, int(r.seq)): (bytes(r.payload_hash), bytes(r.result), r.type)
+        for r in await conn.execute(query)
+        if (r.sender, int(r.seq)) in wanted
+    }
 
 
 async def participants_by_address(

@@ -134,8 +134,15 @@ async def payment_recorded(conn: AsyncConnection, tx_id: str) -> bool:
     return bool(await conn.scalar(select(payments.c.id).where(payments.c.tx_id == tx_id)))
 
 
-async def envelope_accepted(conn: AsyncConnection, signature: bytes) -> bool:
-    query = select(envelopes.c.log_seq).where(envelopes.c.signature == signature)
+async def envelope_accepted(
+    conn: AsyncConnection, sender: str, seq: int, payload_hash: bytes
+) -> bool:
+    """Whether this envelope (signer, seq and signed payload) was accepted already."""
+    query = select(envelopes.c.log_seq).where(
+        envelopes.c.sender == sender,
+        envelopes.c.seq == seq,
+        envelopes.c.payload_hash == payload_hash,
+    )
     return bool(await conn.scalar(query))
 
 

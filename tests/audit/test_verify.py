@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from grid_server.cli.main import main
 from grid_server.service.audit_verify import verify_log
+from grid_server.storage import schema
 from grid_server.storage.db import Database
 from grid_server.storage.schema import audit_verifications
 from p2p_energy_client.protocol import canonical_json
@@ -359,3 +360,51 @@ async def test_a_checkpoint_skips_signatures_verified_before(
     await surgeon.rewrite_chain(victim.seq)
     ok, problem = await verify(surgeon, checkpoint=checkpoint)
     assert not ok and "differs from the checkpoint's" in problem
+
+
+# Every amount settlement, clearing and payment store, as (table, column).
+SETTLED_AMOUNTS = [
+    ("readings", "energy_wh"),
+    ("fills", "filled_wh"),
+    ("fills", "price_ticks"),
+    ("zone_results", "price_ticks"),
+    ("zone_results", "bought_wh"),
+    ("zone_results", "sold_wh"),
+    ("zone_results", "utility_buy_wh"),
+    ("zone_results", "utility_sell_wh"),
+    ("zone_results", "flow_to_parent_wh"),
+    ("line_items", "energy_wh"),
+    ("line_items", "price_ticks"),
+    ("line_items", "amount_micro"),
+    ("statements", "amount_due_micro"),
+    ("statements", "paid_micro"),
+    ("statement_terms", "amount_due"),
+    ("statement_terms", "paid"),
+    ("payments", "received"),
+    ("payments", "credited"),
+    ("payouts", "amount"),
+    ("payout_items", "amount"),
+    ("ledger_entries", "amount"),
+    ("ledger_accounts", "balance"),
+]
+
+
+@pytest.mark.parametrize(("table", "column"), SETTLED_AMOUNTS)
+async def test_a_one_unit_change_to_a_settled_amount(
+    surgeon: Surgeon, table: str, column: str
+) -> None:
+    """One unit more on one row of any stored amount is named by the verifier."""
+    key = [c.name for c in schema.metadata.tables[table].primary_key.columns]
+    columns = ", ".join(f'"{k}"' for k in key)
+    rows = await surgeon.rows(f"SELECT {columns} FROM {table} ORDER BY {columns}")
+    assert rows, f"the history has no {table} row to change"
+    victim = rows[len(rows) // 2]._mapping
+    await surgeon.drop_triggers()
+    where = " AND ".join(f'"{k}" = :{k}' for k in key)
+    await surgeon.run(f"UPDATE {table} SET {column} = {column} + 1 WHERE {where}", **victim)
+    ok, problem = await verify(surgeon)
+    assert not ok
+    # A keyed row is named with the column that differs; a line item (a multiset:
+    # no key of its own) as the logged line the table no longer holds.
+    assert f": {table} " in problem or problem.startswith(f"{table} "), problem
+    assert f"{column} is" in problem or "is missing from the table" in problem, problem

@@ -11,6 +11,7 @@ import pytest
 import pytest_socket
 
 from grid_server.demo.runner import Demo, DemoOptions, Started, Status
+from grid_server.service.audit_verify import verify_log
 from p2p_energy_client.units import format_utc
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -101,3 +102,9 @@ async def test_demo_trades_settles_and_reconciles(tmp_path: Path) -> None:
             if datetime.fromisoformat(key.split("|")[0]) < s.end
         }
         assert counted == fills[household.address]
+
+    # The audit log explains every table row: an honest demo verifies, tables included.
+    report = await verify_log(f"sqlite:///{database}", workers=0)
+    assert report.ok, report.problem
+    assert report.state_checked and report.intervals_compared >= intervals
+    assert {"ledger", "payment", "payout", "settlement"} <= set(report.kinds)

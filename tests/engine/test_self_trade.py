@@ -4,23 +4,34 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grid_server.domain.market import Book, Order, OrderArrays, Utility, Zone, ZoneTree, clear
+from grid_server.domain.market import (
+    Book,
+    BookError,
+    Order,
+    OrderArrays,
+    Utility,
+    Zone,
+    ZoneTree,
+    clear,
+    clear_without_self_trades,
+)
 from grid_server.domain.market.book import as_ints
-from grid_server.domain.market.self_trade import attribute, net_orders, uncross
+from grid_server.domain.market.self_trade import net_orders, uncross
 
 from .strategies import books
 from .validity import assert_optimal
 
 
 def _clear_without_self_trades(book: Book, owners: list[str]) -> tuple[list[int], dict[str, int]]:
-    uncrossed = uncross(book.orders, owners)
-    result = clear(Book(book.utility, book.zones, uncrossed.orders))
+    """The engine entry point the server clears with: fills per original order, zone prices."""
+    result = clear_without_self_trades(book, owners)
+    assert list(result.order_ids or ()) == [o.id for o in book.orders]
     prices = dict(zip(result.zone_ids, as_ints(result.price_ticks), strict=True))
-    fills = attribute(book.orders, owners, uncrossed, as_ints(result.fills_wh), prices)
-    return fills, prices
+    return as_ints(result.fills_wh), prices
 
 
 def test_the_issue_example_trades_nothing_with_itself() -> None:
@@ -129,3 +140,14 @@ def test_netting_is_deterministic(book: Book, data: st.DataObject) -> None:
     first = uncross(book.orders, owners)
     again = uncross(book.orders, owners)
     assert first == again
+
+
+def test_netting_never_hides_an_invalid_order() -> None:
+    """A crossing pair netted to nothing would leave no trace of an order the engine refuses."""
+    book = Book(
+        Utility(300_000, 80_000),
+        (Zone("z"),),
+        (Order("h", "z", "hold", 100, 10), Order("b", "gone", "buy", 100, 10)),  # type: ignore[arg-type]
+    )
+    with pytest.raises(BookError, match=r"orders\[0\]\.side"):
+        clear_without_self_trades(book, ["a", "a"])

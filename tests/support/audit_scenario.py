@@ -24,7 +24,7 @@ from p2p_energy_client.protocol import (
 )
 from p2p_energy_client.receipts import body_hash, entry_hash
 from tests.support.factories import MAIN, PV
-from tests.support.grid_server import run_grid_server
+from tests.support.grid_server import DEFAULT_START, TickingClock, run_grid_server
 
 # Short windows and hourly statements, so a test walks through settlement in a few steps.
 CONFIG = GridConfig(
@@ -48,8 +48,13 @@ APPEND_ONLY = (
 
 async def populate(url: str, *, hours: int = 2) -> None:
     """Households join, declare assets, trade, report (and correct) readings; the grid
-    clears, settles, issues statements; the operator changes a price, a zone, a status."""
-    async with run_grid_server(url, grid=CONFIG) as grid:
+    clears, settles, issues statements; the operator changes a price, a zone, a status.
+
+    The clock moves on at every reading, as a real one does (an honest grid's
+    times are never round), so the verifier is tried on the times it meets in use;
+    at the end the server restarts, and a household joins and is funded after it.
+    """
+    async with run_grid_server(url, grid=CONFIG, clock=TickingClock(DEFAULT_START)) as grid:
         alice = await grid.member("Alice")
         bob = await grid.member("Bob", zone="north")
         carol = await grid.member("Carol", role="consumer")
@@ -103,6 +108,13 @@ async def populate(url: str, *, hours: int = 2) -> None:
                 if statement.amount_due_micro > 0:
                     await payer.pay(await client.statement(statement.id))
         await grid.grid.payouts.run_once()
+        grid.clock.advance(minutes=15)
+        await grid.run_cycle()
+        clock = grid.clock
+    # A restart: the grid opens the same database again (seeding, ledger head) and goes on.
+    async with run_grid_server(url, grid=CONFIG, clock=clock) as grid:
+        dave = await grid.member("Dave")
+        await grid.grid.payments.mint(dave.address, 1_000_000)
         grid.clock.advance(minutes=15)
         await grid.run_cycle()
 

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,26 @@ from p2p_energy_client.grid_client import GridClient
 DEFAULT_START = datetime(2026, 11, 27, 10, 3, tzinfo=UTC)
 OPERATOR_TOKEN = "test-operator-token"
 POSTGRES_ENV = "P2P_TEST_POSTGRES_URL"
+
+
+class TickingClock(ManualClock):
+    """A manual clock that also moves on by ``tick`` at every reading, as a real one does.
+
+    The default tick (1.001 ms) makes every two readings differ in the
+    microseconds and in the milliseconds, so code that reads the clock twice
+    for one decision, or stores one moment at two precisions, shows it.
+    """
+
+    def __init__(
+        self, start: datetime, tick: timedelta = timedelta(microseconds=1_001), poll: float = 0.05
+    ) -> None:
+        super().__init__(start, poll)
+        self.tick = tick
+
+    def now(self) -> datetime:
+        moment = super().now()
+        self.advance(seconds=self.tick.total_seconds())
+        return moment
 
 
 @dataclass

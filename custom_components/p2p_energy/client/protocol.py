@@ -18,6 +18,7 @@ the offending field with a path such as ``payload.readings[3].energy_wh``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -910,6 +911,18 @@ class Envelope:
         if self.signed is not None:
             return self.signed
         return canonical_json(self.wire["payload"])
+
+    @property
+    def identity(self) -> tuple[str, int]:
+        """What makes an envelope the one it is: its signer and sequence number (with
+        the signed payload, :attr:`payload_hash`, which names the grid). Not the
+        signature bytes: another signer may pick another nonce for the same envelope."""
+        return self.payload.header.sender, self.payload.header.seq
+
+    @property
+    def payload_hash(self) -> bytes:
+        """SHA-256 of the signed payload: equal for a retry, whatever its signature bytes."""
+        return hashlib.sha256(self.signed_bytes).digest()
 
 
 def sign(

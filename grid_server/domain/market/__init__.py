@@ -6,6 +6,10 @@ Public API (everything else in this package is internal):
   and the array forms :class:`ZoneTree`, :class:`OrderArrays`;
 * :func:`clear` (objects) and :func:`clear_arrays` (arrays) return a
   :class:`MarketResult`;
+* :func:`clear_without_self_trades`: :func:`clear` where no owner's buy
+  fills against its own sell (the server clears with it);
+* :func:`clear_isolating`: the same, setting aside (quarantining) orders
+  the engine cannot clear, so one bad order never stops the grid;
 * :func:`solve_reference`: the same programme in HiGHS;
 * :class:`BookError`: invalid input, naming the item and field.
 """
@@ -22,12 +26,15 @@ from .book import (
     ZoneTree,
 )
 from .clearing import MarketResult, clear, clear_arrays
+from .quarantine import Isolated, clear_isolating
 from .reference import ReferenceSolution, solve_reference
+from .self_trade import clear_without_self_trades
 
 __all__ = [
     "UNLIMITED",
     "Book",
     "BookError",
+    "Isolated",
     "MarketResult",
     "Order",
     "OrderArrays",
@@ -38,5 +45,7 @@ __all__ = [
     "ZoneTree",
     "clear",
     "clear_arrays",
+    "clear_isolating",
+    "clear_without_self_trades",
     "solve_reference",
 ]

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .book import Order
+import numpy as np
+
+from .book import Book, Order, OrderArrays, ZoneTree, as_ints
+from .clearing import MarketResult, clear
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,4 +168,36 @@ def _book_net_fill(
     raise AssertionError(f"a net fill of {net_wh} Wh exceeds what the orders offer at {price}")
 
 
-__all__ = ["Uncrossed", "attribute", "crossing_owners", "net_orders", "uncross"]
+def clear_without_self_trades(book: Book, owners: Sequence[Hashable]) -> MarketResult:
+    """Clear ``book`` so that no owner's buy fills against its own sell.
+
+    ``owners[i]`` owns ``book.orders[i]``. Prices, utility trades and flows are
+    those of the netted book (the same as the original's, see the module doc);
+    ``fills_wh`` are per original order; ``welfare_nano`` is the netted book's,
+    the surplus without the wash trades.
+    """
+    uncrossed = uncross(book.orders, owners)
+    if not uncrossed.crossing:
+        return clear(book)
+    # The netted orders must be valid originals: netting could hide a bad one (the
+    # others reach the engine as they are, and it checks them).
+    netted = tuple(o for o, w in zip(book.orders, owners, strict=True) if w in uncrossed.crossing)
+    OrderArrays.from_orders(netted, ZoneTree.build(book.zones))
+    result = clear(Book(book.utility, book.zones, uncrossed.orders))
+    prices = dict(zip(result.zone_ids, as_ints(result.price_ticks), strict=True))
+    fills = attribute(book.orders, owners, uncrossed, as_ints(result.fills_wh), prices)
+    return replace(
+        result,
+        fills_wh=np.asarray(fills, dtype=np.int64),
+        order_ids=tuple(o.id for o in book.orders),
+    )
+
+
+__all__ = [
+    "Uncrossed",
+    "attribute",
+    "clear_without_self_trades",
+    "crossing_owners",
+    "net_orders",
+    "uncross",
+]
