@@ -458,7 +458,9 @@ class Replay:
         declared = Assets.body_from_wire(payload)
         versions = self.assets[sender]
         current = {
-            v[0]: AssetVersion(v[0], v[1], v[2], v[3], v[4]) for v in versions if v[6] is None
+            v[0]: AssetVersion(v[0], v[1], v[2], v[3], v[4], v[7], v[8])
+            for v in versions
+            if v[6] is None
         }
         retire, start = diff_assets(current, declared)
         for v in versions:
@@ -474,6 +476,8 @@ class Replay:
                     version.rated_power_w,
                     at,
                     None,
+                    version.charge_meter,
+                    version.usable_capacity_wh,
                 ]
             )
             self.asset_seq[(sender, version.asset_id, at)] = seq

@@ -46,6 +46,7 @@ from .audit import AuditTrail
 from .background import BackgroundLoop
 from .events import EventHub, add_events
 from .faults import Faults
+from .meters import CheckedInterval, MeterChecks
 from .metrics import Metrics
 from .payments import PaymentService, TermsFactory
 from .transaction import Event
@@ -185,6 +186,7 @@ class IntervalCycle:
     hub: EventHub
     metrics: Metrics
     faults: Faults
+    meters: MeterChecks
     on_statements: Callable[[], None]
 
     def __post_init__(self) -> None:
@@ -329,8 +331,12 @@ class IntervalCycle:
             if await cq.interval_state(conn, t) != "cleared":
                 return True
             now = self.clock.now()
-            inputs = await self._settlement_inputs(conn, t)
+            # Readings as the grid believes them: each at most its plausible bound.
+            checked = await self.meters.check(conn, t)
+            inputs = await self._settlement_inputs(conn, t, checked)
             lines = settlement_port.settle(inputs)
+            lines += await self.meters.accepted_lines(conn, now)
+            await self.meters.record(conn, t, checked, now)
             await cq.move_interval(
                 conn,
                 t,
@@ -352,12 +358,12 @@ class IntervalCycle:
         return True
 
     async def _settlement_inputs(
-        self, conn: AsyncConnection, t: datetime
+        self, conn: AsyncConnection, t: datetime, checked: CheckedInterval
     ) -> settlement_port.IntervalInputs:
         prices = await cq.prices_at(conn, t)
         zone_rows = await cq.cleared_zones(conn, t)
         fill_rows = await cq.cleared_fills(conn, t)
-        produced, consumed = await cq.metered(conn, t, t + self.schedule.length)
+        produced, consumed = checked.produced, checked.consumed
         pids = {r.participant_id for r in fill_rows} | set(produced) | set(consumed)
         addresses, zone_of = await cq.addresses_and_zones(conn, pids)
         return settlement_port.IntervalInputs(

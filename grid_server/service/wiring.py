@@ -35,6 +35,7 @@ from .events import NOTIFY_CHANNEL, EventHub
 from .faults import Faults
 from .ingest import Writer
 from .ledger_key import load_grid_key
+from .meters import MeterChecks, Meters
 from .metrics import Metrics
 from .operator import Operator
 from .payments import PaymentService
@@ -63,6 +64,7 @@ class Grid:
     anchoring: Anchoring
     audit: AuditTrail
     operator: Operator
+    meters: Meters
     cycle: IntervalCycle
     writer: Writer
     ready: bool = False
@@ -172,9 +174,10 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         hub.notify()
         payouts.loop.wake()
 
+    approval = config.meters.approval.limits()
     rules = IngestRules(
         grid_id=grid_id,
-        limits=AssetLimits(schedule, config.household_max_power_w),
+        limits=AssetLimits(schedule, config.household_max_power_w, approval=approval),
         join_zone=config.join_zone,
         session_ttl_seconds=settings.session_ttl_seconds,
         payments=payments,
@@ -195,6 +198,7 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         anchoring=anchoring,
         audit=audit,
         operator=Operator(grid_id=grid_id, db=db, clock=clock, schedule=schedule),
+        meters=Meters(grid_id=grid_id, db=db, clock=clock, limits=approval),
         cycle=IntervalCycle(
             grid_id=grid_id,
             currency=config.currency,
@@ -206,6 +210,13 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
             hub=hub,
             metrics=metrics,
             faults=faults,
+            meters=MeterChecks(
+                grid_id=grid_id,
+                db=db,
+                schedule=schedule,
+                rules=config.meters.rules(config.household_max_power_w),
+                limits=approval,
+            ),
             on_statements=payouts.loop.wake,
         ),
         writer=Writer(

@@ -224,6 +224,8 @@ class TablesMatchLog:
                 r.rated_power_w,
                 r.valid_from,
                 r.valid_until,
+                r.charge_meter,
+                r.usable_capacity_wh,
             )
             for r in await self._all("assets")
         ]
