@@ -32,6 +32,7 @@ from grid_server.domain.approval import (
     ApprovalLimits,
     AssetKind,
     Decision,
+    absolute_excess,
     decide,
 )
 from grid_server.domain.assets import declaration_of
@@ -56,6 +57,7 @@ from p2p_energy_client.protocol import canonical_json
 from p2p_energy_client.units import energy_cost_nano, format_utc, micro_ceil, micro_floor
 
 from .events import add_events
+from .operator import OperatorError
 from .settlement_port import LineOut
 from .transaction import Event
 
@@ -66,15 +68,6 @@ FLAG_DECISIONS: Final = (SETTLE_AT_BOUND, ACCEPT_READING)
 # The line kinds an accepted reading books (the utility takes the other side).
 ACCEPTED_LINE: Final = "accepted_reading"
 NOT_APPROVED: Final = "not_approved"
-
-
-class MetersError(ValueError):
-    """An operator request on meters that cannot be carried out (``code`` as in ErrorCode)."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,13 +334,17 @@ class Meters:
         async with self.db.write() as conn:
             pid = await mq.participant_id(conn, address)
             if pid is None:
-                raise MetersError("not_found", f"no participant {address!r}", "address")
+                raise OperatorError("not_found", f"no participant {address!r}", "address")
             row = next(
                 (r for r in await mq.current_versions(conn, pid) if r.asset_id == asset_id), None
             )
             if row is None:
-                raise MetersError("not_found", f"{address} has no asset {asset_id!r}", "asset")
+                raise OperatorError("not_found", f"{address} has no asset {asset_id!r}", "asset")
             declared = declaration_of(row)
+            above = absolute_excess(declared, self.limits)
+            if approve and above:
+                # Stored, it would cover every smaller declaration of the asset too.
+                raise OperatorError("invalid_field", above[0].reason, above[0].field)
             try:
                 decision = (
                     Decision.approve(declared, power_w, capacity_wh, note)
@@ -356,7 +353,7 @@ class Meters:
                 )
             except ValueError as exc:
                 field = str(exc).split(":", 1)[0]
-                raise MetersError("invalid_field", str(exc), field) from exc
+                raise OperatorError("invalid_field", str(exc), field) from exc
             approval = decide(declared, self.limits, decision)
             await mq.save_decision(conn, pid, asset_id, decision, now)
             record = {
@@ -394,19 +391,19 @@ class Meters:
     ) -> dict[str, Any]:
         """Settle a flagged reading at its bound or accept it; its statement's payout goes on."""
         if decision not in FLAG_DECISIONS:
-            raise MetersError(
+            raise OperatorError(
                 "invalid_field", f"decision must be one of {', '.join(FLAG_DECISIONS)}", "decision"
             )
         now = self.clock.now()
         async with self.db.write() as conn:
             pid = await mq.participant_id(conn, address)
             if pid is None:
-                raise MetersError("not_found", f"no participant {address!r}", "address")
+                raise OperatorError("not_found", f"no participant {address!r}", "address")
             row = await mq.decide_flag(
                 conn, pid, interval, asset_id, decision=decision, note=note, now=now
             )
             if row is None:
-                raise MetersError(
+                raise OperatorError(
                     "not_found",
                     f"no undecided flag for {address}/{asset_id} in {format_utc(interval)}",
                     "asset",

@@ -214,7 +214,7 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
                 grid_id=grid_id,
                 db=db,
                 schedule=schedule,
-                rules=config.meters.rules(config.household_max_power_w),
+                rules=config.meter_rules(),
                 limits=approval,
             ),
             on_statements=payouts.loop.wake,
