@@ -335,7 +335,14 @@ class IntervalCycle:
             checked = await self.meters.check(conn, t)
             inputs = await self._settlement_inputs(conn, t, checked)
             lines = settlement_port.settle(inputs)
-            lines += await self.meters.accepted_lines(conn, now)
+            accepted = await self.meters.accepted_lines(conn, now)
+            lines += accepted
+            addresses = inputs.addresses
+            if accepted:  # their households need not have traded or metered in ``t``
+                extra, _ = await cq.addresses_and_zones(
+                    conn, {a.participant_id for a in accepted if a.participant_id is not None}
+                )
+                addresses = {**addresses, **extra}
             await self.meters.record(conn, t, checked, now)
             await cq.move_interval(
                 conn,
@@ -348,7 +355,7 @@ class IntervalCycle:
             )
             if lines:
                 await cq.insert_line_items(conn, [_line_row(t, line) for line in lines])
-            record = canonical_json(_settlement_record(t, lines, inputs.addresses))
+            record = canonical_json(_settlement_record(t, lines, addresses))
             await audit_log.append(
                 conn, db, self.grid_id, [("settlement", format_utc(t), record)], now
             )
