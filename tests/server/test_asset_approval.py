@@ -25,7 +25,8 @@ from p2p_energy_client.protocol import (
     SourceKind,
 )
 from tests.support.factories import MAIN, PV
-from tests.support.grid_server import RunningGrid
+from tests.support.grid_server import RunningGrid, run_grid_server
+from tests.support.market import grid_config, issue_statements, local_balances
 from tests.support.meters import operator_api
 
 BIG_PV = SourceDecl("pv", "Field", SourceKind.SOLAR, 50_000)  # above 30 kW
@@ -223,3 +224,33 @@ async def test_small_assets_need_no_approval_and_grid_info_shows_the_limits(
     assert info.approval_limits is not None
     assert info.approval_limits["solar_w"] == 30_000
     assert info.approval_limits["absolute_power_w"] == 1_000_000
+
+
+async def test_the_gigawatt_household_is_neither_approved_nor_paid(database_url: str) -> None:
+    """Issue 13: a household declared 1 GW, reported 16.7 MWh and was paid 1,333 EUR."""
+    config = grid_config(payout_policy="float")
+    async with run_grid_server(database_url, grid=config) as grid:
+        cheat = await grid.member("Power station")
+        buyer = await grid.member("Buyer")
+        await cheat.set_assets([GIGAWATT], [])
+        await buyer.set_assets([], [MAIN])
+        t = grid.grid.schedule.start_of(grid.clock.now()) + timedelta(minutes=30)
+        sell = cheat.submit_orders(t, [OrderSpec("s", Side.SELL, 16_700_000, "0.0800")])
+        assert (await refusal(sell)).code is ErrorCode.ASSET_NOT_APPROVED
+        await buyer.submit_orders(t, [OrderSpec("b", Side.BUY, 300, "0.2500")])
+        answer = await operator_api(
+            grid, "POST", f"/assets/{cheat.address}/pv/decision", {"approve": True}
+        )
+        assert answer.status_code == 422
+        grid.clock.set(t + timedelta(minutes=15, seconds=1))
+        await grid.run_cycle()
+        err = await refusal(cheat.send_readings([Reading(t, "pv", 16_700_000)]))
+        assert (err.code, err.field) == (ErrorCode.ASSET_NOT_APPROVED, "payload.readings[0].asset")
+        await buyer.send_readings([Reading(t, "main", 300)])
+        await issue_statements(grid, t)
+        payments = grid.grid.payments
+        await payments.mint(payments.address, 10_000_000_000)  # more than enough to pay anyone
+        report = await grid.grid.payouts.run_once()
+        assert report.paid == [] and report.unfunded == []
+        assert await cheat.statements() == []
+        assert cheat.address not in await local_balances(grid)
