@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
         "above their plausible bound are settled at it and hold their statement's payout "
         "until you decide (docs/operators/meters.md).",
     )
-    actions = meters.add_subparsers(dest="action", required=True)
+    actions = meters.add_subparsers(dest="action", metavar="COMMAND", required=True)
 
     assets = actions.add_parser("assets", help="households' assets and their approval")
     add_common(assets)
