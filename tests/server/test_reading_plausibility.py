@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from grid_server.config import LedgerConfig
-from grid_server.storage.schema import line_items, log_entries, readings
+from grid_server.storage.schema import line_items, log_entries, reading_flags, readings
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.models import Event
 from p2p_energy_client.protocol import MeterDecl, Reading, SourceDecl, SourceKind
@@ -244,6 +244,11 @@ async def test_a_battery_cannot_give_out_more_than_it_held_and_charged(
             950,
             "battery_over_discharge",
         )
+        # The verifier replays the flag from the log, and catches a one-unit change to it.
+        assert await audit_verify(database_url) == 0
+        async with grid.grid.db.write() as conn:
+            await conn.execute(update(reading_flags).values(bound_wh=reading_flags.c.bound_wh + 1))
+        assert await audit_verify(database_url) != 0
 
 
 async def _participant_ids(grid: RunningGrid, *clients: GridClient) -> list[int]:
