@@ -96,35 +96,42 @@ async def interval_assets(conn: AsyncConnection, t: datetime, end: datetime) -> 
     """Every reading of ``[t, end)`` and every battery in force then, with the version in force.
 
     Batteries without a reading are there too (their charging is carried);
-    several versions overlapping the interval count once, the first.
+    several versions overlapping the interval count once, the first. Two
+    queries: the readings by their interval index, the batteries by kind.
     """
     during = (assets.c.valid_from < end) & (
         (assets.c.valid_until.is_(None)) | (assets.c.valid_until > t)
     )
-    read = (
-        select(
-            assets.c.participant_id,
-            assets.c.asset_id,
-            assets.c.category,
-            assets.c.kind,
-            assets.c.rated_power_w,
-            assets.c.charge_meter,
-            assets.c.usable_capacity_wh,
-            assets.c.valid_from,
-            readings.c.energy_wh,
-        )
-        .select_from(assets)
-        .outerjoin(
-            readings,
-            (readings.c.participant_id == assets.c.participant_id)
-            & (readings.c.asset_id == assets.c.asset_id)
-            & (readings.c.interval_start == t),
-        )
-        .where(during, (readings.c.energy_wh.is_not(None)) | (assets.c.kind == "battery"))
-        .order_by(assets.c.participant_id, assets.c.asset_id, assets.c.valid_from)
+    version = (
+        assets.c.participant_id,
+        assets.c.asset_id,
+        assets.c.category,
+        assets.c.kind,
+        assets.c.rated_power_w,
+        assets.c.charge_meter,
+        assets.c.usable_capacity_wh,
+        assets.c.valid_from,
     )
+    read = (
+        select(*version, readings.c.energy_wh)
+        .select_from(readings)
+        .join(
+            assets,
+            (assets.c.participant_id == readings.c.participant_id)
+            & (assets.c.asset_id == readings.c.asset_id)
+            & during,
+        )
+        .where(readings.c.interval_start == t)
+    )
+    batteries = select(*version).where(assets.c.kind == "battery", during)
     found: dict[tuple[int, str], MeteredAsset] = {}
-    for r in await conn.execute(read):
+    rows = [*(await conn.execute(read)).all(), *(await conn.execute(batteries)).all()]
+    # The first version in force, with its reading when it sent one.
+    rows.sort(key=lambda r: (r.participant_id, r.asset_id, r.valid_from))
+    energy = {
+        (r.participant_id, r.asset_id): int(r.energy_wh) for r in rows if "energy_wh" in r._fields
+    }
+    for r in rows:
         key = (r.participant_id, r.asset_id)
         if key not in found:
             found[key] = MeteredAsset(
@@ -135,7 +142,7 @@ async def interval_assets(conn: AsyncConnection, t: datetime, end: datetime) -> 
                 r.rated_power_w,
                 r.charge_meter,
                 r.usable_capacity_wh,
-                None if r.energy_wh is None else int(r.energy_wh),
+                energy.get(key),
             )
     return list(found.values())
 
