@@ -133,8 +133,8 @@ class MeterChecks:
         end = t + self.schedule.length
         rows = await mq.interval_assets(conn, t, end)
         rows += await mq.meter_versions(conn, t, end, _missing_charge_meters(rows))
-        pids = {r.participant_id for r in rows}
-        decisions = await iq.asset_decisions_of(conn, pids) if pids else {}
+        # All of them: the operator decides on few assets (and an IN list has a size limit).
+        decisions = await iq.asset_decisions_of(conn) if rows else {}
         approvals = [
             decide(declaration_of(r), self.limits, decisions.get((r.participant_id, r.asset_id)))
             for r in rows
@@ -146,7 +146,7 @@ class MeterChecks:
         headroom: dict[tuple[int, str], int] = {}
         if usable:
             readings = _interval_readings([rows[i] for i in usable], [approvals[i] for i in usable])
-            carried = await mq.headrooms(conn, {rows[i].participant_id for i in usable})
+            carried = await mq.headrooms(conn)
             previous = np.array(
                 [
                     _previous(carried.get(_key(rows[usable[j]])), t, self.schedule)
@@ -174,7 +174,8 @@ class MeterChecks:
         for i, r in enumerate(rows):
             if r.energy_wh is not None:  # not the rows of batteries and meters that sent none
                 (produced if r.category == "source" else consumed)[r.participant_id] += settle[i]
-        addresses, _ = await cq.addresses_and_zones(conn, pids)
+        flagged = {r.participant_id for r, code in zip(rows, codes, strict=True) if code}
+        addresses, _ = await cq.addresses_and_zones(conn, flagged)
         flags = [
             FlagRow(
                 r.participant_id,

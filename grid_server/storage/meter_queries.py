@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.approval import Decision
 
+from .cycle_queries import IN_LIST_SLICE
 from .schema import (
     asset_decisions,
     assets,
@@ -154,16 +155,18 @@ async def meter_versions(
     wanted = set(keys)
     if not wanted:
         return []
-    rows = await conn.execute(
-        select(assets)
-        .where(
-            assets.c.participant_id.in_({p for p, _ in wanted}),
-            assets.c.category == "meter",
-            assets.c.valid_from < end,
-            (assets.c.valid_until.is_(None)) | (assets.c.valid_until > t),
+    pids = sorted({p for p, _ in wanted})
+    rows: list[Row[Any]] = []
+    for first in range(0, len(pids), IN_LIST_SLICE):
+        rows += await conn.execute(
+            select(assets).where(
+                assets.c.participant_id.in_(pids[first : first + IN_LIST_SLICE]),
+                assets.c.category == "meter",
+                assets.c.valid_from < end,
+                (assets.c.valid_until.is_(None)) | (assets.c.valid_until > t),
+            )
         )
-        .order_by(assets.c.valid_from)
-    )
+    rows.sort(key=lambda r: r.valid_from)
     found: dict[tuple[int, str], MeteredAsset] = {}
     for r in rows:
         key = (r.participant_id, r.asset_id)
@@ -174,29 +177,26 @@ async def meter_versions(
     return list(found.values())
 
 
-async def headrooms(
-    conn: AsyncConnection, pids: Iterable[int]
-) -> dict[tuple[int, str], tuple[datetime, int]]:
+async def headrooms(conn: AsyncConnection) -> dict[tuple[int, str], tuple[datetime, int]]:
     """Each battery's carried headroom: (the interval it was carried from, Wh)."""
-    ids = set(pids)
-    if not ids:
-        return {}
-    rows = await conn.execute(
-        select(battery_headroom).where(battery_headroom.c.participant_id.in_(ids))
-    )
+    rows = await conn.execute(select(battery_headroom))
     return {(r.participant_id, r.asset_id): (r.interval_start, int(r.headroom_wh)) for r in rows}
 
 
 async def save_headrooms(
     conn: AsyncConnection, t: datetime, values: dict[tuple[int, str], int]
 ) -> None:
+    """Each battery's headroom after ``t`` (every battery of these participants in force then).
+
+    A participant's older rows go: its batteries not in ``values`` were not in force in ``t``.
+    """
     if not values:
         return
-    for pid in {p for p, _ in values}:
+    pids = sorted({p for p, _ in values})
+    for first in range(0, len(pids), IN_LIST_SLICE):
         await conn.execute(
             delete(battery_headroom).where(
-                battery_headroom.c.participant_id == pid,
-                battery_headroom.c.asset_id.in_([a for p, a in values if p == pid]),
+                battery_headroom.c.participant_id.in_(pids[first : first + IN_LIST_SLICE])
             )
         )
     await conn.execute(
