@@ -139,32 +139,8 @@ class MeterChecks:
             decide(declaration_of(r), self.limits, decisions.get((r.participant_id, r.asset_id)))
             for r in rows
         ]
-        usable = [i for i, a in enumerate(approvals) if a.usable]
-        settle = [0] * len(rows)
-        codes: list[str | None] = [None] * len(rows)
-        bounds = [0] * len(rows)
-        headroom: dict[tuple[int, str], int] = {}
-        if usable:
-            readings = _interval_readings([rows[i] for i in usable], [approvals[i] for i in usable])
-            carried = await mq.headrooms(conn)
-            previous = np.array(
-                [
-                    _previous(carried.get(_key(rows[usable[j]])), t, self.schedule)
-                    for j in readings.battery_rows
-                ],
-                dtype=np.int64,
-            )
-            result = check_interval(
-                self.rules, t, int(self.schedule.length.total_seconds()), readings, previous
-            )
-            checked = result.checked
-            for j, i in enumerate(usable):
-                settle[i] = int(checked.settle_wh[j])
-                bounds[i] = int(checked.bound_wh[j])
-                if checked.flagged[j]:
-                    codes[i] = str(RULES[int(checked.rule[j])])
-            for j, row in enumerate(result.battery_rows):
-                headroom[_key(rows[usable[int(row)]])] = int(result.headroom_wh[j])
+        verdict = await self._verdict(conn, t, rows, approvals)
+        settle, bounds, codes = verdict.settle, verdict.bounds, verdict.codes
         for i, a in enumerate(approvals):
             # Accepted while approved, refused since: nothing is paid until approved again.
             if not a.usable and rows[i].energy_wh:
@@ -190,7 +166,41 @@ class MeterChecks:
             for i, (r, code) in enumerate(zip(rows, codes, strict=True))
             if code is not None
         ]
-        return CheckedInterval(dict(produced), dict(consumed), flags, headroom)
+        return CheckedInterval(dict(produced), dict(consumed), flags, verdict.headroom)
+
+    async def _verdict(
+        self,
+        conn: AsyncConnection,
+        t: datetime,
+        rows: list[MeteredAsset],
+        approvals: list[Approval],
+    ) -> _Verdict:
+        """The plausibility rules on the rows of usable assets (the others settle at 0)."""
+        verdict = _Verdict.empty(len(rows))
+        usable = [i for i, a in enumerate(approvals) if a.usable]
+        if not usable:
+            return verdict
+        readings = _interval_readings([rows[i] for i in usable], [approvals[i] for i in usable])
+        carried = await mq.headrooms(conn)
+        previous = np.array(
+            [
+                _previous(carried.get(_key(rows[usable[j]])), t, self.schedule)
+                for j in readings.battery_rows
+            ],
+            dtype=np.int64,
+        )
+        result = check_interval(
+            self.rules, t, int(self.schedule.length.total_seconds()), readings, previous
+        )
+        checked = result.checked
+        for j, i in enumerate(usable):
+            verdict.settle[i] = int(checked.settle_wh[j])
+            verdict.bounds[i] = int(checked.bound_wh[j])
+            if checked.flagged[j]:
+                verdict.codes[i] = str(RULES[int(checked.rule[j])])
+        for j, row in enumerate(result.battery_rows):
+            verdict.headroom[_key(rows[usable[int(row)]])] = int(result.headroom_wh[j])
+        return verdict
 
     async def record(
         self, conn: AsyncConnection, t: datetime, checked: CheckedInterval, now: datetime
@@ -254,6 +264,20 @@ class MeterChecks:
             lines.append(LineOut(None, f"utility:{ACCEPTED_LINE}", extra, price, -amount))
             await mq.mark_booked(conn, f.participant_id, f.interval_start, f.asset_id, now)
         return lines
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """Per row: the energy to settle, its bound, its flag code (None: plausible)."""
+
+    settle: list[int]
+    bounds: list[int]
+    codes: list[str | None]
+    headroom: dict[tuple[int, str], int]
+
+    @classmethod
+    def empty(cls, n: int) -> _Verdict:
+        return cls([0] * n, [0] * n, [None] * n, {})
 
 
 def _key(row: MeteredAsset) -> tuple[int, str]:
