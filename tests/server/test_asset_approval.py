@@ -27,7 +27,7 @@ from p2p_energy_client.protocol import (
 from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid, run_grid_server
 from tests.support.market import grid_config, issue_statements, local_balances
-from tests.support.meters import operator_api
+from tests.support.meters import first_event, operator_api
 
 BIG_PV = SourceDecl("pv", "Field", SourceKind.SOLAR, 50_000)  # above 30 kW
 BIG_BATTERY = SourceDecl("bat", "Stack", SourceKind.BATTERY, 10_000, None, 40_000)  # > 30 kWh
@@ -134,6 +134,8 @@ async def test_operator_approves_at_a_lower_rating(grid: RunningGrid) -> None:
     )
     assert answer.status_code == 200, answer.text
     assert (answer.json()["status"], answer.json()["approved_power_w"]) == ("approved", 20_000)
+    told = await first_event(client, "asset_approval")
+    assert (told.data["asset"], told.data["status"]) == ("pv", "approved")
     assert (await operator_api(grid, "GET", "/assets?waiting=true")).json()["assets"] == []
     # Readings are accepted now; sell orders within the approved 20 kW (5,000 Wh per interval).
     grid.clock.advance(minutes=15)

@@ -20,13 +20,12 @@ from sqlalchemy import select, update
 from grid_server.config import LedgerConfig
 from grid_server.storage.schema import line_items, log_entries, reading_flags, readings
 from p2p_energy_client.grid_client import GridClient
-from p2p_energy_client.models import Event
 from p2p_energy_client.protocol import MeterDecl, Reading, SourceDecl, SourceKind
 from p2p_energy_client.units import format_utc
 from tests.support.factories import PV
 from tests.support.grid_server import RunningGrid, run_grid_server
 from tests.support.market import issue_statements, only_statement
-from tests.support.meters import demo_grid, operator_api
+from tests.support.meters import demo_grid, first_event, operator_api
 from tests.support.processes import audit_verify
 
 BIG_PV = SourceDecl("pv", "Field", SourceKind.SOLAR, 50_000)
@@ -56,16 +55,6 @@ async def _lines(grid: RunningGrid, t: datetime) -> dict[tuple[int | None, str],
         return {(r.participant_id, r.kind): int(r.energy_wh) for r in rows}
 
 
-async def _first_event(client: GridClient, kind: str) -> Event:
-    async def wait() -> Event:
-        async for event in client.events():
-            if event.kind == kind:
-                return event
-        raise AssertionError("the stream ended")
-
-    return await asyncio.wait_for(wait(), 10)
-
-
 async def _stored_reading(grid: RunningGrid, t: datetime, asset: str) -> int:
     async with grid.grid.db.read() as conn:
         value = await conn.scalar(
@@ -93,7 +82,7 @@ async def test_over_rating_is_settled_at_the_bound_and_its_payout_waits(database
         # Within the declared 50 kW (ingest takes it), far above the approved 10 kW.
         await big.send_readings([Reading(t, "pv", 12_000)])
         await honest.send_readings([Reading(t, "pv", 900)])
-        flagged = asyncio.create_task(_first_event(big, "reading_flagged"))
+        flagged = asyncio.create_task(first_event(big, "reading_flagged"))
         await asyncio.sleep(0.2)  # the stream is open before the settlement
         await issue_statements(grid, t)
 

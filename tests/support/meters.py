@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from typing import Any
 
@@ -10,6 +11,8 @@ import httpx
 from grid_server.config import GridConfig
 from grid_server.demo.models import Site
 from grid_server.domain.plausibility import Rules
+from p2p_energy_client.grid_client import GridClient
+from p2p_energy_client.models import Event
 from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid
 
 DEMO_SITE = Site()  # Frankfurt am Main, where the demo's households live
@@ -42,3 +45,15 @@ async def operator_api(
             json=body,
             headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
         )
+
+
+async def first_event(client: GridClient, kind: str, within: float = 10.0) -> Event:
+    """The first event of ``kind`` on the household's stream (from its beginning)."""
+
+    async def wait() -> Event:
+        async for event in client.events():
+            if event.kind == kind:
+                return event
+        raise AssertionError("the stream ended")
+
+    return await asyncio.wait_for(wait(), within)
