@@ -1,7 +1,7 @@
 """meters we can believe
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-04 22:00:00
 
 A battery's charge meter and usable capacity on its asset version; the
@@ -20,7 +20,7 @@ from alembic import op
 import grid_server.storage.schema
 
 revision: str = "0005"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
