@@ -58,6 +58,7 @@ from grid_server.service.payout_outlook import payout_outlook
 from grid_server.service.wiring import Grid as GridService
 from p2p_energy_client.invitation import MAX_INVITATION_LENGTH, InvitationError, parse_invitation
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
+from p2p_energy_client.units import parse_utc
 
 from .common import client_address, error_responses, json_response, path_time
 from .deps import grid_of, is_operator_token
@@ -492,6 +493,72 @@ async def revoke_invitation(request: Request, body: RevokeRequest) -> Response:
     except OperatorError as exc:
         raise _operator_refusal(exc) from exc
     return json_response({"revoked": code})
+
+
+# --- meters ----------------------------------------------------------------------------
+
+
+class AssetDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant: str = Field(max_length=66)
+    asset: str = Field(max_length=64)
+    approve: bool
+    power_w: int | None = Field(default=None, ge=1)
+    note: str = Field(default="", max_length=200)
+
+
+class FlagDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant: str = Field(max_length=66)
+    asset: str = Field(max_length=64)
+    interval: str = Field(max_length=40)
+    decision: str = Field(max_length=8)  # bound, reading
+    note: str = Field(default="", max_length=200)
+
+
+@router.get("/meters", summary="Assets waiting for approval and flagged readings holding payouts")
+async def meters_view(request: Request) -> Response:
+    meters = grid_of(request).meters
+    return json_response(
+        {
+            "waiting": await meters.assets(waiting_only=True),
+            "flags": await meters.flags(open_only=False, limit=200),
+        }
+    )
+
+
+@router.post(
+    "/meters/assets",
+    summary="Approve (perhaps at a lower rating) or refuse a waiting asset",
+    responses=error_responses(ErrorCode.NOT_FOUND),
+)
+async def meters_asset_decision(request: Request, body: AssetDecisionBody) -> Response:
+    try:
+        answer = await grid_of(request).meters.decide_asset(
+            body.participant, body.asset, approve=body.approve, power_w=body.power_w, note=body.note
+        )
+    except OperatorError as exc:
+        raise _operator_refusal(exc) from exc
+    return json_response(answer)
+
+
+@router.post(
+    "/meters/flags",
+    summary="Settle a flagged reading at its bound or accept it (its payout goes on)",
+    responses=error_responses(ErrorCode.NOT_FOUND),
+)
+async def meters_flag_decision(request: Request, body: FlagDecisionBody) -> Response:
+    try:
+        interval = parse_utc(body.interval)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"interval: {exc}", "interval") from exc
+    try:
+        answer = await grid_of(request).meters.decide_flag(
+            body.participant, interval, body.asset, body.decision, body.note
+        )
+    except OperatorError as exc:
+        raise _operator_refusal(exc) from exc
+    return json_response(answer)
 
 
 # --- live ------------------------------------------------------------------------------

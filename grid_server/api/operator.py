@@ -57,6 +57,24 @@ class PriceRequest(BaseModel):
     feed_in: str
 
 
+class AssetDecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    approve: bool
+    # Approve at a lower rating than declared (an inspection found less); default: as declared.
+    power_w: int | None = Field(default=None, ge=1)
+    capacity_wh: int | None = Field(default=None, ge=1)
+    note: str = Field(default="", max_length=200)
+
+
+class FlagDecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    participant: str
+    interval: str
+    asset: str
+    decision: str  # bound: pay as settled; reading: accept the reading
+    note: str = Field(default="", max_length=200)
+
+
 class ZoneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     parent: str | None = None
@@ -164,3 +182,54 @@ async def interval_detail(interval: str, grid: GridDep) -> Response:
 async def run_cycle(grid: GridDep) -> Response:
     await grid.cycle.run_due()
     return json_response({"ran": True, "now": grid.clock.now().isoformat()})
+
+
+@router.get("/assets", summary="Households' assets and their approval (waiting=true: pending)")
+async def list_assets(request: Request, grid: GridDep) -> Response:
+    waiting = request.query_params.get("waiting", "").lower() in ("1", "true", "yes")
+    return json_response({"assets": await grid.meters.assets(waiting_only=waiting)})
+
+
+@router.post(
+    "/assets/{address}/{asset}/decision",
+    summary="Approve (perhaps at a lower rating) or refuse a household's asset",
+)
+async def decide_asset(
+    address: str, asset: str, body: AssetDecisionRequest, grid: GridDep
+) -> Response:
+    try:
+        result = await grid.meters.decide_asset(
+            address,
+            asset,
+            approve=body.approve,
+            power_w=body.power_w,
+            capacity_wh=body.capacity_wh,
+            note=body.note,
+        )
+    except OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response(result)
+
+
+@router.get("/flags", summary="Implausible readings (all=true: decided ones too)")
+async def list_flags(request: Request, grid: GridDep) -> Response:
+    everything = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+    return json_response({"flags": await grid.meters.flags(open_only=not everything)})
+
+
+@router.post(
+    "/flags/decision",
+    summary="Settle a flagged reading at its bound or accept it; its statement's payout goes on",
+)
+async def decide_flag(body: FlagDecisionRequest, grid: GridDep) -> Response:
+    try:
+        interval = parse_utc(body.interval)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"interval: {exc}", "interval") from exc
+    try:
+        result = await grid.meters.decide_flag(
+            body.participant, interval, body.asset, body.decision, body.note
+        )
+    except OperatorError as exc:
+        raise _translate(exc) from exc
+    return json_response(result)

@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve",
     "invite",
     "operator",
+    "meters",
     "ledger",
     "demo",
     "clear",

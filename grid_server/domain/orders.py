@@ -16,7 +16,7 @@ from typing import Final, Protocol
 from p2p_energy_client.protocol import ErrorCode, ProtocolError, Side
 from p2p_energy_client.units import format_utc
 
-from .assets import AssetLimits, AssetRow
+from .assets import AssetLimits, AssetRow, check_approved
 from .schedule import Schedule
 
 MAX_ORDERS_PER_BOOK: Final = 200
@@ -67,32 +67,48 @@ def check_order_capacity(
 
     if sells:
         sources = [r for r in live if r.category == "source"]
-        _check_sells(sells, sources, interval, schedule, lambda: first_placed(Side.SELL))
+        _check_waiting(sources, limits, lambda: first_placed(Side.SELL))
+        # Within what the operator approved (which may be less than declared).
+        powers = [limits.approval_of(r).power_w or 0 for r in sources]
+        _check_sells(sells, powers, interval, schedule, lambda: first_placed(Side.SELL))
     if buys:
         meters = [r for r in live if r.category == "meter"]
+        _check_waiting(meters, limits, lambda: first_placed(Side.BUY))
         _check_buys(buys, meters, limits, lambda: first_placed(Side.BUY))
+
+
+def _check_waiting(
+    assets: list[AssetRow], limits: AssetLimits, first_placed: Callable[[], str]
+) -> None:
+    """Orders of a side whose assets wait for the operator (or were refused) are refused.
+
+    An order book is not per asset, so an order on a side with an unapproved
+    asset could be backed by it: the household gets the reason instead.
+    """
+    for row in assets:
+        check_approved(limits.approval_of(row), f"{first_placed()}.side")
 
 
 def _check_sells(
     sells: int,
-    sources: list[AssetRow],
+    source_powers_w: list[int],
     interval: datetime,
     schedule: Schedule,
     first_placed: Callable[[], str],
 ) -> None:
-    if not sources:
+    if not source_powers_w:
         first = first_placed()
         raise ProtocolError(
             ErrorCode.NO_SOURCES,
             f"{first}: selling needs a declared source valid at {format_utc(interval)}",
             f"{first}.side",
         )
-    limit = schedule.max_energy_wh(sum(r.rated_power_w or 0 for r in sources))
+    limit = schedule.max_energy_wh(sum(source_powers_w))
     if sells > limit:
         field = f"{first_placed()}.energy_wh"
         raise ProtocolError(
             ErrorCode.OVER_CAPACITY,
-            f"{field}: sell orders total {sells} Wh; the declared sources can deliver "
+            f"{field}: sell orders total {sells} Wh; the sources (as approved) can deliver "
             f"{limit} Wh in {schedule.interval_minutes} minutes",
             field,
         )

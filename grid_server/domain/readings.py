@@ -9,7 +9,8 @@ records the plan afterwards.
 
 Per reading, in this order: the interval has begun and its settlement window
 is open, and it is not settled yet; the asset was declared during the
-interval; the energy is at most what the asset (or, for a meter without a
+interval, and every version of it then is approved (automatically within the
+grid's limits, or by the operator); the energy is at most what the asset (or, for a meter without a
 rating, a household) can move in one interval; and then, against what is
 recorded: nothing yet → ``accepted``; the same value → ``duplicate`` (a
 retry); another value → ``corrected`` when the envelope says
@@ -27,7 +28,7 @@ from enum import StrEnum
 from p2p_energy_client.protocol import ErrorCode, ProtocolError, Reading, Readings
 from p2p_energy_client.units import format_utc
 
-from .assets import AssetLimits, AssetRow
+from .assets import AssetLimits, AssetRow, check_approved
 from .schedule import Schedule
 
 
@@ -110,6 +111,8 @@ def _check_energy(
             f"{format_utc(reading.interval)}",
             f"{path}.asset",
         )
+    for version in during:
+        check_approved(limits.approval_of(version), f"{path}.asset")
     powers = [v.rated_power_w for v in during]
     limit = (
         schedule.max_energy_wh(limits.household_max_power_w)

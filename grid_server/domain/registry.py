@@ -80,11 +80,21 @@ class AssetVersion:
     kind: str | None
     name: str
     rated_power_w: int | None
+    charge_meter: str | None = None  # batteries only
+    usable_capacity_wh: int | None = None  # batteries only
 
     @classmethod
     def of(cls, decl: SourceDecl | MeterDecl) -> AssetVersion:
         if isinstance(decl, SourceDecl):
-            return cls(decl.id, "source", str(decl.kind), decl.name, decl.rated_power_w)
+            return cls(
+                decl.id,
+                "source",
+                str(decl.kind),
+                decl.name,
+                decl.rated_power_w,
+                decl.charge_meter,
+                decl.usable_capacity_wh,
+            )
         return cls(decl.id, "meter", None, decl.name, decl.rated_power_w)
 
 

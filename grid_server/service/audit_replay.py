@@ -201,6 +201,26 @@ PARTICIPANT_FIELDS: Final = (
     "joined_at",
     "status_changed_at",
 )
+# Meters (grid_server.service.meters): the operator's decisions on assets, and flagged
+# readings with the operator's decision on each (``booked_at`` follows from settlement).
+DECISION_FIELDS: Final = (
+    "kind",
+    "declared_power_w",
+    "declared_capacity_wh",
+    "approved_power_w",
+    "approved_capacity_wh",
+    "note",
+    "decided_at",
+)
+FLAG_FIELDS: Final = (
+    "reading_wh",
+    "bound_wh",
+    "code",
+    "flagged_at",
+    "decision",
+    "note",
+    "decided_at",
+)
 STATEMENT_FIELDS: Final = (
     "participant",
     "period_start",
@@ -309,6 +329,8 @@ class Replay:
         self.asset_seq: dict[tuple[str, str, datetime], int] = {}
         self.partitions: dict[datetime, Partition] = {}
         self.statements = Table("statements", STATEMENT_FIELDS)
+        self.decisions = Table("asset_decisions", DECISION_FIELDS)
+        self.flags = Table("reading_flags", FLAG_FIELDS)
         self.zones = Table("zones", ZONE_FIELDS)
         self.prices = Table("utility_prices", PRICE_FIELDS)
         self.terms = Table("statement_terms", TERMS_FIELDS)
@@ -458,7 +480,9 @@ class Replay:
         declared = Assets.body_from_wire(payload)
         versions = self.assets[sender]
         current = {
-            v[0]: AssetVersion(v[0], v[1], v[2], v[3], v[4]) for v in versions if v[6] is None
+            v[0]: AssetVersion(v[0], v[1], v[2], v[3], v[4], v[7], v[8])
+            for v in versions
+            if v[6] is None
         }
         retire, start = diff_assets(current, declared)
         for v in versions:
@@ -474,6 +498,8 @@ class Replay:
                     version.rated_power_w,
                     at,
                     None,
+                    version.charge_meter,
+                    version.usable_capacity_wh,
                 ]
             )
             self.asset_seq[(sender, version.asset_id, at)] = seq
@@ -511,8 +537,38 @@ class Replay:
                 ),
                 seq,
             )
+        elif action == "asset_decision":
+            self.decisions.put(
+                (body["participant"], body["asset"]),
+                (
+                    body["kind"],
+                    body["declared_power_w"],
+                    body["declared_capacity_wh"],
+                    body["approved_power_w"],
+                    body["approved_capacity_wh"],
+                    body["note"],
+                    at,
+                ),
+                seq,
+            )
+        elif action == "flag_decision":
+            key = (body["participant"], self.time_of(body["interval"]), body["asset"])
+            flagged = self.flags.rows.get(key)
+            if flagged is None:
+                raise ReplayError(f"a decision on {key}, which was never flagged")
+            values = (*flagged[0][:4], body["decision"], body["note"], at)
+            self.flags.put(key, values, seq)
         else:
             self.not_replayed[f"operator:{action}"] += 1
+
+    def reading_flags(self, seq: int, at: datetime, record: dict[str, Any]) -> None:
+        t = self.time_of(record["interval"])
+        for f in record["flags"]:
+            self.flags.put(
+                (f["participant"], t, f["asset"]),
+                (f["reading_wh"], f["bound_wh"], f["code"], at, None, None, None),
+                seq,
+            )
 
     def market_result(self, seq: int, at: datetime, record: dict[str, Any]) -> None:
         t = self.time_of(record["interval"])

@@ -46,6 +46,7 @@ from .audit import AuditTrail
 from .background import BackgroundLoop
 from .events import OPERATOR, EventHub, add_events
 from .faults import Faults
+from .meters import CheckedInterval, MeterChecks
 from .metrics import Metrics
 from .payments import PaymentService, TermsFactory
 from .transaction import Event
@@ -225,6 +226,7 @@ class IntervalCycle:
     hub: EventHub
     metrics: Metrics
     faults: Faults
+    meters: MeterChecks
     on_statements: Callable[[], None]
 
     def __post_init__(self) -> None:
@@ -418,8 +420,19 @@ class IntervalCycle:
             if await cq.interval_state(conn, t) != "cleared":
                 return True
             now = self.clock.now()
-            inputs = await self._settlement_inputs(conn, t)
+            # Readings as the grid believes them: each at most its plausible bound.
+            checked = await self.meters.check(conn, t)
+            inputs = await self._settlement_inputs(conn, t, checked)
             lines = settlement_port.settle(inputs)
+            accepted = await self.meters.accepted_lines(conn, now)
+            lines += accepted
+            addresses = inputs.addresses
+            if accepted:  # their households need not have traded or metered in ``t``
+                extra, _ = await cq.addresses_and_zones(
+                    conn, {a.participant_id for a in accepted if a.participant_id is not None}
+                )
+                addresses = {**addresses, **extra}
+            await self.meters.record(conn, t, checked, now)
             await cq.move_interval(
                 conn,
                 t,
@@ -431,7 +444,7 @@ class IntervalCycle:
             )
             if lines:
                 await cq.insert_line_items(conn, [_line_row(t, line) for line in lines])
-            record = canonical_json(_settlement_record(t, lines, inputs.addresses))
+            record = canonical_json(_settlement_record(t, lines, addresses))
             await audit_log.append(
                 conn, db, self.grid_id, [("settlement", format_utc(t), record)], now
             )
@@ -441,12 +454,12 @@ class IntervalCycle:
         return True
 
     async def _settlement_inputs(
-        self, conn: AsyncConnection, t: datetime
+        self, conn: AsyncConnection, t: datetime, checked: CheckedInterval
     ) -> settlement_port.IntervalInputs:
         prices = await cq.prices_at(conn, t)
         zone_rows = await cq.cleared_zones(conn, t)
         fill_rows = await cq.cleared_fills(conn, t)
-        produced, consumed = await cq.metered(conn, t, t + self.schedule.length)
+        produced, consumed = checked.produced, checked.consumed
         pids = {r.participant_id for r in fill_rows} | set(produced) | set(consumed)
         addresses, zone_of = await cq.addresses_and_zones(conn, pids)
         return settlement_port.IntervalInputs(

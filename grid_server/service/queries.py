@@ -12,12 +12,13 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.domain.assets import AssetRow, current_assets
+from grid_server.domain.assets import current_assets
 from grid_server.domain.schedule import Schedule
 from grid_server.storage import events as stored_events
 from grid_server.storage import grid_setup, orders, participants, readings
 from grid_server.storage import intervals as stored_intervals
 from grid_server.storage import statements as stored_statements
+from grid_server.storage.ingest_queries import asset_row
 from p2p_energy_client.models import (
     Event,
     Fill,
@@ -76,6 +77,7 @@ async def grid_info(conn: AsyncConnection, grid: Any) -> GridInfo:
         protocol_version=PROTOCOL_VERSION,
         ledger_network=config.ledger.iota.network if config.ledger.kind == "iota" else None,
         ledger_node_url=config.ledger.iota.public_url if config.ledger.kind == "iota" else None,
+        approval_limits=config.meters.approval.model_dump(),
     )
 
 
@@ -88,12 +90,7 @@ async def session_participant(
 
 async def participant_view(conn: AsyncConnection, pid: int) -> Participant:
     row = await participants.by_id(conn, pid)
-    asset_rows = [
-        AssetRow(
-            r.asset_id, r.category, r.kind, r.name, r.rated_power_w, r.valid_from, r.valid_until
-        )
-        for r in await participants.current_assets(conn, pid)
-    ]
+    asset_rows = [asset_row(r, None) for r in await participants.current_assets(conn, pid)]
     return Participant(
         row.address,
         row.name,

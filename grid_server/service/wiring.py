@@ -36,6 +36,7 @@ from .faults import Faults
 from .ingest import Writer
 from .ledger_key import load_grid_key
 from .membership import Membership
+from .meters import MeterChecks, Meters
 from .metrics import Metrics
 from .operator import Operator
 from .payments import PaymentService
@@ -65,6 +66,7 @@ class Grid:
     anchoring: Anchoring
     audit: AuditTrail
     operator: Operator
+    meters: Meters
     cycle: IntervalCycle
     writer: Writer
     ready: bool = False
@@ -181,9 +183,10 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         hub.notify()
         payouts.loop.wake()
 
+    approval = config.meters.approval.limits()
     rules = IngestRules(
         grid_id=grid_id,
-        limits=AssetLimits(schedule, config.household_max_power_w),
+        limits=AssetLimits(schedule, config.household_max_power_w, approval=approval),
         join_zone=config.join_zone,
         session_ttl_seconds=settings.session_ttl_seconds,
         payments=payments,
@@ -207,6 +210,7 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         operator=Operator(
             grid_id=grid_id, db=db, clock=clock, schedule=schedule, on_status=status_changed
         ),
+        meters=Meters(grid_id=grid_id, db=db, clock=clock, limits=approval),
         cycle=IntervalCycle(
             grid_id=grid_id,
             currency=config.currency,
@@ -218,6 +222,13 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
             hub=hub,
             metrics=metrics,
             faults=faults,
+            meters=MeterChecks(
+                grid_id=grid_id,
+                db=db,
+                schedule=schedule,
+                rules=config.meter_rules(),
+                limits=approval,
+            ),
             on_statements=payouts.loop.wake,
         ),
         writer=Writer(

@@ -16,6 +16,7 @@ from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schema import (
+    asset_decisions,
     assets,
     audit_anchors,
     audit_roots,
@@ -32,6 +33,7 @@ from .schema import (
     payments,
     payout_items,
     payouts,
+    reading_flags,
     reading_history,
     readings,
     statement_terms,
@@ -61,6 +63,8 @@ WHOLE: Final[dict[str, Table]] = {
         payout_items,
         ledger_entries,
         ledger_accounts,
+        asset_decisions,
+        reading_flags,
     )
 }
 

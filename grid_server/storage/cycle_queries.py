@@ -7,7 +7,6 @@ that lost a race changes nothing.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,6 @@ from grid_server.domain import market
 from p2p_energy_client.units import format_utc
 
 from .schema import (
-    assets,
     fills,
     grid_state,
     intervals,
@@ -28,7 +26,6 @@ from .schema import (
     orders,
     participants,
     periods,
-    readings,
     statements,
     utility_prices,
     zone_results,
@@ -181,45 +178,6 @@ async def cleared_fills(conn: AsyncConnection, t: datetime) -> Sequence[Row[Any]
             ).where(fills.c.interval_start == t)
         )
     ).all()
-
-
-async def metered(
-    conn: AsyncConnection, t: datetime, end: datetime
-) -> tuple[dict[int, int], dict[int, int]]:
-    """Metered energy per participant in ``[t, end)``: (produced by sources, consumed by meters).
-
-    The asset's category is the one of its version in force during the interval.
-    """
-    rows = (
-        await conn.execute(
-            select(
-                readings.c.participant_id,
-                readings.c.asset_id,
-                readings.c.energy_wh,
-                assets.c.category,
-                assets.c.valid_from,
-            )
-            .join(
-                assets,
-                (assets.c.participant_id == readings.c.participant_id)
-                & (assets.c.asset_id == readings.c.asset_id)
-                & (assets.c.valid_from < end)
-                & ((assets.c.valid_until.is_(None)) | (assets.c.valid_until > t)),
-            )
-            .where(readings.c.interval_start == t)
-            .order_by(readings.c.participant_id, readings.c.asset_id, assets.c.valid_from)
-        )
-    ).all()
-    produced: dict[int, int] = defaultdict(int)
-    consumed: dict[int, int] = defaultdict(int)
-    seen: set[tuple[int, str]] = set()
-    for r in rows:
-        key = (r.participant_id, r.asset_id)
-        if key in seen:  # several versions overlapped t: count the reading once
-            continue
-        seen.add(key)
-        (produced if r.category == "source" else consumed)[r.participant_id] += r.energy_wh
-    return produced, consumed
 
 
 async def addresses_and_zones(

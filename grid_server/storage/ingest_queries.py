@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.domain.approval import AssetKind, Decision
 from grid_server.domain.assets import AssetRow
 from grid_server.domain.readings import RecordedReading
 from grid_server.domain.registry import AssetVersion
@@ -23,6 +24,7 @@ from p2p_energy_client.models import OrderView
 from p2p_energy_client.units import parse_price
 
 from .schema import (
+    asset_decisions,
     assets,
     envelopes,
     intervals,
@@ -97,13 +99,46 @@ async def update_last_seqs(conn: AsyncConnection, last_seqs: Mapping[int, int]) 
 async def assets_of(conn: AsyncConnection, pids: Collection[int]) -> dict[int, list[AssetRow]]:
     """Every stored asset version of the participants (an empty list for one without)."""
     found: dict[int, list[AssetRow]] = {pid: [] for pid in pids}
+    decisions = await asset_decisions_of(conn, pids)
     for r in await conn.execute(select(assets).where(assets.c.participant_id.in_(pids))):
-        found[r.participant_id].append(
-            AssetRow(
-                r.asset_id, r.category, r.kind, r.name, r.rated_power_w, r.valid_from, r.valid_until
-            )
-        )
+        found[r.participant_id].append(asset_row(r, decisions.get((r.participant_id, r.asset_id))))
     return found
+
+
+def asset_row(r: Any, decision: Decision | None) -> AssetRow:
+    """An ``assets`` row as the domain sees it, with the operator's decision on the asset."""
+    return AssetRow(
+        r.asset_id,
+        r.category,
+        r.kind,
+        r.name,
+        r.rated_power_w,
+        r.valid_from,
+        r.valid_until,
+        r.charge_meter,
+        r.usable_capacity_wh,
+        decision,
+    )
+
+
+async def asset_decisions_of(
+    conn: AsyncConnection, pids: Collection[int] | None = None
+) -> dict[tuple[int, str], Decision]:
+    """The operator's decisions by (participant id, asset id) (of ``pids``, or all)."""
+    query = select(asset_decisions)
+    if pids is not None:
+        query = query.where(asset_decisions.c.participant_id.in_(pids))
+    return {
+        (r.participant_id, r.asset_id): Decision(
+            AssetKind(r.kind),
+            r.declared_power_w,
+            r.declared_capacity_wh,
+            r.approved_power_w,
+            r.approved_capacity_wh,
+            r.note,
+        )
+        for r in await conn.execute(query)
+    }
 
 
 async def recorded_readings(
@@ -263,6 +298,8 @@ async def insert_assets(
                 "rated_power_w": v.rated_power_w,
                 "valid_from": now,
                 "valid_until": None,
+                "charge_meter": v.charge_meter,
+                "usable_capacity_wh": v.usable_capacity_wh,
             }
             for v in versions
         ],

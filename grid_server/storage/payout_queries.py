@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .meter_queries import held_statement
 from .schema import participants, payout_items, payouts, statement_terms, statements
 
 # --- planning ---------------------------------------------------------------------
@@ -31,7 +32,7 @@ def _positions() -> Any:
 
 
 async def owed(conn: AsyncConnection, ledger: str) -> Sequence[Row[Any]]:
-    """Statements on ``ledger`` the grid owes (not fully paid out), of members not removed."""
+    """Statements on ``ledger`` the grid owes (unpaid, not held), of members not removed."""
     query = (
         _positions()
         .join(participants, participants.c.id == statements.c.participant_id)
@@ -40,6 +41,8 @@ async def owed(conn: AsyncConnection, ledger: str) -> Sequence[Row[Any]]:
             statement_terms.c.amount_due < 0,
             statement_terms.c.paid > statement_terms.c.amount_due,
             participants.c.status != "removed",
+            # A flagged reading in the period: its payout waits for the operator.
+            ~held_statement(),
         )
     )
     return (await conn.execute(query)).all()

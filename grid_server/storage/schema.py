@@ -162,7 +162,62 @@ assets = Table(
     Column("rated_power_w", BigInteger),
     Column("valid_from", UTCDateTime, nullable=False),
     Column("valid_until", UTCDateTime),
+    # Batteries only: what the plausibility rules check them with (meters.md).
+    Column("charge_meter", String(64)),
+    Column("usable_capacity_wh", BigInteger),
     Index("ix_assets_participant", "participant_id", "asset_id"),
+)
+
+# The operator's decision on a household's asset (grid_server.domain.approval.Decision):
+# the latest one per asset; what it saw and what it approved (NULL power: refused).
+asset_decisions = Table(
+    "asset_decisions",
+    metadata,
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # solar, wind, battery, other, meter
+    Column("declared_power_w", BigInteger),
+    Column("declared_capacity_wh", BigInteger),
+    Column("approved_power_w", BigInteger),
+    Column("approved_capacity_wh", BigInteger),
+    Column("note", String(200), nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("participant_id", "asset_id"),
+)
+
+# Implausible readings (grid_server.domain.plausibility.Flag): kept as sent in
+# ``readings``, settled at ``bound_wh``; the payouts of the statement the
+# interval lands on wait until the operator decides (``decision``: bound, reading).
+reading_flags = Table(
+    "reading_flags",
+    metadata,
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("interval_start", UTCDateTime, nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("category", String(8), nullable=False),  # source, meter
+    Column("reading_wh", BigInteger, nullable=False),
+    Column("bound_wh", BigInteger, nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("flagged_at", UTCDateTime, nullable=False),
+    Column("decision", String(8)),  # NULL: held for the operator
+    Column("note", String(200)),
+    Column("decided_at", UTCDateTime),
+    # An accepted reading's difference is settled in the next interval settled, once.
+    Column("booked_at", UTCDateTime),
+    PrimaryKeyConstraint("participant_id", "interval_start", "asset_id"),
+    Index("ix_reading_flags_open", "decision", "participant_id"),
+)
+
+# Per battery: the most it could still give out after the last settled interval
+# (plausibility's headroom U), so each interval is checked without history.
+battery_headroom = Table(
+    "battery_headroom",
+    metadata,
+    Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
+    Column("asset_id", String(64), nullable=False),
+    Column("interval_start", UTCDateTime, nullable=False),  # the interval it was carried from
+    Column("headroom_wh", BigInteger, nullable=False),
+    PrimaryKeyConstraint("participant_id", "asset_id"),
 )
 
 envelopes = Table(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from grid_server.config import MetersConfig
 from grid_server.domain.assets import AssetLimits, AssetRow
 from grid_server.domain.orders import check_book_size, check_order_capacity
 from grid_server.domain.readings import (
@@ -27,7 +28,12 @@ from p2p_energy_client.protocol import ErrorCode, ProtocolError, Reading, Readin
 NOW = datetime(2026, 11, 27, 10, 3, tzinfo=UTC)
 T = datetime(2026, 11, 27, 9, 45, tzinfo=UTC)  # the interval before NOW's
 EARLIER = T - timedelta(minutes=15)
-LIMITS = AssetLimits(Schedule(15, 300, 90_000, 86_400, 86_400), household_max_power_w=8_000)
+# The grid config's default approval limits (4 kW of PV is approved without the operator).
+LIMITS = AssetLimits(
+    Schedule(15, 300, 90_000, 86_400, 86_400),
+    household_max_power_w=8_000,
+    approval=MetersConfig().approval.limits(),
+)
 DECLARED = NOW - timedelta(days=1)
 # 4 kW of PV (1,000 Wh per interval), a 4 kW meter, a meter without a rating.
 PV = AssetRow("pv", "source", "solar", "Roof", 4_000, DECLARED, None)

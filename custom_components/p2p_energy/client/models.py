@@ -106,6 +106,9 @@ class GridInfo:
     # IOTA only: the network the grid's ledger runs on, and a node households may use.
     ledger_network: str | None = None
     ledger_node_url: str | None = None
+    # What a household may declare without the operator's approval (W, a battery's
+    # capacity in Wh), per kind; above it an asset waits (docs/operators/meters.md).
+    approval_limits: Mapping[str, int] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         ledger: dict[str, Any] = {"kind": self.ledger_kind, "address": self.ledger_address}
@@ -129,6 +132,11 @@ class GridInfo:
             "ledger": ledger,
             "now": format_utc(self.now),
             "protocol_version": self.protocol_version,
+            **(
+                {}
+                if self.approval_limits is None
+                else {"approval_limits": dict(self.approval_limits)}
+            ),
         }
 
     @classmethod
@@ -152,6 +160,9 @@ class GridInfo:
             int(d.get("protocol_version", 1)),
             d["ledger"].get("network"),
             d["ledger"].get("node_url"),
+            {str(k): int(v) for k, v in d["approval_limits"].items()}
+            if isinstance(d.get("approval_limits"), Mapping)
+            else None,
         )
 
 

@@ -90,6 +90,7 @@ class ErrorCode(StrEnum):
     BEYOND_HORIZON = "beyond_horizon"
     NO_SOURCES = "no_sources"
     OVER_CAPACITY = "over_capacity"
+    ASSET_NOT_APPROVED = "asset_not_approved"
     PAYMENT_INVALID = "payment_invalid"
     PAYMENT_REUSED = "payment_reused"
     INSUFFICIENT_FUNDS = "insufficient_funds"
@@ -131,6 +132,12 @@ ERRORS: Final[dict[ErrorCode, tuple[int, str]]] = {
     ErrorCode.BEYOND_HORIZON: (422, "The interval is further ahead than the grid accepts."),
     ErrorCode.NO_SOURCES: (403, "Sell orders need at least one declared source."),
     ErrorCode.OVER_CAPACITY: (422, "More energy than the declared power can deliver."),
+    ErrorCode.ASSET_NOT_APPROVED: (
+        403,
+        "The asset is declared above what the grid approves without the operator and waits "
+        "for the operator's approval, or the operator refused it; its readings and orders are "
+        "refused until it is approved (field and message name the asset and the limit).",
+    ),
     ErrorCode.PAYMENT_INVALID: (422, "The payment does not match the statement or the ledger."),
     ErrorCode.PAYMENT_REUSED: (409, "This transaction already settled a statement."),
     ErrorCode.INSUFFICIENT_FUNDS: (409, "The sender's balance does not cover the transfer."),

@@ -68,6 +68,7 @@ class TablesMatchLog:
             "operator": self.replay.operator,
             "payment": self.replay.payment,
             "payout": self.replay.payout,
+            "reading_flags": self.replay.reading_flags,
         }
 
     def stop_at(self, seq: int) -> None:
@@ -177,6 +178,37 @@ class TablesMatchLog:
         await self._statements_and_setup()
         await self._payments()
         await self._ledger()
+        await self._meters()
+
+    async def _meters(self) -> None:
+        """The operator's decisions on assets, and the flagged readings with theirs."""
+        addr = self.addresses.get
+        decision_rows = {
+            (addr(int(r.participant_id)), r.asset_id): (
+                r.kind,
+                r.declared_power_w,
+                r.declared_capacity_wh,
+                r.approved_power_w,
+                r.approved_capacity_wh,
+                r.note,
+                r.decided_at,
+            )
+            for r in await self._all("asset_decisions")
+        }
+        self.findings.extend(self.replay.decisions.compare(decision_rows))
+        flag_rows = {
+            (addr(int(r.participant_id)), r.interval_start, r.asset_id): (
+                int(r.reading_wh),
+                int(r.bound_wh),
+                r.code,
+                r.flagged_at,
+                r.decision,
+                r.note,
+                r.decided_at,
+            )
+            for r in await self._all("reading_flags")
+        }
+        self.findings.extend(self.replay.flags.compare(flag_rows))
 
     async def _intervals_only_tables_know(self) -> None:
         for table in snapshot.BY_INTERVAL:
@@ -224,6 +256,8 @@ class TablesMatchLog:
                 r.rated_power_w,
                 r.valid_from,
                 r.valid_until,
+                r.charge_meter,
+                r.usable_capacity_wh,
             )
             for r in await self._all("assets")
         ]

@@ -20,7 +20,16 @@ def assets_view(rows: Iterable[AssetRow]) -> AssetsView:
         if r.category == "source":
             assert r.kind is not None
             assert r.rated_power_w is not None
-            sources.append(SourceDecl(r.asset_id, r.name, SourceKind(r.kind), r.rated_power_w))
+            sources.append(
+                SourceDecl(
+                    r.asset_id,
+                    r.name,
+                    SourceKind(r.kind),
+                    r.rated_power_w,
+                    r.charge_meter,
+                    r.usable_capacity_wh,
+                )
+            )
         else:
             meters.append(MeterDecl(r.asset_id, r.name, r.rated_power_w))
     return AssetsView(tuple(sources), tuple(meters))
@@ -39,8 +48,21 @@ async def declare_assets(ctx: TxContext, body: Assets, participant: ParticipantR
             current[aid].valid_until = now
     if start:
         await q.insert_assets(ctx.conn, participant.id, start, now)
+        # A later envelope of the batch sees the operator's decision on a re-declared asset.
+        decisions = {r.asset_id: r.decision for r in rows}
         rows.extend(
-            AssetRow(v.asset_id, v.category, v.kind, v.name, v.rated_power_w, now, None)
+            AssetRow(
+                v.asset_id,
+                v.category,
+                v.kind,
+                v.name,
+                v.rated_power_w,
+                now,
+                None,
+                v.charge_meter,
+                v.usable_capacity_wh,
+                decisions.get(v.asset_id),
+            )
             for v in start
         )
     return Handled(assets_view(current_assets(rows).values()).to_wire(), participant.id)

@@ -2,16 +2,18 @@
 // and live updates from /dashboard/api/stream (reconnects and resumes from the last event).
 
 import { invitations } from "./invitations.js";
+import { meters } from "./meters.js";
 import * as views from "./views.js";
 import { h, setCurrency, when } from "./util.js";
 
-const VIEWS = ["overview", "market", "participants", "payments", "audit", "invitations"];
-const RENDERERS = { ...views, invitations };
+const VIEWS = ["overview", "market", "participants", "payments", "meters", "audit", "invitations"];
+const RENDERERS = { ...views, invitations, meters };
 const TITLES = {
   overview: "Overview",
   market: "Market",
   participants: "Participants",
   payments: "Payments and ledger",
+  meters: "Meters",
   audit: "Audit",
   invitations: "Invitations",
 };
@@ -142,6 +144,8 @@ async function load(view, arg) {
       return [await api("audit")];
     case "invitations":
       return [await api("invitations")];
+    case "meters":
+      return [await api("meters")];
     default:
       return [null];
   }
