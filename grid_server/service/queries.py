@@ -76,6 +76,7 @@ async def grid_info(conn: AsyncConnection, grid: Any) -> GridInfo:
         protocol_version=PROTOCOL_VERSION,
         ledger_network=config.ledger.iota.network if config.ledger.kind == "iota" else None,
         ledger_node_url=config.ledger.iota.public_url if config.ledger.kind == "iota" else None,
+        sharing=config.sharing.info(),
     )
 
 

@@ -207,6 +207,7 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
             metrics=metrics,
             faults=faults,
             on_statements=payouts.loop.wake,
+            sharing=config.sharing,
         ),
         writer=Writer(
             db=db,
