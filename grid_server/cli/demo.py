@@ -329,8 +329,7 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"  community savings vs status quo {_money(s.savings_micro)} "
         f"(households paid {_money(s.participants_net_micro)} net; "
         f"{_money(s.status_quo_micro)} at retail/feed-in)",
-        f"  grid income (fees, congestion{', sharing spread' if result.sharing else ''}) "
-        f"{_money(s.grid_income_micro)}; "
+        f"  grid income (fees, congestion)  {_money(s.grid_income_micro)}; "
         f"utility {_money(s.utility_income_micro)}",
         f"  statements issued / paid        {s.statements} / {s.statements_paid}: "
         f"households owed {_money(s.statements_due_micro)} and paid {_money(s.paid_micro)}; "
@@ -379,7 +378,7 @@ def _sharing_lines(result: DemoResult) -> list[str]:
     return [
         f"  shared after delivery           {_kwh(s.shared_in_wh)}: shortfalls paid "
         f"{_money(s.shared_in_micro)}, surpluses earned {_money(s.shared_out_micro)}, "
-        f"grid spread and link fees {_money(s.sharing_grid_micro)}",
+        f"the grid's spread and link fees {_money(s.sharing_grid_micro)} (in its income)",
         f"  stayed in the neighbourhood     {_kwh(s.neighbourhood_wh)} "
         f"(traded {_kwh(s.local_wh)} + shared {_kwh(s.shared_in_wh)})",
     ]

@@ -352,7 +352,9 @@ class IntervalCycle:
             if lines:
                 await cq.insert_line_items(conn, [_line_row(t, line) for line in lines])
             record = canonical_json(
-                _settlement_record(t, lines, inputs.addresses, self.sharing.info())
+                _settlement_record(
+                    t, lines, inputs.addresses, self.sharing.info(), self.schedule.interval_minutes
+                )
             )
             await audit_log.append(
                 conn, db, self.grid_id, [("settlement", format_utc(t), record)], now
@@ -535,13 +537,20 @@ def _settlement_record(
     lines: list[settlement_port.LineOut],
     addresses: dict[int, str],
     sharing: SharingInfo,
+    interval_minutes: int,
 ) -> dict[str, Any]:
     """The audit log's ``settlement``: every line, participants named by address.
 
-    With sharing on, the rule it settled with too (``audit verify`` re-settles
-    with it); without, the entry is exactly what it was before sharing existed.
+    With sharing on, the rule it settled with and the interval's length too
+    (``audit verify`` settles the interval again with them, from the readings,
+    fills and zone results the log holds); without, the entry is exactly what
+    it was before sharing existed.
     """
-    shared: dict[str, Any] = {"sharing": sharing.to_wire()} if sharing.enabled else {}
+    shared: dict[str, Any] = (
+        {"sharing": sharing.to_wire(), "interval_minutes": interval_minutes}
+        if sharing.enabled
+        else {}
+    )
     return {
         "interval": format_utc(t),
         **shared,
