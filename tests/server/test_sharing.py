@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from grid_server.config import GridConfig, PriceConfig, SharingConfig, ZoneConfig
@@ -21,9 +22,10 @@ from grid_server.service.audit_verify import verify_log
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.models import SHARED_LINE_KINDS
 from p2p_energy_client.protocol import OrderSpec, Reading, Side, canonical_json
+from p2p_energy_client.units import format_utc
 from tests.support.audit_scenario import Surgeon
 from tests.support.factories import MAIN, PV
-from tests.support.grid_server import RunningGrid, run_grid_server
+from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid, run_grid_server
 
 INTERVALS = 3
 
@@ -108,7 +110,37 @@ async def shared(database_url: str) -> tuple[str, dict[str, GridClient], list[An
             expected = "shared_in" if name in ("Bob", "Carol") else "shared_out"
             assert expected in kinds, (name, kinds)
         rows = await _line_rows(grid)
+        overview = await _dashboard(grid, "overview", params={"hours": 24})
+    # The operator's overview: shared energy per interval and in all, next to the market's.
+    shared_in = [r for r in rows if r.kind == "shared_in"]
+    assert overview["grid"]["sharing"]["enabled"] is True
+    assert overview["totals"]["shared_wh"] == sum(r.energy_wh for r in shared_in) > 0
+    assert (
+        overview["totals"]["neighbourhood_wh"]
+        == overview["totals"]["local_wh"] + overview["totals"]["shared_wh"]
+    )
+    per_interval: Counter[str] = Counter()
+    for r in shared_in:
+        per_interval[format_utc(_utc(r.interval_start))] += r.energy_wh
+    assert {p["interval"]: p["shared_wh"] for p in overview["series"] if p["shared_wh"]} == dict(
+        per_interval
+    )
     return database_url, clients, rows
+
+
+def _utc(value: Any) -> datetime:
+    """A timestamp read with raw SQL (SQLite gives text, PostgreSQL a naive or aware datetime)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def _dashboard(grid: RunningGrid, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    async with httpx.AsyncClient(base_url=grid.url, timeout=10, headers=headers) as http:
+        response = await http.get(f"/dashboard/api/{path}", **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def _metered(step: int) -> dict[str, int]:
