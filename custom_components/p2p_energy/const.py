@@ -44,6 +44,7 @@ DEFAULT_DAILY_CAP: Final = 5.0  # currency units per day
 EVENT_TRADE: Final = f"{DOMAIN}_trade"
 EVENT_STATEMENT: Final = f"{DOMAIN}_statement"
 EVENT_PAYMENT: Final = f"{DOMAIN}_payment"
+EVENT_SHARED: Final = f"{DOMAIN}_shared"
 
 # Repair issues
 ISSUE_UNREACHABLE: Final = "grid_unreachable"

@@ -102,6 +102,26 @@ SENSORS: tuple[P2PSensorDescription, ...] = (
         unit_fn=lambda currency: currency,
         value_fn=lambda s: s.totals.savings_nano * _NANO,
     ),
+    # Sharing after delivery (the grid's option): energy neighbours covered or
+    # took after the market, and what that saved against the utility's prices.
+    P2PSensorDescription(
+        key="energy_shared",
+        translation_key="energy_shared",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda s: Decimal(s.totals.shared_wh) / 1000,
+    ),
+    P2PSensorDescription(
+        key="sharing_value",
+        translation_key="sharing_value",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        unit_fn=lambda currency: currency,
+        value_fn=lambda s: s.totals.shared_value_nano * _NANO,
+    ),
     P2PSensorDescription(
         key="amount_due",
         translation_key="amount_due",

@@ -27,13 +27,13 @@ from typing import Any, Final, Protocol
 from .grid_client import GridClient, GridUnavailable
 from .ledger.base import LedgerError
 from .metering import MeterTracker
-from .models import Event, Fill, GridInfo, MarketResult, Statement
+from .models import SHARED_LINE_KINDS, Event, Fill, GridInfo, LineItem, MarketResult, Statement
 from .outbox import Outbox
 from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
 from .receipt_keeper import ReceiptKeeper
 from .receipts import VerifiedReceipt
 from .strategy import Forecaster, Limits, StrategyKind, plan_orders
-from .units import interval_start, parse_price
+from .units import interval_start, parse_price, parse_utc
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class TradingOptions:
 
 @dataclass(frozen=True, slots=True)
 class HouseholdEvent:
-    """Something an owner may want to automate on: ``trade``, ``statement``, ``payment``."""
+    """Something an owner may want to automate on: ``trade``, ``statement``, ``payment``,
+    ``shared`` (neighbours shared energy with it after delivery, once per settled interval)."""
 
     kind: str
     data: dict[str, Any]
@@ -87,6 +88,11 @@ class Totals:
     revenue_nano: int = 0
     cost_nano: int = 0
     savings_nano: int = 0  # against selling at feed-in and buying at retail
+    # Sharing after delivery: shortfalls neighbours covered plus surpluses they
+    # took, and what that was worth against buying at retail / selling at
+    # feed-in (also counted in ``savings_nano``).
+    shared_wh: int = 0
+    shared_value_nano: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +367,11 @@ class Household:
             self._apply_statement(Statement.from_wire(event.data))
         elif event.kind == "payment":
             self._emit("payment", event.data)
+        elif event.kind == "settled":
+            self._apply_settled(
+                parse_utc(event.data["interval"]),
+                [LineItem.from_wire(x) for x in event.data.get("lines", ())],
+            )
 
     @property
     def last_event_id(self) -> int:
@@ -406,6 +417,33 @@ class Household:
             totals.bought_wh += fill.filled_wh
             totals.cost_nano += price * fill.filled_wh
             totals.savings_nano += (retail - price) * fill.filled_wh
+
+    def _apply_settled(self, interval: datetime, lines: list[LineItem]) -> None:
+        """Count an interval's sharing after delivery, and tell the owner about it."""
+        shared = [x for x in lines if x.kind in SHARED_LINE_KINDS and x.energy_wh > 0]
+        if not shared:
+            return
+        retail, feed_in = self._utility_prices(interval)
+        totals = self._s.totals
+        value = 0
+        for line in shared:
+            price = parse_price(line.price)
+            # A shortfall pays p_in <= retail, a surplus earns p_out >= feed-in.
+            gap = retail - price if line.kind == "shared_in" else price - feed_in
+            value += gap * line.energy_wh
+            totals.shared_wh += line.energy_wh
+        totals.shared_value_nano += value
+        totals.savings_nano += value
+        self._emit(
+            "shared",
+            {
+                "interval": interval.isoformat(),
+                "received_wh": sum(x.energy_wh for x in shared if x.kind == "shared_in"),
+                "given_wh": sum(x.energy_wh for x in shared if x.kind == "shared_out"),
+                "amount_micro": sum(x.amount_micro for x in shared),
+                "value_nano": value,
+            },
+        )
 
     def _utility_prices(self, interval: datetime) -> tuple[int, int]:
         step = self.grid.prices
