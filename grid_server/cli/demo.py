@@ -381,6 +381,8 @@ def _sharing_lines(result: DemoResult) -> list[str]:
         f"the grid's spread and link fees {_money(s.sharing_grid_micro)} (in its income)",
         f"  stayed in the neighbourhood     {_kwh(s.neighbourhood_wh)} "
         f"(traded {_kwh(s.local_wh)} + shared {_kwh(s.shared_in_wh)})",
+        f"  sharing saved households        {_money(s.sharing_saved_micro)} against the utility "
+        f"taking the same deviations (in the savings below)",
     ]
 
 

@@ -104,6 +104,9 @@ class Summary:
     shared_in_micro: int = 0  # paid by shortfalls for shared energy
     shared_out_micro: int = 0  # earned by surpluses for shared energy
     sharing_grid_micro: int = 0  # the grid's sharing_spread and sharing_link_fee lines
+    # What households saved by sharing: the same energy with the utility (bought
+    # at retail, sold at feed-in, per interval) minus what they paid for it.
+    sharing_saved_micro: int = 0
     # Money (micro-units) of the settled intervals: what participants paid
     # (net) with the market, and what the same metered energy would have cost
     # them at the status quo (buy everything at retail, sell at feed-in).
@@ -165,6 +168,7 @@ async def summary(grid: GridService, start: datetime, end: datetime) -> Summary:
         await _intervals(conn, out)
         await _market(conn, out, steps)
         await _settlement(conn, out)
+        await _sharing(conn, out, steps)
         await _status_quo(conn, out, steps)
         await _statements(conn, out, grid.config.ledger.payout_threshold_micro)
         await _ledger(grid, conn, out)
@@ -218,6 +222,16 @@ async def _settlement(conn: AsyncConnection, out: Summary) -> None:
         elif kind == "shared_out":
             out.shared_out_wh += int(wh)
             out.shared_out_micro -= int(amount)
+
+
+async def _sharing(conn: AsyncConnection, out: Summary, steps: PriceSteps) -> None:
+    """What sharing saved households against settling the same deviations with the utility."""
+    for t, kind, wh, amount in await stored_intervals.shared_line_totals(conn, out.start, out.end):
+        retail, feed_in = steps.at(t)
+        if kind == "shared_in":  # would have been bought at retail; paid ``amount``
+            out.sharing_saved_micro += micro_ceil(retail * int(wh)) - int(amount)
+        else:  # would have been sold at feed-in; received ``-amount``
+            out.sharing_saved_micro += -int(amount) - micro_floor(feed_in * int(wh))
 
 
 async def _status_quo(conn: AsyncConnection, out: Summary, steps: PriceSteps) -> None:

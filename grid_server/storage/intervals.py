@@ -287,6 +287,22 @@ async def shared_by_interval(
     return {t: int(wh) for t, wh in rows}
 
 
+async def shared_line_totals(
+    conn: AsyncConnection, since: datetime, until: datetime
+) -> Sequence[Any]:
+    """``(interval, kind, Wh, micro)`` of the participants' shared lines per interval."""
+    query = select(
+        line_items.c.interval_start,
+        line_items.c.kind,
+        func.sum(line_items.c.energy_wh),
+        func.sum(line_items.c.amount_micro),
+    ).where(line_items.c.kind.in_(("shared_in", "shared_out")))
+    query = _within(query, line_items.c.interval_start, since, until)
+    return (
+        await conn.execute(query.group_by(line_items.c.interval_start, line_items.c.kind))
+    ).all()
+
+
 async def shared_total(conn: AsyncConnection) -> int:
     """Energy shared after delivery over every settled interval, in Wh."""
     query = select(func.coalesce(func.sum(line_items.c.energy_wh), 0)).where(
@@ -323,6 +339,7 @@ __all__ = [
     "participant_lines",
     "recent_closed",
     "shared_by_interval",
+    "shared_line_totals",
     "shared_total",
     "states",
     "utility_owed",

@@ -126,6 +126,7 @@ async def test_demo_with_sharing_shares_what_the_market_left(tmp_path: Path) -> 
     assert s.shared_in_wh == s.shared_out_wh > 0
     assert s.neighbourhood_wh == s.local_wh + s.shared_in_wh
     assert s.sharing_grid_micro > 0  # the grid's spread is its own line
+    assert s.sharing_saved_micro > 0  # against the utility taking the same deviations
     assert s.reconciled, (s.interval_imbalances, s.statement_mismatches, s.ledger_mismatches)
     assert s.participants_net_micro == s.utility_income_micro + s.grid_income_micro
     lines = "\n".join(summary_lines(result))

@@ -10,14 +10,24 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from grid_server.config import GridConfig, PriceConfig, SharingConfig, ZoneConfig
+from grid_server.config import (
+    ConfigError,
+    GridConfig,
+    PriceConfig,
+    SharingConfig,
+    ZoneConfig,
+    load_settings,
+)
 from grid_server.service.audit_verify import verify_log
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.models import SHARED_LINE_KINDS
@@ -28,6 +38,49 @@ from tests.support.factories import MAIN, PV
 from tests.support.grid_server import OPERATOR_TOKEN, RunningGrid, run_grid_server
 
 INTERVALS = 3
+
+
+def test_the_grid_config_turns_sharing_on(tmp_path: Path) -> None:
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        '[grid]\nid = "g"\n[grid.sharing]\nenabled = true\nkey = "dynamic"\n'
+        "shortfall_share = 0.25\n"
+    )
+    sharing = load_settings(path).grid.sharing
+    assert sharing.info().to_wire() == {
+        "enabled": True,
+        "key": "dynamic",
+        "shortfall_share": "0.25",
+        "surplus_share": "0.5",
+        "static_shares": {},
+    }
+    rule = sharing.rule()
+    assert rule is not None and rule.shortfall_share == Fraction(1, 4)
+    # Off by default: no rule, and /grid says so.
+    assert GridConfig().sharing.rule() is None and not GridConfig().sharing.info().enabled
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('key = "random"', "grid.sharing.key: must be one of proportional, dynamic, static"),
+        ("shortfall_share = 1.5", "grid.sharing.shortfall_share: must be within [0, 1]"),
+        ('surplus_share = "half"', "grid.sharing.surplus_share: 'half' is not a decimal number"),
+        (
+            'static_shares = { "0xab" = 1 }',
+            "grid.sharing.static_shares: '0xab' is not a participant",
+        ),
+        ('static_shares = {}\nkey = "static"', "the static key needs a positive weight"),
+        ("colour = 1", "grid.sharing.colour"),
+    ],
+)
+def test_a_bad_sharing_setting_is_refused_by_name(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    path = tmp_path / "grid.toml"
+    path.write_text(f'[grid]\nid = "g"\n[grid.sharing]\nenabled = true\n{setting}\n')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(path)
 
 
 def sharing_grid(*, enabled: bool) -> GridConfig:
