@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Final
 from grid_server.config import SharingConfig
 from grid_server.domain import market
 from grid_server.domain.ledger import statement_status
+from grid_server.domain.market.clearing import ClearingInvariantError
 from grid_server.domain.registry import AssetVersion, diff_assets
 from p2p_energy_client.ledger.local import GENESIS_HASH as LEDGER_GENESIS
 from p2p_energy_client.ledger.local import SignedTransfer, check_entry
@@ -589,6 +590,13 @@ class Replay:
         end = t + timedelta(minutes=int(record["interval_minutes"]))
         inputs = self._settlement_inputs(t, end, part, rule)
         names = {i: a for a, i in self._ids.items()}
+        try:
+            settled = settlement_port.settle(inputs)
+        except (ValueError, ClearingInvariantError) as exc:  # inputs the grid could not settle
+            raise ReplayError(
+                f"the settlement of {record['interval']} cannot be settled again from its "
+                f"inputs: {exc}"
+            ) from exc
         again = Counter(
             (
                 None if line.participant_id is None else names[line.participant_id],
@@ -597,7 +605,7 @@ class Replay:
                 line.price_ticks,
                 line.amount_micro,
             )
-            for line in settlement_port.settle(inputs)
+            for line in settled
         )
         differ = (again - Counter(logged)) + (Counter(logged) - again)
         if differ:
