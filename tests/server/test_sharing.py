@@ -164,6 +164,7 @@ async def shared(database_url: str) -> tuple[str, dict[str, GridClient], list[An
             assert expected in kinds, (name, kinds)
         rows = await _line_rows(grid)
         overview = await _dashboard(grid, "overview", params={"hours": 24})
+        households = (await _dashboard(grid, "participants"))["participants"]
     # The operator's overview: shared energy per interval and in all, next to the market's.
     shared_in = [r for r in rows if r.kind == "shared_in"]
     assert overview["grid"]["sharing"]["enabled"] is True
@@ -172,6 +173,16 @@ async def shared(database_url: str) -> tuple[str, dict[str, GridClient], list[An
         overview["totals"]["neighbourhood_wh"]
         == overview["totals"]["local_wh"] + overview["totals"]["shared_wh"]
     )
+    # The participants view: each household's shared energy, both ways.
+    by_address = {r["address"]: r for r in households}
+    for kind in ("shared_in", "shared_out"):
+        mine: Counter[str] = Counter()
+        for r in rows:
+            if r.kind == kind:
+                mine[r.address] += r.energy_wh
+        assert {
+            a: by_address[a][f"{kind}_wh"] for a in by_address if by_address[a][f"{kind}_wh"]
+        } == dict(mine)
     per_interval: Counter[str] = Counter()
     for r in shared_in:
         per_interval[format_utc(_utc(r.interval_start))] += r.energy_wh

@@ -458,6 +458,9 @@ export function participants(data, ctx, detail) {
           { label: "Sold", value: (p) => energy(p.sold_wh), num: true },
           { label: "Shortfall (retail)", value: (p) => energy(p.shortfall_wh), num: true },
           { label: "Surplus (feed-in)", value: (p) => energy(p.surplus_wh), num: true },
+          ...(data.participants.some((p) => p.shared_in_wh || p.shared_out_wh)
+            ? [{ label: "Shared after delivery (in / out)", value: (p) => `${energy(p.shared_in_wh)} / ${energy(p.shared_out_wh)}`, num: true }]
+            : []),
           { label: "Net paid / earned", value: (p) => h("span", { class: p.net_micro > 0 ? "cost" : p.net_micro < 0 ? "earning" : null }, p.net_micro > 0 ? `paid ${money(p.net_micro)}` : p.net_micro < 0 ? `earned ${money(-p.net_micro)}` : money(0)), num: true },
           { label: "Savings", value: (p) => money(p.savings_micro), num: true },
           { label: "Statements", value: (p) => statementsCell(p.statements), num: true },
