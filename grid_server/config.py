@@ -47,13 +47,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.invitation import InvitationError, check_grid_url
 from p2p_energy_client.models import SHARING_OFF, SharingInfo
-from p2p_energy_client.protocol import MAX_ENERGY_WH, LedgerKind, check_id
+from p2p_energy_client.protocol import MAX_BODY_BYTES, MAX_ENERGY_WH, LedgerKind, check_id
 from p2p_energy_client.units import (
     UnitError,
     check_interval_minutes,
     is_interval_start,
     parse_price,
+    parse_rate,
     parse_utc,
+    rate_from_price,
 )
 
 if TYPE_CHECKING:  # the domain (numpy, pvlib) loads only when a grid builds its rules
@@ -170,8 +172,6 @@ class LedgerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ledger(self) -> LedgerConfig:
-        from p2p_energy_client.units import parse_rate, rate_from_price  # noqa: PLC0415
-
         if self.address is not None and not is_address(self.address):
             raise ValueError("ledger.address must be 0x and 64 lowercase hex digits")
         try:
@@ -603,15 +603,35 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     session_ttl_seconds: int = 3600
-    # Rate limits: a token bucket per key and one per client address
-    # (requests per second, burst). Generous, so the ingest benchmark's
-    # few connections are never throttled; lower them on a public host.
-    rate_per_key: float = 20.0
-    burst_per_key: int = 60
-    rate_per_address: float = 5000.0
-    burst_per_address: int = 20000
+    # Rate limits: a token bucket per member key and one per client address
+    # (requests per second, burst). A household sends a few envelopes a
+    # minute (more when it catches up after an outage); an address may hide
+    # a few households behind one NAT. Raise them for load tests (the ingest
+    # benchmark and the demo do), never for a public host without thought.
+    rate_per_key: float = 2.0
+    burst_per_key: int = 30
+    rate_per_address: float = 50.0
+    burst_per_address: int = 500
+    # Envelopes refused because their key is no member, per address: an
+    # outsider's flood costs one lookup each until this runs out, then nothing.
+    refusals_per_address: float = 1.0
+    refusal_burst_per_address: int = 20
     # Failed joins (wrong invitation codes) per address: brute force guard.
     join_failures_per_hour: int = 20
+    # Wrong operator tokens (bearer or dashboard login) per address.
+    auth_failures_per_hour: int = 20
+    # Request bodies: signed envelopes and payments may have ``max_body_bytes``
+    # (the protocol's limit, 1 MiB); every other route ``max_small_body_bytes``.
+    # A body not received within ``body_timeout_seconds`` is refused (408).
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, le=MAX_BODY_BYTES)
+    max_small_body_bytes: int = Field(default=65_536, ge=1024, le=MAX_BODY_BYTES)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Live streams (WebSockets) open at once: per participant and in total.
+    max_streams_per_participant: int = Field(default=4, ge=1)
+    max_streams: int = Field(default=1000, ge=1)
+    # The OpenAPI pages (/docs, /redoc) load nothing from outside; off by
+    # default (the document itself is always at /openapi.json).
+    api_docs: bool = False
     writer_max_batch: int = 512
     # The grid's ledger key (its account; signs payouts): a 32-byte hex seed or
     # an ``iotaprivkey1…`` secret. Or a file holding one; by default

@@ -54,7 +54,7 @@ Every refusal from the grid's API is one JSON body with the HTTP status below:
 Clients rebuild the error with `ProtocolError.from_wire`. The Home Assistant
 integration shows the invitation codes as translated errors in its forms and,
 when the grid refuses an action, passes the grid's message on.
-The OpenAPI document (`/openapi.json`, `/docs`) lists the codes each route can
+The OpenAPI document (`/openapi.json`) lists the codes each route can
 return.
 
 """

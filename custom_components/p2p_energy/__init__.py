@@ -31,7 +31,6 @@ from .const import (
     CONF_STRATEGY,
     CONF_TRADE_AHEAD,
     CONF_TRADING,
-    DEFAULT_DAILY_CAP,
     DEFAULT_TRADE_AHEAD,
     DOMAIN,
     LOGGER,
@@ -39,6 +38,7 @@ from .const import (
 from .coordinator import P2PCoordinator, create_store
 from .data import P2PConfigEntry, P2PData
 from .membership import client_from_entry
+from .prices import default_daily_cap, plain_decimal
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [
@@ -60,7 +60,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 def price_text(value: float | str | Decimal) -> str:
     """An option price (a number in the UI) as the protocol's decimal string."""
-    return format(Decimal(str(value)).quantize(Decimal("0.000001")).normalize(), "f")
+    return format(plain_decimal(Decimal(str(value))), "f")
 
 
 def trading_options(options: Mapping[str, Any], feed_in: str, retail: str) -> TradingOptions:
@@ -71,7 +71,7 @@ def trading_options(options: Mapping[str, Any], feed_in: str, retail: str) -> Tr
         max_buy_price=price_text(options.get(CONF_MAX_BUY_PRICE, retail)),
         trade_ahead=int(options.get(CONF_TRADE_AHEAD, DEFAULT_TRADE_AHEAD)),
         daily_cap_micro=int(
-            Decimal(str(options.get(CONF_DAILY_CAP, DEFAULT_DAILY_CAP))) * 1_000_000
+            Decimal(str(options.get(CONF_DAILY_CAP, default_daily_cap(retail)))) * 1_000_000
         ),
         auto_pay=bool(options.get(CONF_AUTO_PAY, True)),
     )

@@ -18,11 +18,14 @@ from homeassistant.config_entries import (
     SubentryFlowResult,
 )
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import AbortFlow
 from homeassistant.helpers import selector
 
 from .assets import declarations, new_asset_id
 from .client.crypto import CryptoError, KeyPair
 from .client.grid_client import GridClient, GridUnavailable
+from .client.invitation import InvitationError, check_grid_url, parse_invitation
+from .client.ledger.iota.keys import keypair_from_secret
 from .client.metering import ENERGY_UNITS_TO_WH
 from .client.protocol import ErrorCode, ProtocolError, SourceKind, check_name
 from .client.strategy import StrategyKind
@@ -46,15 +49,16 @@ from .const import (
     CONF_STRATEGY,
     CONF_TRADE_AHEAD,
     CONF_TRADING,
-    DEFAULT_DAILY_CAP,
     DEFAULT_TRADE_AHEAD,
     DOMAIN,
     KEY_GENERATE,
     KEY_IMPORT,
+    LOGGER,
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
 from .membership import create_client, keys_from_entry
+from .prices import daily_cap_selector, default_daily_cap, price_limit_selector
 
 _INVITATION_ERRORS = {
     ErrorCode.INVITATION_UNKNOWN: "invalid_invitation",
@@ -65,10 +69,10 @@ _INVITATION_ERRORS = {
 
 USER_SCHEMA = vol.Schema(
     {
-        vol.Required(CONF_GRID_URL): selector.TextSelector(
+        vol.Required(CONF_INVITATION): str,
+        vol.Optional(CONF_GRID_URL): selector.TextSelector(
             selector.TextSelectorConfig(type=selector.TextSelectorType.URL)
         ),
-        vol.Required(CONF_INVITATION): str,
         vol.Required(CONF_NAME): str,
         vol.Required(CONF_KEY_SOURCE, default=KEY_GENERATE): selector.SelectSelector(
             selector.SelectSelectorConfig(
@@ -77,6 +81,38 @@ USER_SCHEMA = vol.Schema(
         ),
     }
 )
+# Examples shown in the forms: hassfest refuses URLs inside strings.json.
+USER_PLACEHOLDERS = {
+    "example_link": "https://grid.example.org/join#ABCD-EFGH-…",
+    "example_url": "https://grid.example.org",
+}
+
+
+def grid_and_code(user_input: Mapping[str, Any]) -> tuple[str, str] | dict[str, str]:
+    """The grid's URL and the invitation code from the form, or the form's errors.
+
+    The invitation link carries both; a bare code needs the URL field.
+    """
+    typed_url = str(user_input.get(CONF_GRID_URL) or "").strip()
+    try:
+        invitation = parse_invitation(user_input[CONF_INVITATION])
+    except InvitationError:
+        return {CONF_INVITATION: "invalid_invitation_format"}
+    try:
+        url = check_grid_url(typed_url) if typed_url else None
+    except InvitationError:
+        return {CONF_GRID_URL: "invalid_url"}
+    if invitation.grid_url is None:
+        return (url, invitation.code) if url else {CONF_GRID_URL: "url_required"}
+    if url is not None and url != invitation.grid_url:
+        return {CONF_GRID_URL: "url_mismatch"}
+    return invitation.grid_url, invitation.code
+
+
+def unexpected(where: str) -> str:
+    """Log an unexpected failure with its traceback; the form shows ``unknown``."""
+    LOGGER.exception("Unexpected error while %s", where)
+    return "unknown"
 
 
 def unique_id_for(grid_id: str, address: str) -> str:
@@ -91,6 +127,8 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def __init__(self) -> None:
         self._user_input: dict[str, Any] = {}
+        self._grid_url = ""
+        self._code = ""
 
     @staticmethod
     @callback
@@ -111,7 +149,12 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                 check_name(user_input[CONF_NAME].strip(), CONF_NAME)
             except ProtocolError:
                 errors[CONF_NAME] = "invalid_name"
-            else:
+            found = grid_and_code(user_input)
+            if isinstance(found, dict):
+                errors.update(found)
+            if not errors:
+                assert isinstance(found, tuple)
+                self._grid_url, self._code = found
                 self._user_input = {**user_input, CONF_NAME: user_input[CONF_NAME].strip()}
                 if user_input[CONF_KEY_SOURCE] == KEY_IMPORT:
                     return await self.async_step_import_key()
@@ -120,6 +163,7 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, user_input),
             errors=errors,
+            description_placeholders=USER_PLACEHOLDERS,
         )
 
     async def async_step_import_key(
@@ -128,7 +172,8 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                keys = KeyPair.from_hex(user_input[CONF_SECRET_KEY])
+                # A 64-hex seed or an IOTA wallet's iotaprivkey1… export.
+                keys = keypair_from_secret(user_input[CONF_SECRET_KEY])
             except CryptoError:
                 errors[CONF_SECRET_KEY] = "invalid_key"
             else:
@@ -146,17 +191,15 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def _async_join(self, keys: KeyPair) -> ConfigFlowResult:
-        url = self._user_input[CONF_GRID_URL].rstrip("/")
+        url = self._grid_url
         client = create_client(self.hass, url, keys)
         errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {}
+        placeholders: dict[str, str] = dict(USER_PLACEHOLDERS)
         try:
             grid = await client.grid_info()
             await self.async_set_unique_id(unique_id_for(grid.grid, keys.address))
             self._abort_if_unique_id_configured()
-            participant = await client.join(
-                self._user_input[CONF_INVITATION].strip(), self._user_input[CONF_NAME]
-            )
+            participant = await client.join(self._code, self._user_input[CONF_NAME])
         except GridUnavailable:
             errors["base"] = "cannot_connect"
         except ProtocolError as exc:
@@ -167,6 +210,10 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 errors["base"] = "grid_refused"
                 placeholders["reason"] = exc.message
+        except AbortFlow:
+            raise
+        except Exception:  # not a grid's answer: the form says so, the log says why
+            errors["base"] = unexpected(f"joining the grid at {url}")
         else:
             return self.async_create_entry(
                 title=f"{grid.name}: {participant.name}",
@@ -182,9 +229,16 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                     CONF_STRATEGY: StrategyKind.RESERVE.value,
                     CONF_MIN_SELL_PRICE: float(grid.prices.feed_in),
                     CONF_MAX_BUY_PRICE: float(grid.prices.retail),
-                    CONF_DAILY_CAP: DEFAULT_DAILY_CAP,
+                    CONF_DAILY_CAP: default_daily_cap(grid.prices.retail),
                     CONF_TRADE_AHEAD: DEFAULT_TRADE_AHEAD,
                     CONF_AUTO_PAY: True,
+                },
+                # What comes next: without sources and meters nothing is traded.
+                description="joined",
+                description_placeholders={
+                    "grid": grid.name,
+                    "address": keys.address,
+                    "currency": grid.currency,
                 },
             )
         # Errors about the grid or the invitation belong on the first form,
@@ -213,7 +267,11 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                 grid_id=entry.data[CONF_GRID_ID],
             )
             try:
-                await client.join(user_input[CONF_INVITATION].strip(), entry.data[CONF_NAME])
+                # The link or the bare code: the membership keeps its address.
+                code = parse_invitation(user_input[CONF_INVITATION]).code
+                await client.join(code, entry.data[CONF_NAME])
+            except InvitationError:
+                errors[CONF_INVITATION] = "invalid_invitation_format"
             except GridUnavailable:
                 errors["base"] = "cannot_connect"
             except ProtocolError as exc:
@@ -222,6 +280,8 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
                 else:
                     errors["base"] = "grid_refused"
                     placeholders["reason"] = exc.message
+            except Exception:  # not a grid's answer: the form says so, the log says why
+                errors["base"] = unexpected("re-registering the household's key")
             else:
                 return self._async_reload_and_abort(entry, "reauth_successful")
         return self.async_show_form(
@@ -251,6 +311,8 @@ class P2PConfigFlow(ConfigFlow, domain=DOMAIN):
             except ProtocolError as exc:
                 errors["base"] = "key_refused"
                 placeholders["reason"] = exc.message
+            except Exception:  # not a grid's answer: the form says so, the log says why
+                errors["base"] = unexpected(f"checking the grid at {url}")
             if not errors:
                 self.hass.config_entries.async_update_entry(
                     entry, data={**entry.data, CONF_GRID_URL: url}
@@ -290,13 +352,12 @@ class P2POptionsFlow(OptionsFlow):
         if user_input is not None:
             if user_input[CONF_MAX_BUY_PRICE] < user_input[CONF_MIN_SELL_PRICE]:
                 errors[CONF_MAX_BUY_PRICE] = "price_order"
-            else:
+            forecast = user_input.get(CONF_FORECAST_ENTITY)
+            if forecast and (problem := forecast_sensor_error(self.hass, forecast)):
+                errors[CONF_FORECAST_ENTITY] = problem
+            if not errors:
                 return self.async_create_entry(data=user_input)
-        price = selector.NumberSelector(
-            selector.NumberSelectorConfig(
-                min=-1, max=5, step="any", mode=selector.NumberSelectorMode.BOX
-            )
-        )
+        currency = self._currency()
         schema = vol.Schema(
             {
                 vol.Required(CONF_TRADING): bool,
@@ -305,13 +366,9 @@ class P2POptionsFlow(OptionsFlow):
                         options=[k.value for k in StrategyKind], translation_key=CONF_STRATEGY
                     )
                 ),
-                vol.Required(CONF_MIN_SELL_PRICE): price,
-                vol.Required(CONF_MAX_BUY_PRICE): price,
-                vol.Required(CONF_DAILY_CAP): selector.NumberSelector(
-                    selector.NumberSelectorConfig(
-                        min=0, max=10_000, step=0.01, mode=selector.NumberSelectorMode.BOX
-                    )
-                ),
+                vol.Required(CONF_MIN_SELL_PRICE): price_limit_selector(currency),
+                vol.Required(CONF_MAX_BUY_PRICE): price_limit_selector(currency),
+                vol.Required(CONF_DAILY_CAP): daily_cap_selector(currency),
                 vol.Optional(CONF_FORECAST_ENTITY): selector.EntitySelector(
                     selector.EntitySelectorConfig(
                         domain="sensor", device_class=SensorDeviceClass.ENERGY
@@ -332,6 +389,30 @@ class P2POptionsFlow(OptionsFlow):
             ),
             errors=errors,
         )
+
+    def _currency(self) -> str | None:
+        """The grid's currency while the membership is loaded (the unit of the limits)."""
+        if self.config_entry.state is not ConfigEntryState.LOADED:
+            return None
+        return str(self.config_entry.runtime_data.grid.currency)
+
+
+def forecast_sensor_error(hass: HomeAssistant, entity_id: str) -> str | None:
+    """Why ``entity_id`` cannot be a forecast of the next hour's energy, or None.
+
+    A forecast is an amount expected, not a meter: a cumulative sensor
+    (``total``/``total_increasing``) would be read as thousands of kWh
+    coming within the hour.
+    """
+    state = hass.states.get(entity_id)
+    if state is None or state.attributes.get("unit_of_measurement") not in ENERGY_UNITS_TO_WH:
+        return "not_forecast_sensor"
+    if state.attributes.get("state_class") in (
+        SensorStateClass.TOTAL,
+        SensorStateClass.TOTAL_INCREASING,
+    ):
+        return "cumulative_forecast"
+    return None
 
 
 def energy_sensor_error(hass: HomeAssistant, entity_id: str) -> str | None:
@@ -427,6 +508,8 @@ class _AssetSubentryFlow(ConfigSubentryFlow):
             return "cannot_connect", ""
         except ProtocolError as exc:
             return "grid_refused", exc.message
+        except Exception:  # not a grid's answer: the form says so, the log says why
+            return unexpected("declaring the household's assets"), ""
         return None
 
 

@@ -38,7 +38,9 @@ CONF_TRADE_AHEAD: Final = "trade_ahead_intervals"
 CONF_AUTO_PAY: Final = "auto_pay"
 
 DEFAULT_TRADE_AHEAD: Final = 4
-DEFAULT_DAILY_CAP: Final = 5.0  # currency units per day
+# The default daily spending cap: this many kWh at the grid's retail price,
+# so it means the same on a EUR, JPY or HUF grid (see prices.default_daily_cap).
+DEFAULT_DAILY_CAP_KWH: Final = 20
 
 # Bus events for automations
 EVENT_TRADE: Final = f"{DOMAIN}_trade"
@@ -51,6 +53,23 @@ ISSUE_UNREACHABLE: Final = "grid_unreachable"
 ISSUE_OVER_CAP: Final = "payment_over_cap"
 ISSUE_PAYMENT_FAILED: Final = "payment_failed"
 ISSUE_KEY_REJECTED: Final = "key_rejected"
+REFUSAL_ISSUE_KIND: Final = "reading_refused"
+# Refused readings: a text per error code with its own advice
+# (docs/developers/error-codes.md); any other code, also one a newer grid
+# sends, gets the generic text with the grid's message.
+ISSUE_REFUSED_OVER_CAPACITY: Final = "reading_refused_over_capacity"
+ISSUE_REFUSED_WINDOW_CLOSED: Final = "reading_refused_window_closed"
+ISSUE_REFUSED_UNKNOWN_ASSET: Final = "reading_refused_unknown_asset"
+ISSUE_REFUSED_CONFLICT: Final = "reading_refused_reading_conflict"
+ISSUE_REFUSED_INVALID: Final = "reading_refused_invalid_field"
+ISSUE_REFUSED_OTHER: Final = "reading_refused_other"
+REFUSAL_ISSUES: Final = {
+    "over_capacity": ISSUE_REFUSED_OVER_CAPACITY,
+    "window_closed": ISSUE_REFUSED_WINDOW_CLOSED,
+    "unknown_asset": ISSUE_REFUSED_UNKNOWN_ASSET,
+    "reading_conflict": ISSUE_REFUSED_CONFLICT,
+    "invalid_field": ISSUE_REFUSED_INVALID,
+}
 UNREACHABLE_INTERVALS: Final = 4  # intervals without contact before a repair issue
 
 STORAGE_VERSION: Final = 1

@@ -41,8 +41,11 @@ from .const import (
     ISSUE_KEY_REJECTED,
     ISSUE_OVER_CAP,
     ISSUE_PAYMENT_FAILED,
+    ISSUE_REFUSED_OTHER,
     ISSUE_UNREACHABLE,
     LOGGER,
+    REFUSAL_ISSUE_KIND,
+    REFUSAL_ISSUES,
     STORAGE_VERSION,
     UNREACHABLE_INTERVALS,
 )
@@ -108,6 +111,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self._receipts_checked: datetime | None = None
         self._saved: dict[str, Any] | None = None
         self._traded: tuple[datetime, int | None] | None = None
+        self._refusals_shown: dict[str, int] | None = None
         household.on_event = self._on_household_event
 
     # -- start and stop -----------------------------------------------------------------
@@ -218,6 +222,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                 self._traded = None  # the forecast learned from them
                 changed = True
             changed |= await household.report(now) > 0
+            self.update_refusal_issues()
             # While the grid is unreachable one failed call per tick is
             # enough; the rest would only wait for the same timeouts.
             if household.connected or household.last_contact is None:
@@ -362,6 +367,50 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             entry.async_start_reauth(self.hass)
         else:
             ir.async_delete_issue(self.hass, DOMAIN, key_issue)
+
+    @callback
+    def update_refusal_issues(self) -> None:
+        """One repair issue per asset whose readings the grid refused and the owner has not seen.
+
+        Its translation follows the grid's error code (what the owner can do
+        differs); a code this version does not know gets the generic text
+        with the grid's own message.
+        """
+        refusals = self.household.refusals()
+        shown = {asset: len(items) for asset, items in refusals.items()}
+        if shown == self._refusals_shown:
+            return
+        self._refusals_shown = shown
+        entry = self.config_entry
+        prefix = f"{REFUSAL_ISSUE_KIND}_{entry.entry_id}_"
+        registry = ir.async_get(self.hass)
+        for domain, issue_id in list(registry.issues):
+            stale = issue_id.startswith(prefix) and issue_id.removeprefix(prefix) not in refusals
+            if domain == DOMAIN and stale:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        titles = {str(sub.data["asset_id"]): sub.title for sub in entry.subentries.values()}
+        for asset, items in refusals.items():
+            latest = items[-1]
+            issue_key = REFUSAL_ISSUES.get(latest.code, ISSUE_REFUSED_OTHER)
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                prefix + asset,
+                is_fixable=True,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=issue_key,
+                translation_placeholders={
+                    "asset": titles.get(asset, asset),
+                    "count": str(len(items)),
+                    "interval": dt_util.as_local(latest.reading.interval).strftime(
+                        "%Y-%m-%d %H:%M"
+                    ),
+                    "energy_wh": str(latest.reading.energy_wh),
+                    "code": latest.code,
+                    "message": latest.message,
+                },
+                data={"kind": REFUSAL_ISSUE_KIND, "entry_id": entry.entry_id, "asset_id": asset},
+            )
 
     def _sync_issues(self, kind: str, wanted: dict[str, dict[str, str]], *, fixable: bool) -> None:
         """Create one issue per statement in ``wanted``; delete the ones that resolved."""

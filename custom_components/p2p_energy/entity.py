@@ -7,11 +7,16 @@ from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .assets import asset_id
-from .const import CONF_GRID_URL, DOMAIN, SUBENTRY_SOURCE
+from .const import DOMAIN, SUBENTRY_SOURCE
 from .coordinator import P2PCoordinator
 
 
 def membership_device(coordinator: P2PCoordinator) -> DeviceInfo:
+    """The membership: its serial number is the wallet address households fund.
+
+    No ``configuration_url``: the grid's web pages are the operator's
+    dashboard (a login a household does not have), nothing to visit.
+    """
     entry = coordinator.config_entry
     grid = coordinator.household.grid
     return DeviceInfo(
@@ -19,8 +24,8 @@ def membership_device(coordinator: P2PCoordinator) -> DeviceInfo:
         name=entry.title,
         manufacturer="p2p_energy",
         model=f"Membership of {grid.name}",
+        serial_number=coordinator.client.address,
         entry_type=DeviceEntryType.SERVICE,
-        configuration_url=entry.data[CONF_GRID_URL],
     )
 
 

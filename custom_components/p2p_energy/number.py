@@ -21,6 +21,7 @@ from .const import CONF_DAILY_CAP, CONF_MAX_BUY_PRICE, CONF_MIN_SELL_PRICE
 from .coordinator import P2PCoordinator
 from .data import P2PConfigEntry
 from .entity import P2PEntity
+from .prices import MAX_DAILY_CAP, PRICE_BOUND, PRICE_STEP
 
 PARALLEL_UPDATES = 0
 
@@ -37,9 +38,9 @@ NUMBERS: tuple[P2PNumberDescription, ...] = (
         key="min_sell_price",
         translation_key="min_sell_price",
         option=CONF_MIN_SELL_PRICE,
-        native_min_value=-1.0,
-        native_max_value=5.0,
-        native_step=0.0001,
+        native_min_value=-PRICE_BOUND,
+        native_max_value=PRICE_BOUND,
+        native_step=PRICE_STEP,
         per_kwh=True,
         value_fn=lambda o: float(Decimal(o.min_sell_price)),
     ),
@@ -47,9 +48,9 @@ NUMBERS: tuple[P2PNumberDescription, ...] = (
         key="max_buy_price",
         translation_key="max_buy_price",
         option=CONF_MAX_BUY_PRICE,
-        native_min_value=-1.0,
-        native_max_value=5.0,
-        native_step=0.0001,
+        native_min_value=-PRICE_BOUND,
+        native_max_value=PRICE_BOUND,
+        native_step=PRICE_STEP,
         per_kwh=True,
         value_fn=lambda o: float(Decimal(o.max_buy_price)),
     ),
@@ -59,7 +60,7 @@ NUMBERS: tuple[P2PNumberDescription, ...] = (
         option=CONF_DAILY_CAP,
         device_class=NumberDeviceClass.MONETARY,
         native_min_value=0.0,
-        native_max_value=10_000.0,
+        native_max_value=MAX_DAILY_CAP,
         native_step=0.01,
         per_kwh=False,
         value_fn=lambda o: o.daily_cap_micro / 1_000_000,

@@ -8,6 +8,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
+from .const import REFUSAL_ISSUE_KIND
 from .data import P2PConfigEntry
 
 
@@ -48,8 +49,36 @@ class PayOverCapFlow(ConfirmRepairFlow):
         return self.async_create_entry(data={})
 
 
+class AcknowledgeRefusalFlow(ConfirmRepairFlow):
+    """The owner has read why the grid refused an asset's readings; the issue goes.
+
+    The refused readings stay in the diagnostics; a later refusal raises the
+    issue again.
+    """
+
+    def __init__(self, entry_id: str, asset_id: str) -> None:
+        super().__init__()
+        self.entry_id = entry_id
+        self.asset_id = asset_id
+
+    async def async_step_confirm(
+        self, user_input: dict[str, str] | None = None
+    ) -> data_entry_flow.FlowResult:
+        if user_input is None:
+            return await super().async_step_confirm(user_input)
+        entry: P2PConfigEntry | None = self.hass.config_entries.async_get_entry(self.entry_id)
+        if entry is not None and entry.state is ConfigEntryState.LOADED:
+            data = entry.runtime_data
+            data.household.acknowledge_refusals(self.asset_id)
+            await data.coordinator.async_save()
+            data.coordinator.update_refusal_issues()
+        return self.async_create_entry(data={})
+
+
 async def async_create_fix_flow(
     hass: HomeAssistant, issue_id: str, data: dict[str, str | int | float | None] | None
 ) -> RepairsFlow:
     assert data is not None
+    if data.get("kind") == REFUSAL_ISSUE_KIND:
+        return AcknowledgeRefusalFlow(str(data["entry_id"]), str(data["asset_id"]))
     return PayOverCapFlow(str(data["entry_id"]), str(data["statement_id"]))

@@ -23,7 +23,13 @@ from homeassistant.util import dt as dt_util
 from .client.grid_client import GridUnavailable
 from .client.models import Statement
 from .client.protocol import OrderSpec, ProtocolError, Side, check_id
-from .client.units import UnitError, format_utc, is_interval_start, parse_price
+from .client.units import (
+    UnitError,
+    format_money_micro,
+    format_utc,
+    is_interval_start,
+    parse_price,
+)
 from .const import CONF_GRID_URL, DOMAIN
 from .data import P2PConfigEntry
 
@@ -181,6 +187,10 @@ async def _get_market(call: ServiceCall) -> ServiceResponse:
     }
 
 
+def _money(micro: int, currency: str) -> str:
+    return f"{format_money_micro(micro)} {currency}"
+
+
 def _statement_response(statement: Statement) -> dict[str, Any]:
     return statement.to_wire()
 
@@ -210,6 +220,23 @@ async def _pay_statement(call: ServiceCall) -> ServiceResponse:
         statement = await data.client.statement(statement_id)
     except (ProtocolError, GridUnavailable) as exc:
         raise _grid_error(entry, exc) from exc
+    if statement.amount_due_micro < 0:
+        # The grid pays this one (a producer's statement): nothing to send.
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="statement_owed_to_you",
+            translation_placeholders={
+                "statement_id": statement_id,
+                "amount": _money(-statement.amount_due_micro, statement.currency),
+            },
+        )
+    already_paid_here = household.paid_tx(statement_id) is not None
+    if statement.amount_due_micro - statement.paid_micro <= 0 and not already_paid_here:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="statement_settled",
+            translation_placeholders={"statement_id": statement_id},
+        )
     if household.payer is None:
         raise HomeAssistantError(
             translation_domain=DOMAIN,
@@ -224,8 +251,8 @@ async def _pay_statement(call: ServiceCall) -> ServiceResponse:
             translation_domain=DOMAIN,
             translation_key="over_cap",
             translation_placeholders={
-                "amount": f"{Decimal(due) / 1_000_000} {statement.currency}",
-                "cap": f"{Decimal(cap) / 1_000_000} {statement.currency}",
+                "amount": _money(due, statement.currency),
+                "cap": _money(cap, statement.currency),
             },
         )
     if not await household.pay(statement, today):

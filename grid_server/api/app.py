@@ -29,7 +29,7 @@ from grid_server.domain.clock import Clock
 from grid_server.service.wiring import Grid, build_grid
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
-from . import audit, dashboard, envelopes, join, operator, reads, stream
+from . import audit, dashboard, envelopes, join, limits, operator, reads, stream
 from . import payments as payment_routes
 from .common import error_response, error_responses
 
@@ -40,6 +40,7 @@ _STATUS_CODES = {
     405: ErrorCode.MALFORMED,
     401: ErrorCode.UNAUTHENTICATED,
     413: ErrorCode.TOO_LARGE,
+    408: ErrorCode.BODY_TIMEOUT,
 }
 
 
@@ -54,12 +55,17 @@ class GridApp(FastAPI):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root) :]
-            expected = envelopes.ENVELOPE_ROUTES.get(path)
+            # Cheap refusals first: body cap, read timeout, operator token (see limits.py).
+            admitted = await limits.admit(self.state.grid, scope, receive, send, path)
+            if admitted is None:
+                return
+            receive = admitted
+            expected = envelopes.ENVELOPE_ROUTES.get(path) if scope["method"] == "POST" else None
             if expected is not None:
                 await envelopes.asgi_intake(self.state.grid, expected, scope, receive, send)
                 return
@@ -82,6 +88,11 @@ def create_app(settings: Settings, clock: Clock | None = None, grid: Grid | None
         version="1",
         summary="Peer-to-peer neighbourhood energy market: signed writes, reads, live events.",
         lifespan=lifespan,
+        # Pages that would load Swagger UI / ReDoc from a CDN: off unless asked for.
+        docs_url="/docs" if grid.settings.api_docs else None,
+        redoc_url="/redoc" if grid.settings.api_docs else None,
+        # A slash redirect is built from the Host header (an open redirect); none.
+        redirect_slashes=False,
     )
     app.state.grid = grid
     app.include_router(envelopes.router)

@@ -20,9 +20,10 @@ needs the operator):
 **Authentication.** The operator token never travels in a URL. The page
 asks for it once (``POST /dashboard/api/session``) and gets an HttpOnly,
 ``SameSite=Strict`` session cookie (``Secure`` over HTTPS) valid for
-``SESSION_SECONDS``; the cookie is an HMAC of its expiry under a key derived
-from the operator token, so every worker accepts it, and changing the
-operator token ends every session. Scripts may send ``Authorization: Bearer
+``SESSION_SECONDS``; the session lives in the database
+(:mod:`grid_server.service.dashboard.sessions`), so every worker accepts it,
+logging out ends it on the server, and changing the operator token ends
+every session. Scripts may send ``Authorization: Bearer
 <operator token>`` instead. A one-time login link (``/dashboard/login?ticket=…``)
 can be issued by the operator (``POST /dashboard/api/tickets`` or
 :func:`login_link` in process, which the demo uses); the ticket is signed
@@ -51,22 +52,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import RedirectResponse, Response
 
 from grid_server.service import dashboard as views
+from grid_server.service.dashboard import sessions
 from grid_server.service.operator import OperatorError
 from grid_server.service.payout_outlook import payout_outlook
-from grid_server.service.ratelimit import TokenBuckets
 from grid_server.service.wiring import Grid as GridService
 from p2p_energy_client.invitation import MAX_INVITATION_LENGTH, InvitationError, parse_invitation
 from p2p_energy_client.protocol import ErrorCode, ProtocolError
 
 from .common import client_address, error_responses, json_response, path_time
-from .deps import grid_of
+from .deps import grid_of, is_operator_token
+from .stream import OPERATOR, close_with, stream_slot
 
 STATIC: Final = Path(__file__).parent / "static" / "dashboard"
 COOKIE: Final = "p2p_dashboard"
 COOKIE_PATH: Final = "/dashboard"
 SESSION_SECONDS: Final = 12 * 3600
 TICKET_SECONDS: Final = 3600
-LOGIN_FAILURES_PER_HOUR: Final = 20
 CLOCK_SECONDS: Final = 1.0  # the stream sends the grid's clock this often (real time)
 # The page's own rules: only this server's scripts, styles, images and sockets.
 CSP: Final = (
@@ -77,14 +78,9 @@ CSP: Final = (
 
 @dataclass
 class _State:
-    """Per process: tickets already used, and failed logins per address."""
+    """Per process: tickets already used (wrong tokens are the grid's limiter's)."""
 
     used_tickets: dict[str, float] = field(default_factory=dict)
-    failures: TokenBuckets = field(
-        default_factory=lambda: TokenBuckets(
-            LOGIN_FAILURES_PER_HOUR / 3600, LOGIN_FAILURES_PER_HOUR
-        )
-    )
 
 
 def _state(app: Any) -> _State:
@@ -106,20 +102,6 @@ def _key(grid: GridService) -> bytes | None:
 
 def _mac(key: bytes, purpose: str, payload: str) -> str:
     return hmac.new(key, f"{purpose}|{payload}".encode(), hashlib.sha256).hexdigest()
-
-
-def _session_value(key: bytes, now: float) -> str:
-    expires = int(now) + SESSION_SECONDS
-    return f"{expires}.{_mac(key, 'session', str(expires))}"
-
-
-def _valid_session(key: bytes | None, value: str | None, now: float) -> bool:
-    if key is None or not value:
-        return False
-    expires, _, mac = value.partition(".")
-    if not expires.isdigit() or int(expires) <= now:
-        return False
-    return hmac.compare_digest(mac, _mac(key, "session", expires))
 
 
 def issue_ticket(grid: GridService, now: float | None = None) -> str:
@@ -154,31 +136,40 @@ def login_link(app: FastAPI, base: str) -> str:
     return f"{base.rstrip('/')}/dashboard/login?ticket={issue_ticket(app.state.grid)}"
 
 
-def _operator_bearer(request: Request | WebSocket, grid: GridService) -> bool | None:
-    """True/False for a bearer token that is/is not the operator's; None without one."""
-    header = request.headers.get("authorization")
+def _address(connection: Request | WebSocket) -> str:
+    return connection.client.host if connection.client is not None else "?"
+
+
+def _operator_bearer(connection: Request | WebSocket, grid: GridService) -> bool | None:
+    """True/False for a bearer token that is/is not the operator's; None without one.
+
+    A wrong one counts against the address like a wrong login; an address
+    over its limit is refused before its token is compared at all.
+    """
+    header = connection.headers.get("authorization")
     if header is None:
         return None
+    address = _address(connection)
+    grid.limiter.check_auth_allowed(address)
     scheme, _, token = header.partition(" ")
-    expected = grid.settings.operator_token
-    return bool(
-        scheme.lower() == "bearer"
-        and expected
-        and token
-        and secrets.compare_digest(token.strip().encode(), expected.encode())
-    )
+    if scheme.lower() == "bearer" and is_operator_token(grid, token.strip()):
+        return True
+    grid.limiter.record_auth_failure(address)
+    return False
 
 
-def _authenticated(request: Request | WebSocket, grid: GridService) -> bool:
-    bearer = _operator_bearer(request, grid)
+async def _authenticated(connection: Request | WebSocket, grid: GridService) -> bool:
+    bearer = _operator_bearer(connection, grid)
     if bearer is not None:
         return bearer
-    return _valid_session(_key(grid), request.cookies.get(COOKIE), time.time())
+    key = _key(grid)
+    cookie = connection.cookies.get(COOKIE)
+    return key is not None and await sessions.is_open(grid.db, key, cookie)
 
 
 async def operator_or_session(request: Request) -> None:
     """The operator's bearer token or session cookie (async: no worker thread per request)."""
-    if not _authenticated(request, grid_of(request)):
+    if not await _authenticated(request, grid_of(request)):
         raise ProtocolError(
             ErrorCode.UNAUTHENTICATED,
             "the dashboard needs the operator: log in on the page or send the operator token",
@@ -186,10 +177,11 @@ async def operator_or_session(request: Request) -> None:
         )
 
 
-def _set_session(request: Request, response: Response, key: bytes) -> None:
+async def _set_session(request: Request, response: Response, key: bytes) -> None:
+    token = await sessions.open_session(grid_of(request).db, key, SESSION_SECONDS)
     response.set_cookie(
         COOKIE,
-        _session_value(key, time.time()),
+        token,
         max_age=SESSION_SECONDS,
         path=COOKIE_PATH,
         secure=request.url.scheme == "https",
@@ -277,7 +269,7 @@ async def login_with_ticket(request: Request) -> Response:
     if key is None or not _redeem_ticket(request.app, grid, ticket, time.time()):
         return RedirectResponse("/dashboard/?login=expired", status_code=303)
     response = RedirectResponse("/dashboard/", status_code=303)
-    _set_session(request, response, key)
+    await _set_session(request, response, key)
     return response
 
 
@@ -296,7 +288,7 @@ async def session_state(request: Request) -> Response:
     grid = grid_of(request)
     return json_response(
         {
-            "authenticated": _authenticated(request, grid),
+            "authenticated": await _authenticated(request, grid),
             "operator_token_configured": bool(grid.settings.operator_token),
         }
     )
@@ -309,28 +301,23 @@ async def session_state(request: Request) -> Response:
 )
 async def log_in(request: Request, body: LoginRequest) -> Response:
     grid = grid_of(request)
-    failures = _state(request.app).failures
     address = client_address(request)
-    if not failures.peek(address):
-        raise ProtocolError(
-            ErrorCode.RATE_LIMITED, "too many wrong operator tokens; retry later", "token"
-        )
+    grid.limiter.check_auth_allowed(address, "token")
     key = _key(grid)
-    expected = grid.settings.operator_token
-    if (
-        key is None
-        or not expected
-        or not secrets.compare_digest(body.token.encode(), expected.encode())
-    ):
-        failures.take(address)
+    if key is None or not is_operator_token(grid, body.token):
+        grid.limiter.record_auth_failure(address)
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, "that is not the operator token", "token")
     response = json_response({"authenticated": True})
-    _set_session(request, response, key)
+    await _set_session(request, response, key)
     return response
 
 
-@session_router.delete("/session", summary="Log out (forget the session cookie)")
-async def log_out() -> Response:
+@session_router.delete("/session", summary="Log out (ends the session on the server)")
+async def log_out(request: Request) -> Response:
+    grid = grid_of(request)
+    key = _key(grid)
+    if key is not None:
+        await sessions.close_session(grid.db, key, request.cookies.get(COOKIE))
     response = json_response({"authenticated": False})
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response
@@ -342,7 +329,9 @@ router = APIRouter(
     prefix="/dashboard/api",
     tags=["dashboard"],
     dependencies=[Depends(operator_or_session)],
-    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD),
+    responses=error_responses(
+        ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD, ErrorCode.RATE_LIMITED
+    ),
 )
 
 
@@ -524,17 +513,20 @@ async def stream(ws: WebSocket) -> None:
     """The grid's clock every second and a summary of each batch of new events."""
     grid: GridService = ws.app.state.grid
     await ws.accept()
-    refused = _refusal(ws, grid)
-    if refused is not None:
-        error, code = refused
-        await ws.send_text(orjson.dumps(error.to_wire()).decode())
-        await ws.close(code=code)
-        return
-    since_text = ws.query_params.get("since")
+    try:
+        await _check_stream(ws, grid)
+        since_text = ws.query_params.get("since")
+        async with stream_slot(ws, grid, OPERATOR):
+            await _run_stream(ws, grid, None if since_text is None else int(since_text))
+    except ProtocolError as exc:
+        await close_with(ws, exc)
+
+
+async def _run_stream(ws: WebSocket, grid: GridService, since: int | None) -> None:
     closed = asyncio.Event()
     watcher = asyncio.create_task(_watch(ws, closed))
     try:
-        await _pump(ws, grid, None if since_text is None else int(since_text), closed)
+        await _pump(ws, grid, since, closed)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass
     finally:
@@ -543,14 +535,13 @@ async def stream(ws: WebSocket) -> None:
             await ws.close()
 
 
-def _refusal(ws: WebSocket, grid: GridService) -> tuple[ProtocolError, int] | None:
-    """Why the stream is refused (the error and the close code), or None."""
-    if not _same_origin(ws) or not _authenticated(ws, grid):
-        return ProtocolError(ErrorCode.UNAUTHENTICATED, "log in first", "authorization"), 4401
+async def _check_stream(ws: WebSocket, grid: GridService) -> None:
+    """Refuse the stream to another site, without the operator, or with a bad ``since``."""
+    if not _same_origin(ws) or not await _authenticated(ws, grid):
+        raise ProtocolError(ErrorCode.UNAUTHENTICATED, "log in first", "authorization")
     since_text = ws.query_params.get("since")
     if since_text is not None and not since_text.isdigit():
-        return ProtocolError(ErrorCode.INVALID_FIELD, "since: an event id", "since"), 4400
-    return None
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "since: an event id", "since")
 
 
 async def _watch(ws: WebSocket, closed: asyncio.Event) -> None:

@@ -16,7 +16,7 @@ whose answer to a request that is both unauthenticated and invalid must stay
 
 from __future__ import annotations
 
-import secrets
+import hmac
 from typing import Annotated, NamedTuple
 
 from fastapi import Depends
@@ -125,14 +125,34 @@ ParticipantDep = Annotated[Member, Depends(current_participant)]
 # --- the operator ---------------------------------------------------------------------
 
 
-async def require_operator(connection: HTTPConnection) -> None:
-    """The request carries the operator's token (``Authorization: Bearer``)."""
-    expected = grid_of(connection).settings.operator_token
-    token = bearer(connection)
-    if not expected or token is None or not secrets.compare_digest(token, expected):
+def is_operator_token(grid: Grid, token: str | None) -> bool:
+    """Whether ``token`` is the operator's, compared in constant time.
+
+    Any string is handled: headers arrive as Latin-1 text and a token with
+    characters outside ASCII is simply wrong (``compare_digest`` on ``str``
+    would raise for it), so both sides are compared as UTF-8 bytes.
+    """
+    expected = grid.settings.operator_token
+    if not expected or not token:
+        return False
+    return hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8"))
+
+
+def check_operator(grid: Grid, token: str | None, address: str) -> None:
+    """Refuse a request without the operator's token; wrong tokens are limited per address."""
+    grid.limiter.check_auth_allowed(address)
+    if not is_operator_token(grid, token):
+        if token is not None:
+            grid.limiter.record_auth_failure(address)
         raise ProtocolError(
             ErrorCode.UNAUTHENTICATED, "the operator API needs the operator token", "authorization"
         )
+
+
+async def require_operator(connection: HTTPConnection) -> None:
+    """The request carries the operator's token (``Authorization: Bearer``)."""
+    address = connection.client.host if connection.client is not None else "?"
+    check_operator(grid_of(connection), bearer(connection), address)
 
 
 OperatorAuth = Depends(require_operator)

@@ -28,7 +28,10 @@ from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
     ProtocolError,
-    parse_envelope,
+    check_grid,
+    envelope_sender,
+    open_envelope,
+    parse_json,
 )
 
 from .common import ENVELOPE_ERRORS, JSON, client_address, error_responses
@@ -73,20 +76,54 @@ async def open_intake(
     length: str | None,
     chunks: AsyncIterator[bytes],
 ) -> tuple[bytes, Envelope]:
-    """Read and check one envelope of type ``expected`` (rate limits, JSON, signature)."""
+    """Read and check one envelope of type ``expected``: cheapest refusals first.
+
+    The JSON, then the key's membership (one lookup, none for a member seen
+    before) and its limit, and only then the signature and the payload: a key
+    that is no member costs no signature work. (Limits per address come first,
+    before the body is read: :func:`grid_server.api.limits.admit`.)
+    """
     if not grid.ready:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
-    grid.limiter.check_address(address)
+    # (the address's limits were checked before its body was read: limits.admit)
     raw = await collect_body(length, chunks)
-    envelope = parse_envelope(raw)
-    if envelope.payload.type != expected:
+    wire = parse_json(raw)
+    _check_route(wire, expected, grid.grid_id)
+    sender = envelope_sender(wire)
+    if expected == "join":
+        # Joins are limited per address and per failed invitation code; a key
+        # made up for the occasion gets no bucket of its own.
+        grid.limiter.check_join_allowed(address)
+    else:
+        if not grid.membership.remembers(sender):
+            # A lookup costs the address a refusal token, given back for a member.
+            grid.limiter.take_lookup(address)
+            await grid.membership.check(sender)
+            grid.limiter.give_back_lookup(address)
+        grid.limiter.check_key(sender)
+    return raw, open_envelope(wire)
+
+
+def _check_route(wire: object, expected: str, grid_id: str) -> None:
+    """The route takes ``expected`` envelopes for this grid (read from the JSON: no
+    signature work yet, and a client pointed at the wrong grid is told so).
+
+    Anything but a payload whose ``type`` or ``grid`` is another string is left
+    to :func:`open_envelope`, which names what is wrong with it.
+    """
+    payload = wire.get("payload") if isinstance(wire, dict) else None
+    if not isinstance(payload, dict):
+        return
+    found = payload.get("type")
+    if isinstance(found, str) and found != expected:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             f"payload.type: this route takes {expected!r} envelopes",
             "payload.type",
         )
-    grid.limiter.check_key(envelope.sender)
-    return raw, envelope
+    claimed = payload.get("grid")
+    if isinstance(claimed, str):
+        check_grid(claimed, grid_id)
 
 
 async def accept(
@@ -98,8 +135,6 @@ async def accept(
 ) -> tuple[int, bytes]:
     """Read, check and hand to the writer one envelope of type ``expected``: (status, body)."""
     raw, envelope = await open_intake(grid, expected, address, length, chunks)
-    if expected == "join":
-        grid.limiter.check_join_allowed(address)
     outcome = await grid.writer.submit(raw, envelope, address)
     if expected == "join" and outcome.status in (404, 409):
         code = orjson.loads(outcome.body).get("error", {}).get("code")

@@ -20,7 +20,11 @@ router = APIRouter(
     tags=["operator"],
     dependencies=[OperatorAuth],
     responses=error_responses(
-        ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN
+        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.INVALID_FIELD,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.RATE_LIMITED,  # an address that guessed the token too often
     ),
 )
 

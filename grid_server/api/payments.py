@@ -125,7 +125,9 @@ operator_router = APIRouter(
     prefix="/api/v1/operator",
     tags=["operator"],
     dependencies=[OperatorAuth],
-    responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD),
+    responses=error_responses(
+        ErrorCode.UNAUTHENTICATED, ErrorCode.INVALID_FIELD, ErrorCode.RATE_LIMITED
+    ),
 )
 
 

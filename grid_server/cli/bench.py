@@ -25,6 +25,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "grid_server.cli.bench_ingest",
     "grid_server.cli.bench_audit",
     "grid_server.cli.bench_interval",
+    "grid_server.cli.bench_flood",
 )
 
 WELFARE_REL_TOL = 1e-9

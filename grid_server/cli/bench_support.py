@@ -92,9 +92,12 @@ def grid_server_process(
         **os.environ,
         "P2P_OPERATOR_TOKEN": token,
         "P2P_LOG_LEVEL": "WARNING",
-        # The benchmark floods from one address: no per-address throttling.
+        # The benchmark floods from one address, faster than any household
+        # sends: no per-address or per-key throttling.
         "P2P_RATE_PER_ADDRESS": "1000000",
         "P2P_BURST_PER_ADDRESS": "1000000",
+        "P2P_RATE_PER_KEY": "1000000",
+        "P2P_BURST_PER_KEY": "1000000",
         **(env or {}),
     }
     command = [

@@ -252,7 +252,7 @@ class _View:
             )
         else:
             c.print("  dashboard      (not in this build)")
-        c.print(f"  grid server    {info.url}  (API {info.url}/docs)")
+        c.print(f"  grid server    {info.url}  (API {info.url}/openapi.json)")
         c.print(f"  database       {info.database}")
         c.print(f"  operator token {info.operator_token}")
         c.print("  Ctrl-C stops.")

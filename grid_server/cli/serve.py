@@ -14,6 +14,7 @@ from typing import Any
 
 from grid_server.config import ConfigError, Settings, load_settings
 from grid_server.storage.db import Database, normalise_url
+from grid_server.storage.files import PrivateFileError, create_private, read_private
 
 from .locate import (
     DatabaseState,
@@ -84,20 +85,26 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
 
 
 def ensure_operator_token(settings: Settings) -> Settings:
-    """Use the configured operator token, or the one saved next to the database, or a new one."""
+    """Use the configured operator token, or the one saved next to the database, or a new one.
+
+    The token is a secret: it is never printed (stderr is the server's log), only the
+    file that holds it, which must be private to its owner (mode 0600, no symlink).
+    """
     if settings.operator_token:
         return settings
     db = Database(settings.database_url)
     folder = db.sqlite_path.parent if db.sqlite_path is not None else Path.cwd()
     path = folder / TOKEN_FILE
-    if path.exists():
-        token = path.read_text().strip()
+    if path.exists() or path.is_symlink():
+        token = read_private(path).strip()
     else:
         token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token + "\n")
-        print(f"operator token (saved in {path}): {token}", file=sys.stderr)
+        create_private(path, token + "\n")
+        print(
+            f"made a new operator token, saved in {path} (mode 0600): "
+            "read it there to log in to the dashboard",
+            file=sys.stderr,
+        )
     return settings.model_copy(update={"operator_token": token})
 
 
@@ -122,7 +129,10 @@ def run_serve(args: argparse.Namespace) -> int:
     notice = start_notice(found, state)
     if notice is not None:
         print(notice, file=sys.stderr)
-    settings = ensure_operator_token(found.settings)
+    try:
+        settings = ensure_operator_token(found.settings)
+    except PrivateFileError as exc:
+        return fail("serve", str(exc))
     log_config = configure_logging(settings)
     if args.workers > 1:
         if Database(settings.database_url).is_sqlite:

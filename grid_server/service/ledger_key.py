@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
+import secrets
 from pathlib import Path
 
 from grid_server.config import Settings
 from grid_server.storage.db import Database
+from grid_server.storage.files import PrivateFileError, create_private, read_private
 from p2p_energy_client.crypto import CryptoError, KeyPair
 from p2p_energy_client.ledger.iota import keypair_from_secret
 
@@ -60,32 +61,31 @@ def load_grid_key(settings: Settings, *, create: bool = True) -> tuple[KeyPair, 
     if settings.ledger_key is not None:
         return parse_key(settings.ledger_key.get_secret_value(), "P2P_LEDGER_KEY"), "setting"
     path = key_file_path(settings)
-    if path.exists():
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise LedgerKeyError(
-                f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
-            )
-        return parse_key(path.read_text(), str(path)), str(path)
+    if path.exists() or path.is_symlink():
+        return _read_key_file(path), str(path)
     if not create:
         raise LedgerKeyError(f"no ledger key: set P2P_LEDGER_KEY or create {path}")
     keys = KeyPair.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole to a private temporary file, then linked into place: a
-    # concurrent starter sees either no key file or a complete one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(keys.seed_hex + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    # Written whole to a private temporary file of a new, unguessable name
+    # (O_EXCL, O_NOFOLLOW: never a file or link placed there before), then
+    # linked into place: a concurrent starter sees no key file or a complete one.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    create_private(tmp, keys.seed_hex + "\n")
     try:
         os.link(tmp, path)
     except FileExistsError:  # another worker was faster: use its key
-        return parse_key(path.read_text(), str(path)), str(path)
+        return _read_key_file(path), str(path)
     finally:
         tmp.unlink()
     _LOGGER.warning(
         "created the grid's ledger key in %s (address %s); back it up", path, keys.address
     )
     return keys, str(path)
+
+
+def _read_key_file(path: Path) -> KeyPair:
+    try:
+        return parse_key(read_private(path), str(path))
+    except PrivateFileError as exc:
+        raise LedgerKeyError(str(exc)) from exc

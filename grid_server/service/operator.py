@@ -8,6 +8,7 @@ the config file (:meth:`Operator.seed`) adds zones and prices the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ from grid_server.storage import operator_queries as oq
 from grid_server.storage.db import Database, advisory_key
 from p2p_energy_client.protocol import canonical_json, check_id
 from p2p_energy_client.units import format_price, format_utc, parse_price
+
+from .queries import member_summary
 
 # Invitations issued at once, at most (one request, one transaction).
 MAX_INVITATIONS = 100_000
@@ -92,6 +95,9 @@ class Operator:
     db: Database
     clock: Clock
     schedule: Schedule
+    # Called with (address, status) after a status change committed: the grid
+    # forgets a suspended member at intake and wakes the live streams, which close.
+    on_status: Callable[[str, str], None] | None = None
 
     async def _log(
         self,
@@ -183,18 +189,7 @@ class Operator:
     async def list_participants(self) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = await oq.all_participants(conn)
-        return [
-            {
-                "address": r.address,
-                "name": r.name,
-                "zone": r.zone,
-                "role": r.role,
-                "status": r.status,
-                "joined_at": format_utc(r.joined_at),
-                "last_seq": r.last_seq,
-            }
-            for r in rows
-        ]
+        return [{**member_summary(r), "last_seq": r.last_seq} for r in rows]
 
     async def set_participant_status(self, address: str, status: str) -> None:
         """Suspend, reinstate (``active``) or remove a participant.
@@ -216,6 +211,8 @@ class Operator:
             await oq.set_participant_status(conn, address, status, now)
             record = {"action": "status", "participant": address, "status": status}
             await self._log(conn, [(address, record)])
+        if self.on_status is not None:
+            self.on_status(address, status)
 
     # --- prices and zones ---------------------------------------------------------
 

@@ -34,7 +34,7 @@ from p2p_energy_client.models import (
     ZoneResult,
 )
 from p2p_energy_client.protocol import MAX_CLOCK_SKEW_SECONDS, PROTOCOL_VERSION
-from p2p_energy_client.units import format_price
+from p2p_energy_client.units import format_price, format_utc
 
 from .handlers.assets import assets_view
 from .handlers.session import token_hash
@@ -226,3 +226,15 @@ async def events_since(
     """Events after ``since``: the participant's own and the public ones (all public for None)."""
     rows = await stored_events.visible_after(conn, pid, since, limit)
     return [Event(r.id, r.kind, r.created_at, orjson.loads(r.body)) for r in rows]
+
+
+def member_summary(r: Any) -> dict[str, Any]:
+    """Who a participant is, as the operator's lists (CLI, API, dashboard) show it."""
+    return {
+        "address": r.address,
+        "name": r.name,
+        "zone": r.zone,
+        "role": r.role,
+        "status": r.status,
+        "joined_at": format_utc(r.joined_at),
+    }

@@ -35,6 +35,7 @@ from .events import NOTIFY_CHANNEL, EventHub
 from .faults import Faults
 from .ingest import Writer
 from .ledger_key import load_grid_key
+from .membership import Membership
 from .metrics import Metrics
 from .operator import Operator
 from .payments import PaymentService
@@ -58,6 +59,7 @@ class Grid:
     faults: Faults  # test-only halting points (off unless P2P_TEST_FAULTS is set)
     hub: EventHub
     limiter: RateLimiter
+    membership: Membership
     payments: PaymentService
     payouts: PayoutWorker
     anchoring: Anchoring
@@ -168,6 +170,13 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
     )
     audit = AuditTrail(grid_id=grid_id, db=db, clock=clock, schedule=schedule, anchoring=anchoring)
 
+    membership = Membership(db)
+
+    def status_changed(address: str, status: str) -> None:
+        if status != "active":
+            membership.forget(address)
+        hub.notify()  # live streams look at their participant's status again
+
     def after_payments() -> None:
         hub.notify()
         payouts.loop.wake()
@@ -190,11 +199,14 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         faults=faults,
         hub=hub,
         limiter=RateLimiter(settings),
+        membership=membership,
         payments=payments,
         payouts=payouts,
         anchoring=anchoring,
         audit=audit,
-        operator=Operator(grid_id=grid_id, db=db, clock=clock, schedule=schedule),
+        operator=Operator(
+            grid_id=grid_id, db=db, clock=clock, schedule=schedule, on_status=status_changed
+        ),
         cycle=IntervalCycle(
             grid_id=grid_id,
             currency=config.currency,

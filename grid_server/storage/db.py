@@ -33,6 +33,8 @@ from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from .files import ensure_private
+
 
 def normalise_url(url: str) -> str:
     """``postgresql://`` → asyncpg, ``sqlite://`` → aiosqlite; a bare path means SQLite."""
@@ -52,6 +54,18 @@ def sqlite_file(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
     return Path(parsed.database)
+
+
+def _private_file(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:
+    """Before SQLite opens (and so creates) the database: create it 0600, not world-readable.
+
+    SQLite gives its journal and WAL files the database file's mode.
+    """
+    database = cargs[0] if cargs else cparams.get("database")
+    if isinstance(database, str) and database not in ("", ":memory:"):
+        if database.startswith("file:"):
+            return  # a URI (tests, read-only opens): SQLite's own rules
+        ensure_private(Path(database))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -89,6 +103,7 @@ class Database:
                 (self.write_engine, "BEGIN IMMEDIATE"),
                 (self.read_engine, "BEGIN"),
             ):
+                event.listen(engine.sync_engine, "do_connect", _private_file)
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
                 event.listen(engine.sync_engine, "connect", self._track_worker)
                 event.listen(engine.sync_engine, "begin", _make_begin(begin))

@@ -138,6 +138,18 @@ sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# The operator's dashboard sessions (issue 13): the cookie is a random token,
+# stored only as its HMAC under a key derived from the operator token, so
+# logging out deletes the session, and a new operator token ends them all.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_dashboard_sessions_expires", "expires_at"),
+)
+
 assets = Table(
     "assets",
     metadata,

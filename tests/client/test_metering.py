@@ -56,6 +56,41 @@ def test_reset_counts_from_zero() -> None:
     assert energies(tracker, at(16)) == [(0, 100 + 40 + 16)]  # 20 Wh over 10:10-10:16
 
 
+def test_reset_within_rated_power_counts_from_zero() -> None:
+    """A daily counter's restart with a rated power known: Home Assistant's rule still."""
+    tracker = MeterTracker(15)
+    tracker.observe(5000.0, at(1), max_power_w=3000)
+    tracker.observe(40.0, at(10), max_power_w=3000)  # 40 Wh in 9 min: 3 kW allows 450
+    tracker.observe(60.0, at(16), max_power_w=3000)
+    assert energies(tracker, at(16)) == [(0, 40 + 16)]
+    assert tracker.jumps == 0
+
+
+@pytest.mark.parametrize(
+    ("totals", "expected"),
+    [
+        # A new meter that starts at its own reading: 5 kWh in 4 min is no 3 kW source.
+        ([10_000.0, 10_100.0, 5_000.0, 5_050.0], [(0, 100 + 50)]),
+        # A glitch to zero and back: the jump back is not energy either.
+        ([10_000.0, 10_100.0, 0.0, 10_150.0], [(0, 100)]),
+        # A spike up and back down.
+        ([10_000.0, 90_000.0, 10_020.0, 10_070.0], [(0, 50)]),
+    ],
+    ids=["swap-to-a-used-meter", "glitch-to-zero-and-back", "spike"],
+)
+def test_jump_beyond_rated_power_is_a_new_starting_point(
+    totals: list[float], expected: list[tuple[int, int]]
+) -> None:
+    """Not one reading the grid refuses as over capacity: the new total is the baseline."""
+    tracker = MeterTracker(15)
+    for minute, total in zip((1, 5, 9, 13), totals, strict=True):
+        tracker.observe(total, at(minute), max_power_w=3000)
+    tracker.observe(totals[-1], at(16), max_power_w=3000)
+    assert energies(tracker, at(16)) == expected
+    assert tracker.jumps >= 1
+    assert MeterTracker.from_state(tracker.to_state()).jumps == tracker.jumps
+
+
 def test_small_drop_is_jitter_not_reset() -> None:
     tracker = MeterTracker(15)
     tracker.observe(1000.0, at(1))

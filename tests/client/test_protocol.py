@@ -295,3 +295,25 @@ def test_error_details_round_trip_and_stay_optional() -> None:
     )
     # Bodies from grids that never send details still parse.
     assert ProtocolError.from_wire(plain.to_wire()).details is None
+
+
+def test_error_with_a_code_from_a_newer_grid_keeps_its_words() -> None:
+    """A code this client does not know: MALFORMED, but the grid's code, field and message stay.
+
+    The household then sets the named reading aside under that code (a
+    repair issue with the generic text), instead of retrying it forever.
+    """
+    wire = {
+        "error": {
+            "code": "source_not_approved",
+            "field": "payload.readings[2].energy_wh",
+            "message": "the operator has not approved this source yet",
+        }
+    }
+    err = ProtocolError.from_wire(wire, 422)
+    assert err.code is ErrorCode.MALFORMED
+    assert err.wire_code == "source_not_approved"
+    assert err.field == "payload.readings[2].energy_wh"
+    assert err.message == "the operator has not approved this source yet"
+    known = ProtocolError.from_wire(ProtocolError(ErrorCode.WINDOW_CLOSED, "late").to_wire(), 409)
+    assert known.wire_code == "window_closed"

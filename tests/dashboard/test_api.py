@@ -20,7 +20,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from grid_server.api.dashboard import COOKIE, LOGIN_FAILURES_PER_HOUR, STATIC
+from grid_server.api.dashboard import COOKIE, STATIC
 from grid_server.cli.audit import record as record_verification
 from grid_server.demo import stats
 from grid_server.demo.runner import dashboard_url
@@ -374,12 +374,15 @@ async def test_login_cookie_tickets_and_pages(tmp_path: Path) -> None:
             assert (await http.get("/dashboard/api/overview")).status_code == 200
             assert (await http.get("/dashboard/api/session")).json()["authenticated"] is True
             value = http.cookies[COOKIE]
-            expires, _, mac = value.partition(".")
-            http.cookies.set(COOKIE, f"{int(expires) + 3600}.{mac}", path="/dashboard")
+            tampered = value[:-1] + ("A" if value[-1] != "A" else "B")
+            http.cookies.set(COOKIE, tampered, path="/dashboard")
             assert (await http.get("/dashboard/api/overview")).status_code == 401  # tampered
             http.cookies.set(COOKIE, value, path="/dashboard")
             out = await http.delete("/dashboard/api/session")
             assert out.status_code == 200 and 'p2p_dashboard=""' in out.headers["set-cookie"]
+            # Logging out ends the session on the server: a copy of the cookie is worthless.
+            http.cookies.set(COOKIE, value, path="/dashboard")
+            assert (await http.get("/dashboard/api/overview")).status_code == 401
 
         # A one-time login link: works once, then sends the browser to the login form.
         async with httpx.AsyncClient(base_url=grid.url, timeout=10) as http:
@@ -403,13 +406,14 @@ async def test_login_cookie_tickets_and_pages(tmp_path: Path) -> None:
             demo = await http.get(demo_link.removeprefix(grid.url))
             assert (demo.status_code, demo.headers["location"]) == (303, "/dashboard/")
 
-            # Guessing the token is limited per address.
-            # (the first client's wrong guess above counts too: same address)
+            # Guessing the token is limited per address, in the body or as a bearer:
+            # the first client's wrong bearer and wrong guess above count too (same address).
+            allowed = grid.grid.settings.auth_failures_per_hour
             codes = [
                 (await http.post("/dashboard/api/session", json={"token": f"guess{i}"})).status_code
-                for i in range(LOGIN_FAILURES_PER_HOUR)
+                for i in range(allowed - 1)
             ]
-            assert codes == [401] * (LOGIN_FAILURES_PER_HOUR - 1) + [429]
+            assert codes == [401] * (allowed - 2) + [429]
             limited = await http.post("/dashboard/api/session", json={"token": OPERATOR_TOKEN})
             assert limited.status_code == 429
 

@@ -21,12 +21,14 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.p2p_energy.client.crypto import KeyPair
+from custom_components.p2p_energy.client.invitation import format_invitation
 from custom_components.p2p_energy.const import (
     CONF_ADDRESS,
     CONF_ASSET_ID,
     CONF_AUTO_PAY,
     CONF_DAILY_CAP,
     CONF_ENERGY_ENTITY,
+    CONF_FORECAST_ENTITY,
     CONF_GRID_URL,
     CONF_INVITATION,
     CONF_KEY_SOURCE,
@@ -45,6 +47,7 @@ from custom_components.p2p_energy.const import (
     SUBENTRY_METER,
     SUBENTRY_SOURCE,
 )
+from grid_server.config import PriceConfig
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     GRID_ID,
@@ -58,6 +61,7 @@ from tests.support.home_assistant import (
     household_keys,
     join_grid,
     meter,
+    not_a_grid,
     reauth_flows,
     serve_grid,
     setup_member,
@@ -103,9 +107,123 @@ async def test_join_with_generated_key(hass: HomeAssistant, grid: RunningGrid) -
     assert participant.name == "Rooftop house"
 
 
-async def test_join_with_imported_iota_key(
-    hass: HomeAssistant, grid: RunningGrid, iota_vectors: dict[str, Any]
+async def test_join_with_one_pasted_link(hass: HomeAssistant, grid: RunningGrid) -> None:
+    """The invitation link carries the grid's address: nothing else to type."""
+    flow_id = await start(hass)
+    link = format_invitation(grid.url, await grid.invite(zone="feeder-1"))
+    result = await hass.config_entries.flow.async_configure(
+        flow_id,
+        {CONF_INVITATION: f"  {link}  ", CONF_NAME: "Pasted", CONF_KEY_SOURCE: KEY_GENERATE},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_GRID_URL] == grid.url
+    assert result["options"][CONF_DAILY_CAP] == 6.0  # 20 kWh at the 0.30 retail price
+    # The next step is shown, with the address to fund.
+    assert result["description"] == "joined"
+    assert result["description_placeholders"] == {
+        "grid": "Test grid",
+        "address": result["data"][CONF_ADDRESS],
+        "currency": "EUR",
+    }
+    participant = await grid.client(KeyPair.from_hex(result["data"][CONF_SECRET_KEY])).me()
+    assert participant.zone == "feeder-1"
+
+
+async def test_join_with_a_link_and_the_same_url(hass: HomeAssistant, grid: RunningGrid) -> None:
+    flow_id = await start(hass)
+    link = format_invitation(grid.url, await grid.invite())
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(grid, link, **{CONF_GRID_URL: grid.url + "/"})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+def _no_url(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {CONF_INVITATION: code, CONF_NAME: "Typist", CONF_KEY_SOURCE: KEY_GENERATE}
+
+
+def _other_url(grid: RunningGrid, code: str) -> dict[str, str]:
+    link = format_invitation("https://elsewhere.example", code)
+    return {**_no_url(grid, link), CONF_GRID_URL: grid.url}
+
+
+def _bad_url(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, code), CONF_GRID_URL: "grid.example.org"}
+
+
+def _not_a_link(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, f"{grid.url}/invite#{code}")}
+
+
+def _link_without_code(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, f"{grid.url}/join#")}
+
+
+def _not_a_code(grid: RunningGrid, code: str) -> dict[str, str]:
+    return {**_no_url(grid, "0189-!!"), CONF_GRID_URL: grid.url}
+
+
+@pytest.mark.parametrize(
+    ("form", "errors"),
+    [
+        (_no_url, {CONF_GRID_URL: "url_required"}),
+        (_other_url, {CONF_GRID_URL: "url_mismatch"}),
+        (_bad_url, {CONF_GRID_URL: "invalid_url"}),
+        (_not_a_link, {CONF_INVITATION: "invalid_invitation_format"}),
+        (_link_without_code, {CONF_INVITATION: "invalid_invitation_format"}),
+        (_not_a_code, {CONF_INVITATION: "invalid_invitation_format"}),
+    ],
+    ids=[
+        "bare-code-without-url",
+        "link-for-another-url",
+        "url-not-http",
+        "not-a-join-link",
+        "link-without-code",
+        "not-a-code",
+    ],
+)
+async def test_join_refuses_what_was_pasted(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    form: Callable[[RunningGrid, str], dict[str, str]],
+    errors: dict[str, str],
 ) -> None:
+    """Refused before anything is sent: the invitation is not used up."""
+    flow_id = await start(hass)
+    code = await grid.invite()
+    result = await hass.config_entries.flow.async_configure(flow_id, form(grid, code))
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert result["description_placeholders"]["example_link"].startswith("https://")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(grid, format_invitation(grid.url, code))
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_join_survives_a_reply_that_is_not_a_grid(
+    hass: HomeAssistant, grid: RunningGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A web server that is not a grid answers 200 with a page: ``unknown``, not a crash."""
+    flow_id = await start(hass)
+    async with not_a_grid() as url:
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, user_input(grid, await grid.invite(), **{CONF_GRID_URL: url})
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "unknown"}
+    assert f"Unexpected error while joining the grid at {url}" in caplog.text
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, user_input(grid, await grid.invite())
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.parametrize("form", ["secret_hex", "bech32_secret"], ids=["hex", "iotaprivkey"])
+async def test_join_with_imported_iota_key(
+    hass: HomeAssistant, grid: RunningGrid, iota_vectors: dict[str, Any], form: str
+) -> None:
+    """The key as an IOTA wallet exports it (iotaprivkey1…) or as 64 hex characters."""
     vector = iota_vectors["ed25519_keypairs"][0]
     flow_id = await start(hass)
     code = await grid.invite()
@@ -114,13 +232,17 @@ async def test_join_with_imported_iota_key(
     )
     assert result["step_id"] == "import_key"
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {CONF_SECRET_KEY: vector["secret_hex"]}
+        flow_id, {CONF_SECRET_KEY: vector[form]}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_ADDRESS] == vector["address"]
 
 
-@pytest.mark.parametrize("secret", ["not hex", "0x" + "ab" * 16], ids=["not-hex", "16-bytes"])
+@pytest.mark.parametrize(
+    "secret",
+    ["not hex", "0x" + "ab" * 16, "iotaprivkey1qqqqqqqq", "iotaprivkey1" + "q" * 59],
+    ids=["not-hex", "16-bytes", "iotaprivkey-short", "iotaprivkey-bad-checksum"],
+)
 async def test_import_key_refused(
     hass: HomeAssistant, grid: RunningGrid, iota_vectors: dict[str, Any], secret: str
 ) -> None:
@@ -224,7 +346,8 @@ async def test_join_refused_after_too_many_wrong_codes(
 
     # Someone guesses codes: the grid allows 20 failures an hour per address.
     for attempt in range(20):
-        result = await hass.config_entries.flow.async_configure(flow_id, form(f"GUESS-{attempt}"))
+        guess = f"GUES-SAAA-{chr(ord('A') + attempt)}"  # well-formed codes the grid never issued
+        result = await hass.config_entries.flow.async_configure(flow_id, form(guess))
         assert result["errors"] == {CONF_INVITATION: "invalid_invitation"}
     # Now even a good code is refused, and the form says why.
     result = await hass.config_entries.flow.async_configure(flow_id, form(await grid.invite()))
@@ -301,6 +424,34 @@ async def test_reauth_after_removal(
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data is not before
     assert (await grid.client(member.keys).me()).status == "active"
+
+
+async def test_reauth_with_a_pasted_link(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    """The new invitation as a link, as the operator hands it out; a garbled one is named."""
+    member = await join("Readmitted")
+    entry = member.entry(grid)
+    await setup_member(hass, entry)
+    await grid.grid.operator.set_participant_status(member.keys.address, "removed")
+    await advance(hass, grid, clock, MINUTE)
+    (flow,) = reauth_flows(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_INVITATION: f"{grid.url}/join#"}
+    )
+    assert result["errors"] == {CONF_INVITATION: "invalid_invitation_format"}
+    link = format_invitation(grid.url, await grid.invite())
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_INVITATION: link}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert (await grid.client(member.keys).me()).status == "active"
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_reauth_refused_while_the_key_is_still_a_member(
@@ -423,6 +574,89 @@ async def test_reconfigure_to_a_new_address(
 
 
 # --- options ------------------------------------------------------------------------------
+
+
+async def test_options_in_a_currency_with_large_prices(
+    hass: HomeAssistant, tmp_path: Path, clock: TickingDateTimeFactory
+) -> None:
+    """On a JPY grid prices are tens per kWh and a day's bill thousands: the options save."""
+    prices = (PriceConfig(retail="31", feed_in="8.5"),)
+    async with serve_grid(tmp_path / "jpy", currency="JPY", prices=prices) as yen:
+        entry = (await join_grid(yen, "Tokyo")).entry(yen)
+        await setup_member(hass, entry)
+        # Without a cap set, 20 kWh at retail: 620 yen, not 5.
+        assert entry.runtime_data.household.options.daily_cap_micro == 620_000_000
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                CONF_TRADING: True,
+                CONF_STRATEGY: "reserve",
+                CONF_MIN_SELL_PRICE: 9.5,
+                CONF_MAX_BUY_PRICE: 30,
+                CONF_DAILY_CAP: 25_000,
+                CONF_TRADE_AHEAD: 4,
+                CONF_AUTO_PAY: True,
+            },
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+        options = entry.runtime_data.household.options
+        assert (options.min_sell_price, options.max_buy_price) == ("9.5", "30")
+        assert options.daily_cap_micro == 25_000_000_000
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _cumulative_meter(hass: HomeAssistant) -> str:
+    energy_sensor(hass, "sensor.pv_total", 1234.5)
+    return "sensor.pv_total"
+
+
+def _power_sensor(hass: HomeAssistant) -> str:
+    hass.states.async_set("sensor.pv_power", "2100", {"unit_of_measurement": "W"})
+    return "sensor.pv_power"
+
+
+@pytest.mark.parametrize(
+    ("sensor", "error"),
+    [(_cumulative_meter, "cumulative_forecast"), (_power_sensor, "not_forecast_sensor")],
+    ids=["cumulative-meter", "not-energy"],
+)
+async def test_options_refuse_a_forecast_that_is_not_one(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    join: Callable[..., Awaitable[Member]],
+    sensor: Callable[[HomeAssistant], str],
+    error: str,
+) -> None:
+    entry = (await join()).entry(grid)
+    await setup_member(hass, entry)
+    options = {
+        CONF_TRADING: True,
+        CONF_STRATEGY: "reserve",
+        CONF_MIN_SELL_PRICE: 0.08,
+        CONF_MAX_BUY_PRICE: 0.3,
+        CONF_DAILY_CAP: 5,
+        CONF_TRADE_AHEAD: 4,
+        CONF_AUTO_PAY: True,
+    }
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**options, CONF_FORECAST_ENTITY: sensor(hass)}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_FORECAST_ENTITY: error}
+    # Forecast.Solar's "energy next hour": kWh, no state class.
+    hass.states.async_set(
+        "sensor.energy_next_hour", "1.2", {"unit_of_measurement": "kWh", "device_class": "energy"}
+    )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**options, CONF_FORECAST_ENTITY: "sensor.energy_next_hour"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.forecast_entity == "sensor.energy_next_hour"
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_options_flow(

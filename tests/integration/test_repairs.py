@@ -15,15 +15,20 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 
-from custom_components.p2p_energy.const import DOMAIN
+from custom_components.p2p_energy.const import DOMAIN, SUBENTRY_SOURCE
+from tests.support.fault_proxy import fault_proxy
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     START,
+    TEN,
     Member,
     Meters,
+    add_asset,
     call_action,
     consumer_with_statement,
     repairs_manager,
+    setup_member,
+    source,
     walk,
 )
 
@@ -110,3 +115,47 @@ async def test_confirmed_repair_that_cannot_pay(
     assert result["reason"] == "payment_failed"
     assert result["description_placeholders"] == {"message": "membership removed"}
     assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
+
+
+async def test_readings_refused_for_good_become_an_issue(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    """Readings that reach the grid after its window: an issue saying so, until read."""
+    member = await join("Late")
+    async with fault_proxy(grid.url) as proxy:
+        entry = member.entry(grid, url=proxy.url, trading_enabled=False)
+        meters = Meters(hass, {"sensor.pv": 2000.0})
+        await setup_member(hass, entry)
+        await add_asset(hass, entry.entry_id, SUBENTRY_SOURCE, source())
+        proxy.mode = "unavailable"
+        # The 10:00 interval's window closes at 10:30 (15 minutes after it).
+        await walk(hass, grid, clock, meters, START.replace(minute=41))
+        proxy.mode = "pass"
+        await walk(hass, grid, clock, meters, START.replace(minute=45))
+        household = entry.runtime_data.household
+        (asset_id,) = household.assets
+        issue_id = f"reading_refused_{entry.entry_id}_{asset_id}"
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+        assert issue is not None
+        assert issue.translation_key == "reading_refused_window_closed"
+        assert issue.translation_placeholders is not None
+        assert issue.translation_placeholders["asset"] == "PV"
+        assert issue.translation_placeholders["code"] == "window_closed"
+        # The last reported energy is what the grid accepted, not the refused value.
+        refused = {r.reading.interval for r in household.refusals()[asset_id]}
+        accepted = await grid.client(member.keys).readings(TEN, START.replace(minute=45))
+        assert refused and not refused & {r.interval for r in accepted}
+        last = household.snapshot(START).last_readings.get(asset_id)
+        assert last == (accepted[-1].energy_wh if accepted else None)
+
+        manager = await repairs_manager(hass)
+        flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+        result = await manager.async_configure(flow["flow_id"], {})
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+        assert household.refusals() == {}
+        assert len(household.to_state()["outbox"]["rejected"]) == len(refused)  # still kept
+        assert await hass.config_entries.async_unload(entry.entry_id)

@@ -16,6 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.p2p_energy.client.units import format_money_micro
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
     START,
@@ -23,7 +24,9 @@ from tests.support.home_assistant import (
     advance,
     call_action,
     consumer_with_statement,
+    household_keys,
     join_grid,
+    producer_with_statement,
     serve_grid,
     setup_member,
 )
@@ -230,6 +233,28 @@ async def test_statement_without_money(
     assert "balance is 0" in (err.value.translation_placeholders or {})["message"]
     assert statement.id in entry.runtime_data.household.unpaid
     assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
+
+
+async def test_paying_a_statement_the_grid_owes_is_refused(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    """A producer's statement is paid by the grid: a validation error, not a traceback."""
+    entry, statement_id = await producer_with_statement(hass, grid, clock, await join("Roof"))
+    statement = await grid.client(household_keys("Roof")).statement(statement_id)
+    assert statement.amount_due_micro < 0
+    with pytest.raises(ServiceValidationError) as err:
+        await call_action(
+            hass, "pay_statement", config_entry_id=entry.entry_id, statement_id=statement_id
+        )
+    assert err.value.translation_key == "statement_owed_to_you"
+    assert err.value.translation_placeholders == {
+        "statement_id": statement_id,
+        "amount": f"{format_money_micro(-statement.amount_due_micro)} EUR",
+    }
+    assert entry.runtime_data.household.paid_tx(statement_id) is None
 
 
 @pytest.mark.parametrize(

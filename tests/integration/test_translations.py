@@ -24,7 +24,19 @@ PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 # translation_key=<name> whose value is not a constant, with the keys it can take.
 # coordinator._sync_issues(kind, ...) is only called with these issue constants.
-DYNAMIC_KEYS = {("coordinator.py", "kind"): {"issues": ("ISSUE_OVER_CAP", "ISSUE_PAYMENT_FAILED")}}
+DYNAMIC_KEYS = {
+    ("coordinator.py", "kind"): {"issues": ("ISSUE_OVER_CAP", "ISSUE_PAYMENT_FAILED")},
+    ("coordinator.py", "issue_key"): {
+        "issues": (
+            "ISSUE_REFUSED_OVER_CAPACITY",
+            "ISSUE_REFUSED_WINDOW_CLOSED",
+            "ISSUE_REFUSED_UNKNOWN_ASSET",
+            "ISSUE_REFUSED_CONFLICT",
+            "ISSUE_REFUSED_INVALID",
+            "ISSUE_REFUSED_OTHER",
+        )
+    },
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -188,6 +200,12 @@ def test_every_issue_constant_has_strings() -> None:
     issues = {v for k, v in CONSTANTS.items() if k.startswith("ISSUE_")}
     assert issues
     assert issues <= STRINGS["issues"].keys()
+
+
+def test_no_url_in_strings() -> None:
+    """Hassfest refuses URLs in translations: examples come as description placeholders."""
+    strings = flatten(load(COMPONENT / "strings.json"))
+    assert [key for key, text in strings.items() if re.search(r"https?://", str(text))] == []
 
 
 def test_services_have_strings() -> None:

@@ -106,17 +106,27 @@ async def test_signed_envelope_attacks(grid: RunningGrid) -> None:
     tampered = envelope(keys, body, seq + 1, now)
     tampered["payload"]["readings"][0]["energy_wh"] = 5
     assert error_of(await post(grid.url, "/readings", tampered))[1] == "bad_signature"
-    # Sender that is not the key's address (signed by the key, so the signature holds).
-    mallory = KeyPair.generate()
-    mismatch = envelope(mallory, body, seq + 1, now)
+    # Sender that is not the key's address (signed by the key, so the signature holds):
+    # a member's key speaking for another member ...
+    bob = await grid.member("Bob")
+    mismatch = envelope(bob.keys, body, seq + 1, now)
     mismatch["payload"]["sender"] = alice.address
     mismatch["signature"] = base64.b64encode(
-        mallory.sign(canonical_json(mismatch["payload"]))
+        bob.keys.sign(canonical_json(mismatch["payload"]))
     ).decode()
     assert error_of(await post(grid.url, "/readings", mismatch)) == (
         401,
         "key_mismatch",
         "payload.sender",
+    )
+    # ... and a key that is no member, refused for that before any signature work.
+    mallory = KeyPair.generate()
+    outsider = envelope(mallory, body, seq + 1, now)
+    outsider["payload"]["sender"] = alice.address
+    assert error_of(await post(grid.url, "/readings", outsider)) == (
+        403,
+        "not_member",
+        "public_key",
     )
     # Another grid, a stale timestamp, a stranger.
     wrong_grid = envelope(keys, body, seq + 1, now, grid="other-grid")

@@ -94,6 +94,16 @@ def test_ledger_key(database_url: str) -> KeyPair:
     return KeyPair(hashlib.sha256(b"p2p-test-ledger-key|" + database_url.encode()).digest())
 
 
+LOAD_TEST_LIMITS: dict[str, Any] = {
+    "rate_per_key": 1000.0,
+    "burst_per_key": 10_000,
+    "rate_per_address": 5000.0,
+    "burst_per_address": 20_000,
+    "refusals_per_address": 1000.0,
+    "refusal_burst_per_address": 10_000,
+}
+
+
 def test_settings(database_url: str, **overrides: Any) -> Settings:
     grid = overrides.pop("grid", None) or GridConfig(id="test-grid", name="Test grid")
     overrides.setdefault("operator_token", OPERATOR_TOKEN)
@@ -101,6 +111,11 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
     # file would land in the working directory on PostgreSQL).
     overrides.setdefault("ledger_key", test_ledger_key(database_url).seed_hex)
     overrides.setdefault("run_cycle", False)  # tests drive the cycle with run_cycle()
+    if not overrides.pop("default_limits", False):
+        # Tests send from one loopback address, many envelopes per key in a
+        # moment: the limits of a load test. tests/security runs the defaults.
+        for name, value in LOAD_TEST_LIMITS.items():
+            overrides.setdefault(name, value)
     return Settings(database_url=database_url, grid=grid, **overrides)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import voluptuous as vol
+from aiohttp import web
 from freezegun.api import TickingDateTimeFactory
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.repairs.issue_handler import async_process_repairs_platforms
@@ -67,6 +68,7 @@ from custom_components.p2p_energy.const import (
     CONF_SECRET_KEY,
     DOMAIN,
     SUBENTRY_METER,
+    SUBENTRY_SOURCE,
 )
 from grid_server.config import GridConfig, LedgerConfig, ZoneConfig
 from grid_server.domain.clock import SystemClock
@@ -124,6 +126,32 @@ async def serve_grid(
         ledger_key=LEDGER_KEY.seed_hex,
     ) as running:
         yield running
+
+
+@asynccontextmanager
+async def not_a_grid() -> AsyncIterator[str]:
+    """A web server on 127.0.0.1 that is not a grid: every path answers 200 with a page.
+
+    What a household reaches with a mistyped address (a router's page, a
+    blog): nothing the grid client can read as a grid's answer.
+    """
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            text="<html><body>Welcome to nginx!</body></html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def port_of(grid: RunningGrid) -> int:
@@ -362,6 +390,36 @@ async def consumer_with_statement(
     household = entry.runtime_data.household
     await wait_for(hass, lambda: bool(household.unpaid) or bool(household._s.paid))
     return entry
+
+
+async def producer_with_statement(
+    hass: HomeAssistant, grid: RunningGrid, clock: TickingDateTimeFactory, member: Member
+) -> tuple[MockConfigEntry, str]:
+    """A household that only produces (3 kW of solar, nothing sold): the grid owes it.
+
+    Its first statement (10:00-11:00) pays the feed-in price for what it
+    delivered; returns the entry and that statement's id. The clock ends at 11:25.
+    """
+    entry = member.entry(grid, trading_enabled=False)
+    meters = Meters(hass, {"sensor.roof": 3000.0})
+    await setup_member(hass, entry)
+    await add_asset(
+        hass, entry.entry_id, SUBENTRY_SOURCE, source("Roof", "sensor.roof", rated_power_w=8000)
+    )
+    await walk(hass, grid, clock, meters, START.replace(hour=11, minute=25), step=5 * MINUTE)
+    client = grid.client(member.keys)
+    statements: list[Any] = []
+
+    async def issued() -> None:
+        statements[:] = await client.statements()
+
+    for _ in range(50):
+        await issued()
+        if statements:
+            break
+        await asyncio.sleep(0.1)
+    (statement,) = statements
+    return entry, str(statement.id)
 
 
 async def trade_between(

@@ -24,12 +24,13 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 
 from .crypto import KeyPair
+from .lifecycle import AsyncCloseable
 from .models import (
     AssetsView,
     Event,
@@ -88,7 +89,7 @@ class GridUnavailable(Exception):
 _RETRY_STATUSES: Final = frozenset({502, 503, 504})
 
 
-class GridClient:
+class GridClient(AsyncCloseable):
     """A household's connection to one grid.
 
     ``last_seq`` is the last sequence number this key used; persist
@@ -146,12 +147,6 @@ class GridClient:
             await self._session.close()
         self._session = None
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     def _url(self, path: str) -> str:
         return f"{self._base}{API_PREFIX}{path}"
 
@@ -177,36 +172,22 @@ class GridClient:
         while True:
             attempt += 1
             if auth or optional_auth:
-                token = await self._session_token(required=auth)
-                if token is not None:
-                    headers["Authorization"] = f"Bearer {token}"
+                await self._authorise(headers, required=auth)
             try:
-                async with self._http().request(
-                    method,
-                    self._url(path),
-                    data=data,
-                    params=params,
-                    headers=headers,
-                    timeout=self._timeout,
-                ) as resp:
-                    body = await resp.read()
-                    status = resp.status
+                status, body = await self._exchange(method, path, data, params, headers)
             except aiohttp.ClientConnectorError as exc:
                 # Nothing listens: no request left us, and retrying within a
                 # second rarely finds the grid back. The caller retries later.
                 raise GridUnavailable(f"{method} {path}: {exc!r}") from exc
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if attempt < self._retries:
-                    await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-                    continue
-                raise GridUnavailable(f"{method} {path}: {exc!r}") from exc
-            if status in _RETRY_STATUSES and attempt < self._retries:
-                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+                if attempt >= self._retries:
+                    raise GridUnavailable(f"{method} {path}: {exc!r}") from exc
+                await _backoff(attempt)
                 continue
-            try:
-                parsed = json.loads(body) if body else None
-            except ValueError:
-                parsed = None
+            if status in _RETRY_STATUSES and attempt < self._retries:
+                await _backoff(attempt)
+                continue
+            parsed = _json_or_none(body)
             if status < 400:
                 return parsed
             error = ProtocolError.from_wire(parsed, status)
@@ -224,6 +205,29 @@ class GridClient:
             if status >= 500 and error.code is ErrorCode.MALFORMED:
                 raise GridUnavailable(f"{method} {path}: HTTP {status}")
             raise error
+
+    async def _authorise(self, headers: dict[str, str], *, required: bool) -> None:
+        token = await self._session_token(required=required)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes]:
+        async with self._http().request(
+            method,
+            self._url(path),
+            data=data,
+            params=params,
+            headers=headers,
+            timeout=self._timeout,
+        ) as resp:
+            return resp.status, await resp.read()
 
     async def _session_token(self, *, required: bool) -> str | None:
         now = self._clock()
@@ -503,3 +507,15 @@ class GridClient:
 
 
 __all__ = ["GridClient", "GridUnavailable"]
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+
+
+def _json_or_none(body: bytes) -> Any:
+    """The answer's JSON, or None when it has none (an empty or non-JSON error page)."""
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None

@@ -28,7 +28,7 @@ from .grid_client import GridClient, GridUnavailable
 from .ledger.base import LedgerError
 from .metering import MeterTracker
 from .models import SHARED_LINE_KINDS, Event, Fill, GridInfo, LineItem, MarketResult, Statement
-from .outbox import Outbox
+from .outbox import Outbox, Rejected
 from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
 from .receipt_keeper import ReceiptKeeper
 from .receipts import VerifiedReceipt
@@ -37,17 +37,30 @@ from .units import interval_start, parse_price, parse_utc
 
 _LOGGER = logging.getLogger(__name__)
 
-# Refusals after which a reading can never be accepted: set it aside.
-_PERMANENT: Final = frozenset(
+# Refusals that say nothing about the reading itself: send it again later.
+# Any other refusal that names a reading (also a code this client does not
+# know yet) means that reading can never be accepted as it is: it is set aside
+# with the grid's code and message, for the owner to see.
+_TRANSIENT: Final = frozenset(
     {
-        ErrorCode.WINDOW_CLOSED,
-        ErrorCode.UNKNOWN_ASSET,
-        ErrorCode.OVER_CAPACITY,
-        ErrorCode.INVALID_FIELD,
+        ErrorCode.MALFORMED,  # with a known code only: see _is_permanent
+        ErrorCode.BAD_SIGNATURE,
+        ErrorCode.STALE_TIMESTAMP,
+        ErrorCode.REPLAY,
+        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.TOO_LARGE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.UNAVAILABLE,
     }
 )
 _AUTH_LOST: Final = frozenset({ErrorCode.NOT_MEMBER, ErrorCode.SUSPENDED})
 _COUNTED_FILLS_KEPT: Final = 2000
+_SETTLED_KEPT: Final = 2000
+# A participant's settlement lines by side of the physical meter: energy it
+# took from the grid (bought from neighbours, shared in, or at retail) and
+# energy it gave (sold, shared out, or at feed-in).
+IMPORT_LINES: Final = frozenset({"market_buy", "shortfall_retail", "shared_in"})
+EXPORT_LINES: Final = frozenset({"market_sell", "surplus_feed_in", "shared_out"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +108,24 @@ class Totals:
     shared_value_nano: int = 0
 
 
+@dataclass(slots=True)
+class GridCosts:
+    """What settlement says the household's grid connection cost, everything included.
+
+    Unlike :class:`Totals` (market trades at gate closure), these are the
+    settled lines of every interval: market trades *and* what went at retail
+    and feed-in, for the energy the meters measured. ``import_micro`` is paid
+    for energy taken from the grid, ``export_micro`` received for energy given
+    (both >= 0 in practice); Wh are the energy those lines are for.
+    """
+
+    import_micro: int = 0
+    import_wh: int = 0
+    export_micro: int = 0
+    export_wh: int = 0
+    settled_intervals: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the household's dashboards show, at one moment."""
@@ -116,6 +147,7 @@ class Snapshot:
     last_receipt: VerifiedReceipt | None = None
     receipts_pending: int = 0
     receipt_failures: int = 0
+    grid_costs: GridCosts = field(default_factory=GridCosts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +182,10 @@ class _State:
     last_readings: dict[str, int] = field(default_factory=dict)
     paid: dict[str, str] = field(default_factory=dict)  # statement id → tx id
     spent_by_day: dict[str, int] = field(default_factory=dict)  # ISO date → micro-units
+    grid_costs: GridCosts = field(default_factory=GridCosts)
+    settled: dict[str, None] = field(default_factory=dict)  # intervals counted (ordered set)
+    # asset → the last refused interval its owner has seen (ISO), see refusals()
+    refusals_seen: dict[str, str] = field(default_factory=dict)
 
 
 class Household:
@@ -217,7 +253,9 @@ class Household:
 
     def observe(self, asset_id: str, total_wh: float, at: datetime) -> None:
         """A meter's cumulative total (Wh) at ``at``."""
-        self._tracker(asset_id).observe(total_wh, at)
+        asset = self.assets.get(asset_id)
+        max_power = asset.rated_power_w if asset is not None else None
+        self._tracker(asset_id).observe(total_wh, at, max_power or None)
 
     def mark_unavailable(self, asset_id: str) -> None:
         self._tracker(asset_id).mark_unavailable()
@@ -240,7 +278,6 @@ class Household:
             asset = self.assets[reading.asset]
             slot = by_interval.setdefault(reading.interval, [0, 0])
             slot[0 if asset.role == "source" else 1] += reading.energy_wh
-            self._s.last_readings[reading.asset] = reading.energy_wh
         forecaster = self._forecaster()
         for interval, (produced, consumed) in sorted(by_interval.items()):
             forecaster.learn(interval, produced, consumed)
@@ -266,6 +303,10 @@ class Household:
                     break
                 continue
             self._s.outbox.acknowledge(batch)
+            # What the grid accepted, in interval order: a refused reading is
+            # never shown as reported.
+            for reading in batch:
+                self._s.last_readings[reading.asset] = reading.energy_wh
             self._contact(now)
             sent += len(batch)
         self._s.last_seq = self.client.last_seq
@@ -278,13 +319,31 @@ class Household:
             self.key_rejected = exc
             return False
         index = _reading_index(exc.field)
-        if exc.code in _PERMANENT and index is not None and index < len(batch):
+        if _is_permanent(exc) and index is not None and index < len(batch):
             reading = batch[index]
             _LOGGER.warning("grid refused reading %s: %s", reading, exc.message)
-            self._s.outbox.set_aside(reading, str(exc.code), exc.message)
+            self._s.outbox.set_aside(reading, exc.wire_code, exc.message)
             return True
         _LOGGER.warning("grid refused readings: %s", exc.message)
         return False
+
+    def refusals(self) -> dict[str, list[Rejected]]:
+        """Readings the grid refused for good that the owner has not seen, by asset, in order."""
+        found: dict[str, list[Rejected]] = {}
+        for item in self._s.outbox.rejected:
+            asset = item.reading.asset
+            seen = self._s.refusals_seen.get(asset)
+            if asset in self.assets and (seen is None or item.reading.interval.isoformat() > seen):
+                found.setdefault(asset, []).append(item)
+        for items in found.values():
+            items.sort(key=lambda r: r.reading.interval)
+        return found
+
+    def acknowledge_refusals(self, asset_id: str) -> None:
+        """The owner has seen the asset's refused readings (they stay in the diagnostics)."""
+        items = self.refusals().get(asset_id)
+        if items:
+            self._s.refusals_seen[asset_id] = items[-1].reading.interval.isoformat()
 
     # -- trading ------------------------------------------------------------------------
 
@@ -368,10 +427,8 @@ class Household:
         elif event.kind == "payment":
             self._emit("payment", event.data)
         elif event.kind == "settled":
-            self._apply_settled(
-                parse_utc(event.data["interval"]),
-                [LineItem.from_wire(x) for x in event.data.get("lines", ())],
-            )
+            lines = [LineItem.from_wire(x) for x in event.data.get("lines", ())]
+            self._apply_settlement(parse_utc(event.data["interval"]), lines)
 
     @property
     def last_event_id(self) -> int:
@@ -452,6 +509,35 @@ class Household:
                 step = candidate
         return parse_price(step.retail), parse_price(step.feed_in)
 
+    def _apply_settlement(self, interval: datetime, lines: Iterable[LineItem]) -> None:
+        """Count one settled interval's lines into the grid costs, exactly once."""
+        key = interval.isoformat()
+        if key in self._s.settled:
+            return
+        self._s.settled[key] = None
+        while len(self._s.settled) > _SETTLED_KEPT:
+            del self._s.settled[next(iter(self._s.settled))]
+        items = list(lines)
+        self._apply_settled(interval, items)  # sharing after delivery, counted once too
+        costs = self._s.grid_costs
+        costs.settled_intervals += 1
+        for line in items:
+            # Amounts: > 0 the household owes the grid, < 0 the grid owes it.
+            owed = line.kind not in EXPORT_LINES and line.amount_micro > 0
+            if line.kind in IMPORT_LINES or owed:
+                costs.import_micro += line.amount_micro
+                costs.import_wh += line.energy_wh
+            else:
+                costs.export_micro -= line.amount_micro
+                costs.export_wh += line.energy_wh
+
+    @property
+    def settled_until(self) -> datetime | None:
+        """The latest interval whose settlement was counted."""
+        if not self._s.settled:
+            return None
+        return max(datetime.fromisoformat(k) for k in self._s.settled)
+
     def _apply_statement(self, statement: Statement) -> None:
         known = self.unpaid.get(statement.id)
         if statement.status == "paid" or statement.amount_due_micro <= statement.paid_micro:
@@ -489,6 +575,7 @@ class Household:
                 self._apply_fills(result.fills)
             for statement in await self.client.statements():
                 self._apply_statement(statement)
+            await self._fetch_settlements(current)
         except GridUnavailable as exc:
             self._lost_contact(exc)
             return
@@ -497,6 +584,21 @@ class Household:
                 self.key_rejected = exc
             return
         self._contact(now)
+
+    async def _fetch_settlements(self, current: datetime) -> None:
+        """Settled lines the stream did not bring (counted once, whichever brings them)."""
+        # The grid answers ranges of up to 31 days; a first look goes back two.
+        oldest = current - timedelta(days=30)
+        since = self.settled_until
+        since = current - timedelta(days=2) if since is None else since + self.interval
+        since = max(since, oldest)
+        if since >= current:
+            return
+        by_interval: dict[datetime, list[LineItem]] = {}
+        for line in await self.client.line_items(since, current):
+            by_interval.setdefault(line.interval, []).append(line)
+        for interval in sorted(by_interval):
+            self._apply_settlement(interval, by_interval[interval])
 
     # -- payments ----------------------------------------------------------------------------------
 
@@ -620,6 +722,9 @@ class Household:
             last_receipt=self.receipts.last_verified,
             receipts_pending=len(self.receipts.pending),
             receipt_failures=len(self.receipts.failures),
+            grid_costs=GridCosts(
+                **{k: getattr(self._s.grid_costs, k) for k in GridCosts.__dataclass_fields__}
+            ),
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -638,6 +743,9 @@ class Household:
             "paid": dict(s.paid),
             "spent_by_day": dict(list(sorted(s.spent_by_day.items()))[-7:]),
             "receipts": self.receipts.to_state(),
+            "grid_costs": {k: getattr(s.grid_costs, k) for k in GridCosts.__dataclass_fields__},
+            "settled": list(s.settled),
+            "refusals_seen": dict(s.refusals_seen),
         }
 
 
@@ -661,6 +769,9 @@ def _load_state(state: Mapping[str, Any] | None, interval_minutes: int) -> _Stat
     s.last_readings = {k: int(v) for k, v in state.get("last_readings", {}).items()}
     s.paid = dict(state.get("paid", {}))
     s.spent_by_day = {k: int(v) for k, v in state.get("spent_by_day", {}).items()}
+    s.grid_costs = GridCosts(**state.get("grid_costs", {}))
+    s.settled = dict.fromkeys(state.get("settled", ()))
+    s.refusals_seen = dict(state.get("refusals_seen", {}))
     for tracker in s.trackers.values():
         if tracker.interval_minutes != interval_minutes:
             raise ValueError("stored meter state is for another interval length")
@@ -682,6 +793,12 @@ def _close_enough(plan: tuple[OrderSpec, ...], placed: tuple[OrderSpec, ...]) ->
         <= max(REPLAN_MIN_WH, REPLAN_MIN_FRACTION * old.energy_wh)
         for new, old in zip(plan, placed, strict=True)
     )
+
+
+def _is_permanent(exc: ProtocolError) -> bool:
+    """A refusal of the reading itself (a code unknown to this client counts as one)."""
+    unknown_code = exc.wire_code != str(exc.code)
+    return unknown_code or exc.code not in _TRANSIENT
 
 
 def _reading_index(field_path: str | None) -> int | None:

@@ -8,10 +8,18 @@ to zero (a new inverter day, a replaced meter) and sometimes is
 * Energy between two observations is spread over that time span linearly and
   split at interval boundaries, so an update that straddles a boundary is
   shared fairly.
-* A drop of at least ``RESET_DROP_FRACTION`` of the previous total is a reset
-  (as Home Assistant's statistics treat it): the new total counts from zero.
-  A smaller drop is meter jitter: it is ignored until the total climbs back
-  above the highest value seen, so nothing is counted twice.
+* A drop of at least ``RESET_DROP_FRACTION`` of the previous total starts a
+  new cycle (as Home Assistant's statistics treat it): the new total counts
+  from zero. A smaller drop is meter jitter: it is ignored until the total
+  climbs back above the highest value seen, so nothing is counted twice.
+* When the asset's rated power is known, a change its power cannot explain
+  in the time it took (and at least one interval) is not energy: a swapped
+  meter that starts at its own reading, a glitch to some lower value, or the
+  jump back from a glitch. The
+  new total then only becomes the starting point (:attr:`MeterTracker.jumps`
+  counts these, for the diagnostics). Without a rated power Home
+  Assistant's rule applies alone. So a meter swap is never sent as one
+  enormous reading that the grid refuses as over capacity.
 * Unavailable or unknown states are skipped; the energy across the gap is
   spread over the gap when the meter comes back.
 * An interval is final once an observation at or after its end has arrived
@@ -96,13 +104,17 @@ class MeterTracker:
     open_wh: dict[datetime, float] = field(default_factory=dict)  # open intervals
     carry_wh: float = 0.0  # fractional Wh not yet reported
     finalized_until: datetime | None = None  # intervals before this are reported
+    jumps: int = 0  # implausible changes taken as a new starting point
 
     @property
     def _length(self) -> timedelta:
         return timedelta(minutes=self.interval_minutes)
 
-    def observe(self, total_wh: float, at: datetime) -> None:
-        """Record a cumulative total (already converted to Wh) observed at ``at``."""
+    def observe(self, total_wh: float, at: datetime, max_power_w: int | None = None) -> None:
+        """Record a cumulative total (already converted to Wh) observed at ``at``.
+
+        ``max_power_w``: the asset's rated power, when known (see the module's rules).
+        """
         if at.tzinfo is None:
             raise MeteringError("observation time must be timezone-aware (UTC)")
         at = at.astimezone(UTC)
@@ -115,14 +127,30 @@ class MeterTracker:
         if total_wh >= self.last_total_wh:
             delta = total_wh - self.last_total_wh
         elif total_wh <= self.last_total_wh * (1 - RESET_DROP_FRACTION):
-            delta = total_wh  # reset: the new total counts from zero
+            delta = total_wh  # a new cycle: the new total counts from zero
         else:
             # Jitter below the highest total: wait until the meter passes it again.
             self.last_time = at
             return
+        if max_power_w is not None and delta > self._possible_wh(max_power_w, at):
+            # Not energy the asset can have delivered: a new starting point.
+            self.jumps += 1
+            delta = 0.0
         self._spread(delta, self.last_time, at)
         self.last_total_wh = total_wh
         self.last_time = at
+
+    def _possible_wh(self, max_power_w: int, at: datetime) -> float:
+        """The most the asset can deliver since the last observation, generously.
+
+        At least one interval's worth, as the grid bounds a reading: energy
+        within it never makes a reading the grid refuses, and the timestamps
+        of two updates a few seconds apart (a meter near its rated power)
+        cannot make real energy look impossible.
+        """
+        assert self.last_time is not None
+        seconds = max((at - self.last_time).total_seconds(), self._length.total_seconds())
+        return max_power_w * seconds / 3600
 
     def _start(self, total_wh: float, at: datetime) -> None:
         self.last_total_wh = total_wh
@@ -188,6 +216,7 @@ class MeterTracker:
             "open_wh": {k.isoformat(): v for k, v in sorted(self.open_wh.items())},
             "carry_wh": self.carry_wh,
             "finalized_until": self.finalized_until.isoformat() if self.finalized_until else None,
+            "jumps": self.jumps,
         }
 
     @classmethod
@@ -205,4 +234,5 @@ class MeterTracker:
             open_wh={datetime.fromisoformat(k): float(v) for k, v in state["open_wh"].items()},
             carry_wh=float(state.get("carry_wh", 0.0)),
             finalized_until=when(state.get("finalized_until")),
+            jumps=int(state.get("jumps", 0)),
         )

@@ -49,7 +49,10 @@ MAX_CLOCK_SKEW_SECONDS: Final = 300
 MAX_SEQ: Final = 2**53 - 1  # the largest integer every JSON reader keeps exact
 MAX_ENERGY_WH: Final = 10**12
 MAX_BODY_BYTES: Final = 1_048_576
-MAX_READINGS_PER_ENVELOPE: Final = 5_000  # more than a day of 15-min intervals for 50 assets
+# A day of 1-minute readings for one source (or of 15-minute readings for 15):
+# a household catching up after a day offline sends one envelope per day and
+# source at most, and what the grid canonicalises and verifies stays small (~120 kB).
+MAX_READINGS_PER_ENVELOPE: Final = 1_440
 MAX_ORDERS_PER_ENVELOPE: Final = 200
 MAX_ASSETS: Final = 100
 MAX_NAME_LENGTH: Final = 64
@@ -92,6 +95,7 @@ class ErrorCode(StrEnum):
     PAYMENT_PENDING = "payment_pending"
     OVERDUE = "overdue"
     TOO_LARGE = "too_large"
+    BODY_TIMEOUT = "body_timeout"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
 
@@ -140,6 +144,7 @@ ERRORS: Final[dict[ErrorCode, tuple[int, str]]] = {
         "(it buys at the retail price meanwhile).",
     ),
     ErrorCode.TOO_LARGE: (413, "The body is larger than the grid accepts."),
+    ErrorCode.BODY_TIMEOUT: (408, "The body did not arrive in time; send it again."),
     ErrorCode.RATE_LIMITED: (429, "Too many requests from this key or address; retry later."),
     ErrorCode.UNAVAILABLE: (503, "The grid is starting or shutting down; retry later."),
 }
@@ -162,6 +167,9 @@ class ProtocolError(Exception):
         # Optional machine-readable extras, e.g. ``{"last_seq": n}`` with REPLAY
         # (only ever sent to the holder of the key, whose signature verified).
         self.details = details
+        # The code as the grid wrote it: a newer grid may send codes this
+        # client does not know (``code`` is then MALFORMED).
+        self.wire_code = str(code)
 
     @property
     def status(self) -> int:
@@ -182,16 +190,19 @@ class ProtocolError(Exception):
         """Rebuild an error from a grid response body (for clients)."""
         try:
             err = body["error"]  # type: ignore[index]
-            code = ErrorCode(err["code"])
+            wire_code = str(err["code"])
+            known = wire_code in ErrorCode._value2member_map_
             details = err.get("details")
-            return cls(
-                code,
+            error = cls(
+                ErrorCode(wire_code) if known else ErrorCode.MALFORMED,
                 str(err.get("message", "")),
                 err.get("field"),
                 details if isinstance(details, dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return cls(ErrorCode.MALFORMED, f"unexpected error response (HTTP {status}): {body!r}")
+        error.wire_code = wire_code
+        return error
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.code}, {self.message!r}, field={self.field!r})"
@@ -254,20 +265,29 @@ def check_id(value: object, path: str) -> str:
     return value
 
 
-def check_name(value: object, path: str) -> str:
-    """Human names: NFC-normalised text without control, format or bidi characters."""
-    if not isinstance(value, str):
-        raise invalid(path, "must be a string")
-    if not 0 < len(value) <= MAX_NAME_LENGTH:
-        raise invalid(path, f"must have 1-{MAX_NAME_LENGTH} characters")
-    if value != value.strip():
-        raise invalid(path, "must not start or end with whitespace")
+def check_visible_text(value: str, path: str) -> str:
+    """Text people read: NFC-normalised, without control, format or bidi characters.
+
+    Names and ledger memos share it: an invisible character would let two
+    strings look alike on a statement while differing on the wire.
+    """
     if unicodedata.normalize("NFC", value) != value:
         raise invalid(path, "must be NFC-normalised Unicode")
     for ch in value:
         if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
             raise invalid(path, f"contains the invisible or control character U+{ord(ch):04X}")
     return value
+
+
+def check_name(value: object, path: str) -> str:
+    """Human names: 1-64 characters of visible text, not padded with whitespace."""
+    if not isinstance(value, str):
+        raise invalid(path, "must be a string")
+    if not 0 < len(value) <= MAX_NAME_LENGTH:
+        raise invalid(path, f"must have 1-{MAX_NAME_LENGTH} characters")
+    if value != value.strip():
+        raise invalid(path, "must not start or end with whitespace")
+    return check_visible_text(value, path)
 
 
 def check_price(value: object, path: str) -> int:
@@ -911,6 +931,23 @@ def parse_envelope(raw: bytes) -> Envelope:
     return open_envelope(parse_json(raw))
 
 
+def envelope_sender(value: object) -> str:
+    """The address of an envelope's ``public_key``, read without any signature work.
+
+    A receiver looks the key's membership up with it *before* it canonicalises
+    and verifies anything, so an envelope from a key it does not know costs it
+    no signature check. :func:`open_envelope` still checks everything.
+    """
+    wire = _obj(value, "envelope")
+    if "public_key" not in wire:
+        raise ProtocolError(ErrorCode.MALFORMED, "public_key: is required", "public_key")
+    try:
+        public_key = b64decode_exact(wire["public_key"], PUBLIC_KEY_BYTES, "public_key")
+    except CryptoError as exc:
+        raise invalid("public_key", str(exc)) from exc
+    return address_from_public_key(public_key)
+
+
 def open_envelope(value: object) -> Envelope:
     """Check an envelope's shape, signature and sender, and parse its payload.
 
@@ -956,13 +993,18 @@ def open_envelope(value: object) -> Envelope:
     return Envelope(payload, public_key, signature, wire, message)
 
 
+def check_grid(claimed: str, grid: str) -> None:
+    """``payload.grid`` must name the receiving grid (WRONG_GRID)."""
+    if claimed != grid:
+        raise ProtocolError(
+            ErrorCode.WRONG_GRID, f"this is grid {grid!r}, not {claimed!r}", "payload.grid"
+        )
+
+
 def check_freshness(envelope: Envelope, grid: str, now: datetime) -> None:
     """Grid id and clock-skew checks every receiver applies."""
     header = envelope.payload.header
-    if header.grid != grid:
-        raise ProtocolError(
-            ErrorCode.WRONG_GRID, f"this is grid {grid!r}, not {header.grid!r}", "payload.grid"
-        )
+    check_grid(header.grid, grid)
     skew = abs((now - header.ts).total_seconds())
     if skew > MAX_CLOCK_SKEW_SECONDS:
         raise ProtocolError(

@@ -16,6 +16,7 @@ from grid_server.storage import statements as stored_statements
 from grid_server.storage.statements import StatementCounts
 from p2p_energy_client.units import format_utc
 
+from ..queries import member_summary
 from .common import PAGE_LIMIT, money, shown_micro
 from .savings import price_steps, savings_nano
 from .source import Source
@@ -83,12 +84,7 @@ def add_lines(s: Stats, kind: str, wh: int, amount: int) -> None:
 def participant_row(r: Any, s: Stats) -> dict[str, Any]:
     """A ``participants`` row with its :class:`Stats`, as the page lists it."""
     return {
-        "address": r.address,
-        "name": r.name,
-        "zone": r.zone,
-        "role": r.role,
-        "status": r.status,
-        "joined_at": format_utc(r.joined_at),
+        **member_summary(r),
         "bought_wh": s.bought_wh,
         "sold_wh": s.sold_wh,
         "shortfall_wh": s.shortfall_wh,

@@ -38,7 +38,6 @@ grid's HTTP API; this module is the format both sides share (no I/O).
 from __future__ import annotations
 
 import struct
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -57,7 +56,15 @@ from ..crypto import (
     is_address,
     verify,
 )
-from ..protocol import MAX_SEQ, ErrorCode, ProtocolError, canonical_json, check_id, check_int
+from ..protocol import (
+    MAX_SEQ,
+    ErrorCode,
+    ProtocolError,
+    canonical_json,
+    check_id,
+    check_int,
+    check_visible_text,
+)
 from .base import LedgerError
 
 if TYPE_CHECKING:
@@ -81,15 +88,10 @@ def _invalid(path: str, reason: str) -> ProtocolError:
 
 
 def check_memo(value: object, path: str) -> str:
-    """Memos: 1-128 characters of NFC text without control or invisible characters."""
+    """Memos: 1-128 characters of visible text."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_MEMO_LENGTH:
         raise _invalid(path, f"must be a string of 1-{MAX_MEMO_LENGTH} characters")
-    if unicodedata.normalize("NFC", value) != value:
-        raise _invalid(path, "must be NFC-normalised Unicode")
-    for ch in value:
-        if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
-            raise _invalid(path, f"contains the invisible or control character U+{ord(ch):04X}")
-    return value
+    return check_visible_text(value, path)
 
 
 def _address(value: object, path: str) -> str:

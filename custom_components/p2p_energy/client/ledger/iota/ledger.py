@@ -37,13 +37,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ...crypto import KeyPair, is_address
 from ...crypto import b64encode as _b64encode
+from ...lifecycle import AsyncCloseable
 from ..base import (
     InsufficientFunds,
     LedgerError,
@@ -359,7 +359,7 @@ def _received_from(
     return received
 
 
-class IotaLedger:
+class IotaLedger(AsyncCloseable):
     """The ledger interface on IOTA Rebased (amounts in nanos, ids are digests)."""
 
     def __init__(
@@ -378,17 +378,6 @@ class IotaLedger:
         # One payment per sender at a time in this process: two concurrent
         # payments would otherwise pick the same coin versions.
         self._locks: dict[str, asyncio.Lock] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self.rpc.close()

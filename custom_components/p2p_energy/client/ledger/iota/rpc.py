@@ -26,12 +26,12 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import orjson
 
+from ...lifecycle import AsyncCloseable
 from ..base import LedgerError
 from .bcs import BcsError, ObjectRef, digest_from_base58, normalize_address
 
@@ -352,7 +352,7 @@ def parse_dry_run(obj: object, method: str) -> TransactionBlock:
 # --- the client -------------------------------------------------------------------------
 
 
-class IotaRpcClient:
+class IotaRpcClient(AsyncCloseable):
     """JSON-RPC over HTTP to one IOTA node.
 
     Pass Home Assistant's shared ``aiohttp.ClientSession`` as ``session``
@@ -373,17 +373,6 @@ class IotaRpcClient:
         self.request_timeout = request_timeout
         self.execute_timeout = execute_timeout
         self._ids = itertools.count(1)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
