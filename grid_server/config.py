@@ -46,6 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.invitation import InvitationError, check_grid_url
+from p2p_energy_client.models import SHARING_OFF, SharingInfo
 from p2p_energy_client.protocol import MAX_BODY_BYTES, MAX_ENERGY_WH, LedgerKind, check_id
 from p2p_energy_client.units import (
     UnitError,
@@ -453,6 +454,14 @@ class SharingConfig(BaseModel):
             )
         return self
 
+    def info(self) -> SharingInfo:
+        """What ``/grid`` announces and each settlement entry records."""
+        if not self.enabled:
+            return SHARING_OFF
+        return SharingInfo(
+            True, self.key, self.shortfall_share, self.surplus_share, dict(self.static_shares)
+        )
+
     def rule(self) -> SharingRule | None:
         """The domain's rule, or None when sharing is off."""
         from grid_server.domain.sharing import SharingRule  # noqa: PLC0415
@@ -496,6 +505,7 @@ class GridConfig(BaseModel):
     ledger: LedgerConfig = LedgerConfig()
     audit: AuditConfig = AuditConfig()
     meters: MetersConfig = MetersConfig()
+    sharing: SharingConfig = SharingConfig()
 
     @field_validator("id")
     @classmethod

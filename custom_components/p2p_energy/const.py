@@ -46,6 +46,7 @@ DEFAULT_DAILY_CAP_KWH: Final = 20
 EVENT_TRADE: Final = f"{DOMAIN}_trade"
 EVENT_STATEMENT: Final = f"{DOMAIN}_statement"
 EVENT_PAYMENT: Final = f"{DOMAIN}_payment"
+EVENT_SHARED: Final = f"{DOMAIN}_shared"
 
 # Repair issues
 ISSUE_UNREACHABLE: Final = "grid_unreachable"

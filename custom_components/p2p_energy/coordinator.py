@@ -35,6 +35,7 @@ from .const import (
     CONF_GRID_URL,
     DOMAIN,
     EVENT_PAYMENT,
+    EVENT_SHARED,
     EVENT_STATEMENT,
     EVENT_TRADE,
     ISSUE_KEY_REJECTED,
@@ -52,7 +53,12 @@ from .data import P2PConfigEntry
 
 TICK: Final = timedelta(minutes=1)
 POLL_FALLBACK: Final = timedelta(minutes=5)
-BUS_EVENTS: Final = {"trade": EVENT_TRADE, "statement": EVENT_STATEMENT, "payment": EVENT_PAYMENT}
+BUS_EVENTS: Final = {
+    "trade": EVENT_TRADE,
+    "statement": EVENT_STATEMENT,
+    "payment": EVENT_PAYMENT,
+    "shared": EVENT_SHARED,
+}
 
 
 def signal_event(entry_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Event entity: trades, statements and payments as they happen."""
+"""Event entity: trades, statements, payments and sharing after delivery as they happen."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def async_setup_entry(
 
 class P2PMarketEvent(P2PEntity, EventEntity):
     _attr_translation_key = "market"
-    _attr_event_types = ["trade", "statement", "payment"]  # noqa: RUF012 - HA's attribute
+    _attr_event_types = ["trade", "statement", "payment", "shared"]  # noqa: RUF012 - HA's attribute
 
     def __init__(self, coordinator: P2PCoordinator) -> None:
         super().__init__(coordinator, "market")

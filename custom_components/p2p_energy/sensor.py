@@ -133,6 +133,26 @@ SENSORS: tuple[P2PSensorDescription, ...] = (
         unit_fn=lambda currency: currency,
         value_fn=lambda s: _nano(s.totals.savings_nano),
     ),
+    # Sharing after delivery (the grid's option): energy neighbours covered or
+    # took after the market, and what that saved against the utility's prices.
+    P2PSensorDescription(
+        key="energy_shared",
+        translation_key="energy_shared",
+        # Like energy sold/bought: settled energy, not a meter (no energy device class).
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda s: _kwh(s.totals.shared_wh),
+    ),
+    P2PSensorDescription(
+        key="sharing_value",
+        translation_key="sharing_value",
+        device_class=SensorDeviceClass.MONETARY,
+        state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,
+        unit_fn=lambda currency: currency,
+        value_fn=lambda s: _nano(s.totals.shared_value_nano),
+    ),
     P2PSensorDescription(
         key="amount_due",
         translation_key="amount_due",

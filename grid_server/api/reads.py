@@ -71,6 +71,18 @@ GRID_INFO_SCHEMA = {
                 },
             },
         },
+        "sharing": {
+            "type": "object",
+            "description": "Sharing after delivery (docs/developers/sharing.md)",
+            "required": ["enabled", "key", "shortfall_share", "surplus_share", "static_shares"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "key": {"type": "string", "enum": ["proportional", "dynamic", "static"]},
+                "shortfall_share": _STRING,
+                "surplus_share": _STRING,
+                "static_shares": {"type": "object", "additionalProperties": _INT},
+            },
+        },
         "ledger": {
             "type": "object",
             "required": ["kind", "address"],

@@ -106,6 +106,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-clouds", action="store_true", help="clear sky every day (clouds are on by default)"
     )
+    parser.add_argument(
+        "--sharing",
+        choices=("on", "off"),
+        default="off",
+        help="share what the market did not match between neighbours after delivery "
+        "(default off; docs/developers/sharing.md)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="log level (default WARNING)")
     parser.set_defaults(func=run)
 
@@ -127,6 +134,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         events=args.events,
         clouds=not args.no_clouds,
         log_level=args.log_level.upper(),
+        sharing=args.sharing == "on",
     )
 
 
@@ -317,6 +325,7 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"(in the market {_kwh(s.market_from_utility_wh)}, after delivery {_kwh(s.shortfall_wh)})",
         f"  sold to the utility             {_kwh(to_utility)} "
         f"(in the market {_kwh(s.market_to_utility_wh)}, after delivery {_kwh(s.surplus_wh)})",
+        *_sharing_lines(result),
         f"  community savings vs status quo {_money(s.savings_micro)} "
         f"(households paid {_money(s.participants_net_micro)} net; "
         f"{_money(s.status_quo_micro)} at retail/feed-in)",
@@ -334,7 +343,9 @@ def summary_lines(result: DemoResult) -> list[str]:
         "  money reconciliation            "
         + (
             "[green]OK[/]: every settled interval sums to zero, every statement equals its "
-            "line items, the ledger's chain and balances verify, and the grid's account "
+            "line items, "
+            + ("every shared Wh received was given, " if result.sharing else "")
+            + "the ledger's chain and balances verify, and the grid's account "
             "matches the payments and payouts"
             if ok
             else "[red]MISMATCH[/]: "
@@ -343,6 +354,11 @@ def summary_lines(result: DemoResult) -> list[str]:
                 + s.statement_mismatches[:3]
                 + s.ledger_mismatches
                 + ([] if s.ledger_ok else ["the local ledger does not verify"])
+                + (
+                    []
+                    if s.sharing_balanced
+                    else [f"shared in {s.shared_in_wh} Wh != shared out {s.shared_out_wh} Wh"]
+                )
             )
         ),
         f"  run                             {result.real_seconds:.0f} s real, "
@@ -351,6 +367,22 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"slowest report-and-trade {result.longest_routine_seconds / 60:.0f} simulated min)",
         *_overload_lines(result),
         f"Database: {result.database}",
+    ]
+
+
+def _sharing_lines(result: DemoResult) -> list[str]:
+    """Sharing after delivery, and what stayed in the neighbourhood with it."""
+    s = result.summary
+    if not result.sharing:
+        return ["  shared after delivery           off (--sharing on to share)"]
+    return [
+        f"  shared after delivery           {_kwh(s.shared_in_wh)}: shortfalls paid "
+        f"{_money(s.shared_in_micro)}, surpluses earned {_money(s.shared_out_micro)}, "
+        f"the grid's spread and link fees {_money(s.sharing_grid_micro)} (in its income)",
+        f"  stayed in the neighbourhood     {_kwh(s.neighbourhood_wh)} "
+        f"(traded {_kwh(s.local_wh)} + shared {_kwh(s.shared_in_wh)})",
+        f"  sharing saved households        {_money(s.sharing_saved_micro)} against the utility "
+        f"taking the same deviations (in the savings below)",
     ]
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Final
 
-from grid_server.config import GridConfig, LedgerConfig, PriceConfig, ZoneConfig
+from grid_server.config import GridConfig, LedgerConfig, PriceConfig, SharingConfig, ZoneConfig
 from p2p_energy_client.protocol import LedgerKind
 
 from .neighbourhood import FEEDERS, ROOT_ZONE, HouseholdSpec
@@ -51,6 +51,7 @@ def demo_grid(
     *,
     settlement_period_seconds: int = SETTLEMENT_PERIOD_SECONDS,
     settlement_window_seconds: int = SETTLEMENT_WINDOW_SECONDS,
+    sharing: bool = False,
 ) -> GridConfig:
     per_feeder = Counter(spec.zone for spec in specs)
     zones = [ZoneConfig(id=ROOT_ZONE, name="Substation")]
@@ -84,4 +85,5 @@ def demo_grid(
             payout_threshold_micro=PAYOUT_THRESHOLD_MICRO,
             payout_interval_seconds=PAYOUT_INTERVAL_SECONDS,
         ),
+        sharing=SharingConfig(enabled=sharing),
     )

@@ -107,6 +107,7 @@ class DemoOptions:
     settlement_window_seconds: int | None = None
     clouds: bool = True
     log_level: str = "WARNING"
+    sharing: bool = False  # share deviations after delivery (the default rule)
 
     def step(self) -> int:
         return self.step_seconds
@@ -169,6 +170,7 @@ class DemoResult:
     readings_rejected: int = 0
     over_cap: int = 0  # statements above a household's daily cap (wait for the owner)
     utility_settled_micro: int = 0  # what the utility paid the grid (minted, see _settle_utility)
+    sharing: bool = False  # the grid shared deviations after delivery
 
     @property
     def cpu_ms_per_household_interval(self) -> float:
@@ -266,7 +268,7 @@ class Demo:
             kwargs["settlement_period_seconds"] = options.settlement_period_seconds
         if options.settlement_window_seconds is not None:
             kwargs["settlement_window_seconds"] = options.settlement_window_seconds
-        self.config: GridConfig = demo_grid(self.specs, **kwargs)
+        self.config: GridConfig = demo_grid(self.specs, sharing=options.sharing, **kwargs)
         step = options.step()
         if 900 % step:
             raise ValueError("the simulation step must divide the 15-minute interval")
@@ -608,6 +610,7 @@ class Demo:
             time.monotonic() - began,
             time.process_time() - cpu0,
             interrupted,
+            sharing=self.config.sharing.enabled,
         )
         self._measure(result, end)
         return result

@@ -96,6 +96,17 @@ class Summary:
     market_to_utility_wh: int = 0  # utility's purchases in the clearing (at feed-in)
     shortfall_wh: int = 0  # bought from the utility at retail after delivery
     surplus_wh: int = 0  # sold to the utility at feed-in after delivery
+    # Sharing after delivery (docs/developers/sharing.md): shortfalls covered
+    # by neighbours' surpluses, what they paid for it, what the surpluses
+    # earned, and the grid's spread (with the sharing link fees).
+    shared_in_wh: int = 0
+    shared_out_wh: int = 0
+    shared_in_micro: int = 0  # paid by shortfalls for shared energy
+    shared_out_micro: int = 0  # earned by surpluses for shared energy
+    sharing_grid_micro: int = 0  # the grid's sharing_spread and sharing_link_fee lines
+    # What households saved by sharing: the same energy with the utility (bought
+    # at retail, sold at feed-in, per interval) minus what they paid for it.
+    sharing_saved_micro: int = 0
     # Money (micro-units) of the settled intervals: what participants paid
     # (net) with the market, and what the same metered energy would have cost
     # them at the status quo (buy everything at retail, sell at feed-in).
@@ -129,9 +140,21 @@ class Summary:
         return self.status_quo_micro - self.participants_net_micro
 
     @property
+    def neighbourhood_wh(self) -> int:
+        """Energy that stayed in the neighbourhood: traded ahead plus shared after delivery."""
+        return self.local_wh + self.shared_in_wh
+
+    @property
+    def sharing_balanced(self) -> bool:
+        """Every shared Wh one household received, another gave. (Its money is in the
+        interval sums: each line is rounded on its own, the remainder is the grid's.)"""
+        return self.shared_in_wh == self.shared_out_wh
+
+    @property
     def reconciled(self) -> bool:
         return (
-            not self.interval_imbalances
+            self.sharing_balanced
+            and not self.interval_imbalances
             and not self.statement_mismatches
             and self.ledger_ok
             and not self.ledger_mismatches
@@ -145,6 +168,7 @@ async def summary(grid: GridService, start: datetime, end: datetime) -> Summary:
         await _intervals(conn, out)
         await _market(conn, out, steps)
         await _settlement(conn, out)
+        await _sharing(conn, out, steps)
         await _status_quo(conn, out, steps)
         await _statements(conn, out, grid.config.ledger.payout_threshold_micro)
         await _ledger(grid, conn, out)
@@ -180,6 +204,8 @@ async def _settlement(conn: AsyncConnection, out: Summary) -> None:
         # Stored amounts are what an account pays (see settlement_port); the
         # utility's and the grid's own lines have kinds "utility:…"/"grid:…".
         if own:
+            if str(kind).startswith(("grid:sharing_spread", "grid:sharing_link_fee")):
+                out.sharing_grid_micro -= int(amount)
             if str(kind).startswith("grid:"):
                 out.grid_income_micro -= int(amount)
             elif str(kind).startswith("utility:"):
@@ -190,6 +216,22 @@ async def _settlement(conn: AsyncConnection, out: Summary) -> None:
             out.shortfall_wh += int(wh)
         elif kind == "surplus_feed_in":
             out.surplus_wh += int(wh)
+        elif kind == "shared_in":
+            out.shared_in_wh += int(wh)
+            out.shared_in_micro += int(amount)
+        elif kind == "shared_out":
+            out.shared_out_wh += int(wh)
+            out.shared_out_micro -= int(amount)
+
+
+async def _sharing(conn: AsyncConnection, out: Summary, steps: PriceSteps) -> None:
+    """What sharing saved households against settling the same deviations with the utility."""
+    for t, kind, wh, amount in await stored_intervals.shared_line_totals(conn, out.start, out.end):
+        retail, feed_in = steps.at(t)
+        if kind == "shared_in":  # would have been bought at retail; paid ``amount``
+            out.sharing_saved_micro += micro_ceil(retail * int(wh)) - int(amount)
+        else:  # would have been sold at feed-in; received ``-amount``
+            out.sharing_saved_micro += -int(amount) - micro_floor(feed_in * int(wh))
 
 
 async def _status_quo(conn: AsyncConnection, out: Summary, steps: PriceSteps) -> None:

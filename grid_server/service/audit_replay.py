@@ -44,16 +44,24 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
 
+from grid_server.config import SharingConfig
+from grid_server.domain import market
 from grid_server.domain.ledger import statement_status
+from grid_server.domain.market.clearing import ClearingInvariantError
 from grid_server.domain.registry import AssetVersion, diff_assets
 from p2p_energy_client.ledger.local import GENESIS_HASH as LEDGER_GENESIS
 from p2p_energy_client.ledger.local import SignedTransfer, check_entry
 from p2p_energy_client.models import LedgerEntry
 from p2p_energy_client.protocol import Assets
 from p2p_energy_client.units import format_utc, paid_micro, parse_price, parse_rate, parse_utc
+
+from . import settlement_port
+
+if TYPE_CHECKING:
+    from grid_server.domain.sharing import SharingRule
 
 Key = tuple[Any, ...]
 
@@ -345,6 +353,7 @@ class Replay:
         self.settled: list[datetime] = []
         self.not_replayed: Counter[str] = Counter()
         self._times: dict[str, datetime] = {}
+        self._ids: dict[str, int] = {}  # address → number, to re-settle intervals
 
     # --- helpers ---
 
@@ -612,20 +621,116 @@ class Replay:
             raise ReplayError(f"{record['interval']} is settled before it was cleared")
         values, _ = part.interval
         part.interval = (("settled", values[1], at, values[3], values[4]), seq)
-        for line in record["lines"]:
-            part.lines.append(
-                (
-                    (
-                        line["participant"],
-                        line["kind"],
-                        line["energy_wh"],
-                        parse_price(line["price"]),
-                        line["amount_micro"],
-                    ),
-                    seq,
-                )
+        lines = [
+            (
+                line["participant"],
+                line["kind"],
+                line["energy_wh"],
+                parse_price(line["price"]),
+                line["amount_micro"],
             )
+            for line in record["lines"]
+        ]
+        part.lines.extend((line, seq) for line in lines)
+        if "sharing" in record:
+            self._resettle(t, part, record, lines)
         return t
+
+    def _resettle(
+        self, t: datetime, part: Partition, record: dict[str, Any], logged: list[Key]
+    ) -> None:
+        """Settle the interval again with the sharing rule its entry names, from what the
+        log says went into it (readings, assets, fills, zone results, zones, prices,
+        participants' zones): the lines must be the logged ones, to the micro-unit."""
+        rule = SharingConfig.model_validate(record["sharing"]).rule()
+        end = t + timedelta(minutes=int(record["interval_minutes"]))
+        inputs = self._settlement_inputs(t, end, part, rule)
+        names = {i: a for a, i in self._ids.items()}
+        try:
+            settled = settlement_port.settle(inputs)
+        except (ValueError, ClearingInvariantError) as exc:  # inputs the grid could not settle
+            raise ReplayError(
+                f"the settlement of {record['interval']} cannot be settled again from its "
+                f"inputs: {exc}"
+            ) from exc
+        again = Counter(
+            (
+                None if line.participant_id is None else names[line.participant_id],
+                line.kind,
+                line.energy_wh,
+                line.price_ticks,
+                line.amount_micro,
+            )
+            for line in settled
+        )
+        differ = (again - Counter(logged)) + (Counter(logged) - again)
+        if differ:
+            first = min(differ, key=lambda row: tuple(map(str, row)))
+            where = "the log has" if Counter(logged)[first] > again[first] else "re-settled has"
+            raise ReplayError(
+                f"the settlement of {record['interval']} does not follow from its inputs with "
+                f"its sharing rule: {where} {_key_text(first)}"
+            )
+
+    def _settlement_inputs(
+        self, t: datetime, end: datetime, part: Partition, rule: SharingRule | None
+    ) -> settlement_port.IntervalInputs:
+        """What the cycle reads from the tables to settle ``t``, as the log implies them."""
+        retail, feed_in = self._price_at(t)
+        produced: Counter[int] = Counter()
+        consumed: Counter[int] = Counter()
+        for (address, asset), ((wh, *_), _seq) in part.readings.items():
+            category = self._category(address, asset, t, end)
+            if category is not None:
+                counter = produced if category == "source" else consumed
+                counter[self._id(address)] += wh
+        fills = tuple(
+            settlement_port.FillInput(self._id(address), order_id, side, zone, filled, price)
+            for (address, order_id), ((side, zone, _e, filled, price, _l), _s) in part.fills.items()
+        )
+        pids = {f.participant_id for f in fills} | set(produced) | set(consumed)
+        names = {i: a for a, i in self._ids.items()}
+        zone_values = {key[0]: values for key, (values, _seq) in part.zones.items()}
+        return settlement_port.IntervalInputs(
+            interval=t,
+            interval_minutes=int((end - t).total_seconds() // 60),
+            retail_ticks=retail,
+            feed_in_ticks=feed_in,
+            zone_prices={z: v[0] for z, v in zone_values.items()},
+            zone_flows={z: (v[3], v[4], v[5]) for z, v in zone_values.items()},
+            zones=tuple(
+                market.Zone(key[0], v[1], v[2], v[3], v[4])
+                for key, (v, _seq) in sorted(self.zones.rows.items())
+            ),
+            fills=fills,
+            metered={pid: settlement_port.Metered(produced[pid], consumed[pid]) for pid in pids},
+            zone_of={pid: str(self.participants[names[pid]].zone) for pid in pids},
+            addresses={pid: names[pid] for pid in pids},
+            sharing=rule,
+        )
+
+    def _id(self, address: str) -> int:
+        """A number for ``address`` (settlement keys participants by number)."""
+        return self._ids.setdefault(address, len(self._ids))
+
+    def _price_at(self, t: datetime) -> tuple[int, int]:
+        """``(retail, feed-in)`` of the price step in force at ``t``."""
+        steps = [key[0] for key in self.prices.rows if key[0] <= t]
+        if not steps:
+            raise ReplayError(f"no utility price in force at {format_utc(t)}")
+        values, _seq = self.prices.rows[(max(steps),)]
+        return values[0], values[1]
+
+    def _category(self, address: str, asset: str, t: datetime, end: datetime) -> str | None:
+        """The category of the asset's first version in force during ``[t, end)``."""
+        versions = sorted(
+            (v for v in self.assets[address] if v[0] == asset),
+            key=lambda v: v[5],
+        )
+        for v in versions:
+            if v[5] < end and (v[6] is None or v[6] > t):
+                return str(v[1])
+        return None
 
     def statement(self, seq: int, at: datetime, body: dict[str, Any]) -> None:
         due = body["amount_due_micro"]

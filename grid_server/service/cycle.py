@@ -30,6 +30,7 @@ from prometheus_client import Histogram
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.config import SharingConfig
 from grid_server.domain import market
 from grid_server.domain.clock import Clock
 from grid_server.domain.market.book import as_ints
@@ -37,7 +38,14 @@ from grid_server.domain.schedule import Schedule
 from grid_server.storage import audit_log
 from grid_server.storage import cycle_queries as cq
 from grid_server.storage.db import Database, advisory_key, interval_lock_key
-from p2p_energy_client.models import Fill, LineItem, MarketResult, Statement, ZoneResult
+from p2p_energy_client.models import (
+    Fill,
+    LineItem,
+    MarketResult,
+    SharingInfo,
+    Statement,
+    ZoneResult,
+)
 from p2p_energy_client.protocol import canonical_json
 from p2p_energy_client.units import format_nano, format_price, format_utc
 
@@ -228,6 +236,7 @@ class IntervalCycle:
     faults: Faults
     meters: MeterChecks
     on_statements: Callable[[], None]
+    sharing: SharingConfig  # [grid.sharing]: off unless the grid config turns it on
 
     def __post_init__(self) -> None:
         # The cycle's own task (the grid starts it unless tests drive the cycle by hand).
@@ -444,7 +453,11 @@ class IntervalCycle:
             )
             if lines:
                 await cq.insert_line_items(conn, [_line_row(t, line) for line in lines])
-            record = canonical_json(_settlement_record(t, lines, addresses))
+            record = canonical_json(
+                _settlement_record(
+                    t, lines, addresses, self.sharing.info(), self.schedule.interval_minutes
+                )
+            )
             await audit_log.append(
                 conn, db, self.grid_id, [("settlement", format_utc(t), record)], now
             )
@@ -485,6 +498,7 @@ class IntervalCycle:
             },
             zone_of=zone_of,
             addresses=addresses,
+            sharing=self.sharing.rule(),
         )
 
     # --- statements ---------------------------------------------------------------
@@ -626,11 +640,27 @@ def _line_row(t: datetime, line: settlement_port.LineOut) -> dict[str, Any]:
 
 
 def _settlement_record(
-    t: datetime, lines: list[settlement_port.LineOut], addresses: dict[int, str]
+    t: datetime,
+    lines: list[settlement_port.LineOut],
+    addresses: dict[int, str],
+    sharing: SharingInfo,
+    interval_minutes: int,
 ) -> dict[str, Any]:
-    """The audit log's ``settlement``: every line, participants named by address."""
+    """The audit log's ``settlement``: every line, participants named by address.
+
+    With sharing on, the rule it settled with and the interval's length too
+    (``audit verify`` settles the interval again with them, from the readings,
+    fills and zone results the log holds); without, the entry is exactly what
+    it was before sharing existed.
+    """
+    shared: dict[str, Any] = (
+        {"sharing": sharing.to_wire(), "interval_minutes": interval_minutes}
+        if sharing.enabled
+        else {}
+    )
     return {
         "interval": format_utc(t),
+        **shared,
         "lines": [
             {
                 "participant": None

@@ -78,6 +78,7 @@ async def grid_info(conn: AsyncConnection, grid: Any) -> GridInfo:
         ledger_network=config.ledger.iota.network if config.ledger.kind == "iota" else None,
         ledger_node_url=config.ledger.iota.public_url if config.ledger.kind == "iota" else None,
         approval_limits=config.meters.approval.model_dump(),
+        sharing=config.sharing.info(),
     )
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from grid_server.domain import market
 from grid_server.domain import settlement as arithmetic
+from grid_server.domain.sharing import SharingRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,9 @@ class IntervalInputs:
     metered: dict[int, Metered]
     zone_of: dict[int, str]
     addresses: dict[int, str]
+    # Sharing after delivery (None: off). It shares within the link room the
+    # market's flows (``zone_flows``) left; static shares name addresses.
+    sharing: SharingRule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +98,14 @@ def settle(inputs: IntervalInputs) -> list[LineOut]:
         sold_wh=sold,
         consumed_wh=np.array([inputs.metered[p].consumed_wh for p in pids], dtype=np.int64),
         produced_wh=np.array([inputs.metered[p].produced_wh for p in pids], dtype=np.int64),
+        ids=[inputs.addresses[p] for p in pids],
     )
     result = arithmetic.settle(
-        tree, market.Utility(inputs.retail_ticks, inputs.feed_in_ticks), cleared, people
+        tree,
+        market.Utility(inputs.retail_ticks, inputs.feed_in_ticks),
+        cleared,
+        people,
+        sharing=inputs.sharing,
     )
     out: list[LineOut] = []
     for line in result.lines():

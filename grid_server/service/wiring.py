@@ -230,6 +230,7 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
                 limits=approval,
             ),
             on_statements=payouts.loop.wake,
+            sharing=config.sharing,
         ),
         writer=Writer(
             db=db,

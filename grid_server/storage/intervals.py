@@ -275,6 +275,42 @@ async def line_totals_by_kind(
     return (await conn.execute(query.group_by(line_items.c.kind, own))).all()
 
 
+async def shared_by_interval(
+    conn: AsyncConnection, since: datetime | None = None, until: datetime | None = None
+) -> dict[datetime, int]:
+    """Energy shared after delivery per settled interval (its ``shared_in`` lines), in Wh."""
+    query = select(line_items.c.interval_start, func.sum(line_items.c.energy_wh)).where(
+        line_items.c.kind == "shared_in"
+    )
+    query = _within(query, line_items.c.interval_start, since, until)
+    rows = (await conn.execute(query.group_by(line_items.c.interval_start))).all()
+    return {t: int(wh) for t, wh in rows}
+
+
+async def shared_line_totals(
+    conn: AsyncConnection, since: datetime, until: datetime
+) -> Sequence[Any]:
+    """``(interval, kind, Wh, micro)`` of the participants' shared lines per interval."""
+    query = select(
+        line_items.c.interval_start,
+        line_items.c.kind,
+        func.sum(line_items.c.energy_wh),
+        func.sum(line_items.c.amount_micro),
+    ).where(line_items.c.kind.in_(("shared_in", "shared_out")))
+    query = _within(query, line_items.c.interval_start, since, until)
+    return (
+        await conn.execute(query.group_by(line_items.c.interval_start, line_items.c.kind))
+    ).all()
+
+
+async def shared_total(conn: AsyncConnection) -> int:
+    """Energy shared after delivery over every settled interval, in Wh."""
+    query = select(func.coalesce(func.sum(line_items.c.energy_wh), 0)).where(
+        line_items.c.kind == "shared_in"
+    )
+    return int(await conn.scalar(query) or 0)
+
+
 async def utility_owed(conn: AsyncConnection, since: datetime, until: datetime) -> int:
     """What the utility's line items in ``[since, until)`` add up to (> 0: it owes the grid)."""
     query = select(func.coalesce(func.sum(line_items.c.amount_micro), 0)).where(
@@ -302,6 +338,9 @@ __all__ = [
     "participant_fills_at",
     "participant_lines",
     "recent_closed",
+    "shared_by_interval",
+    "shared_line_totals",
+    "shared_total",
     "states",
     "utility_owed",
     "zone_results_at",

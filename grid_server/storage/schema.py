@@ -335,7 +335,8 @@ line_items = Table(
     Column("interval_start", UTCDateTime, nullable=False),
     # NULL: the grid's own account (fees, congestion income, rounding).
     Column("participant_id", BigInteger),
-    Column("kind", String(24), nullable=False),
+    # "grid:sharing_link_fee:" and a zone id of up to 64 characters.
+    Column("kind", String(96), nullable=False),
     Column("energy_wh", BigInteger, nullable=False),
     Column("price_ticks", BigInteger, nullable=False),
     Column("amount_micro", BigInteger, nullable=False),  # > 0: owed to the grid
@@ -398,7 +399,8 @@ events = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     # NULL: a public event (market results) every participant and dashboard sees.
     Column("participant_id", BigInteger),
-    Column("kind", String(24), nullable=False),
+    # "grid:sharing_link_fee:" and a zone id of up to 64 characters.
+    Column("kind", String(96), nullable=False),
     Column("body", Text, nullable=False),  # JSON of the event's data
     Column("created_at", UTCDateTime, nullable=False),
     Column("public", Boolean, nullable=False),

@@ -17,6 +17,7 @@ from playwright.async_api import Page, WebSocketRoute
 from sqlalchemy import func, select
 
 from grid_server.api.dashboard import login_link
+from grid_server.config import SharingConfig
 from grid_server.storage.schema import events
 from tests.support.browser import ARTIFACTS, browser, chromium_path, watched_page
 from tests.support.grid_server import OPERATOR_TOKEN, run_grid_server
@@ -279,9 +280,40 @@ async def _json(page: Page, path: str) -> Any:
     return await page.evaluate(f"fetch('api/{path}').then(r => r.json())")
 
 
+def _energy(wh: int) -> str:
+    """As the page writes energy (``energy`` in util.js)."""
+    if abs(wh) >= 10_000:
+        return f"{wh / 1000:.1f} kWh"
+    return f"{wh / 1000:.2f} kWh" if abs(wh) >= 1000 else f"{wh} Wh"
+
+
 def _euros(micro: int) -> str:
     return (
         f"€{micro / 1_000_000:,.2f}"
         if abs(micro) >= 100_000 or micro == 0
         else (f"€{micro / 1_000_000:,.4f}")
     )
+
+
+async def test_sharing_after_delivery_shows_next_to_the_market(tmp_path: Path) -> None:
+    """On a grid that shares: the card, the energy chart's shared layer and the participants'
+    column carry the JSON's numbers, and nothing logs an error."""
+    config = grid_config().model_copy(update={"sharing": SharingConfig(enabled=True)})
+    async with run_grid_server(f"sqlite:///{tmp_path / 'grid.db'}", grid=config) as grid:
+        await populate(grid)
+        async with browser() as chromium, watched_page(chromium) as watched:
+            page = watched.page
+            await page.goto(login_link(grid.app, grid.url))
+            await page.wait_for_selector("#energy-chart", timeout=TIMEOUT_MS)
+            data = await _json(page, "overview")
+            shared = data["totals"]["shared_wh"]
+            assert shared > 0 and data["grid"]["sharing"]["enabled"]
+            bars = await values(page, "#energy-chart .layer.shared rect.bar")
+            assert sum(bars) == sum(p["shared_wh"] for p in data["series"]) == shared
+            assert await card(page, "shared-energy") == _energy(shared)
+            await open_view(
+                page, grid.url, "participants", "section[data-view=participants] tbody tr"
+            )
+            assert await page.get_by_text("Shared after delivery (in / out)").count() == 1
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-sharing.png"), full_page=True)
+            assert watched.problems() == []

@@ -31,6 +31,8 @@ def test_options_and_defaults() -> None:
     assert options.households == 30
     assert options.resolved_speed() == DEFAULT_SPEED  # an interval every 3 s
     assert options.days is None and options.port == 8080 and options.database is None
+    assert options.sharing is False  # sharing after delivery is the operator's choice
+    assert demo_cli.options_from(build_parser().parse_args(["demo", "--sharing", "on"])).sharing
     # Slower for big neighbourhoods: 1,000 households keep up at about 10x.
     assert DemoOptions(households=HOUSEHOLDS_AT_DEFAULT_SPEED).resolved_speed() == DEFAULT_SPEED
     assert 9 <= DemoOptions(households=1000).resolved_speed() <= 11

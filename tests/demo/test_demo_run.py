@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_socket
 
+from grid_server.cli.demo import summary_lines
 from grid_server.demo.runner import Demo, DemoOptions, Started, Status
 from grid_server.service.audit_verify import verify_log
 from p2p_energy_client.units import format_utc
@@ -108,3 +109,38 @@ async def test_demo_trades_settles_and_reconciles(tmp_path: Path) -> None:
     assert report.ok, report.problem
     assert report.state_checked and report.intervals_compared >= intervals
     assert {"ledger", "payment", "payout", "settlement"} <= set(report.kinds)
+
+async def test_demo_with_sharing_shares_what_the_market_left(tmp_path: Path) -> None:
+    """The same morning with sharing after delivery on: deviations are shared, the money
+    still reconciles, and every household counted what the grid settled for it."""
+    asyncio.get_running_loop().set_debug(False)
+    options = DemoOptions(
+        households=HOUSEHOLDS,
+        speed=400,
+        days=HOURS / 24,
+        seed=3,
+        start=START,
+        port=0,
+        database=tmp_path / "grid.db",
+        settlement_period_seconds=3600,
+        sharing=True,
+    )
+    demo = Demo(options)
+    result = await demo.run(on_started=lambda _s: None, on_status=lambda _s: None)
+    s = result.summary
+    assert result.sharing and s.intervals_settled == HOURS * 4
+    assert s.shared_in_wh == s.shared_out_wh > 0
+    assert s.neighbourhood_wh == s.local_wh + s.shared_in_wh
+    assert s.sharing_grid_micro > 0  # the grid's spread is its own line
+    assert s.sharing_saved_micro > 0  # against the utility taking the same deviations
+    assert s.reconciled, (s.interval_imbalances, s.statement_mismatches, s.ledger_mismatches)
+    assert s.participants_net_micro == s.utility_income_micro + s.grid_income_micro
+    lines = "\n".join(summary_lines(result))
+    assert "shared after delivery" in lines and "stayed in the neighbourhood" in lines
+    # Each shared Wh was received by one household and given by another; each
+    # household counted its side from the grid's settled events.
+    counted = 0
+    for household in demo.households:
+        assert household.household is not None
+        counted += household.household.to_state()["totals"]["shared_wh"]
+    assert counted == s.shared_in_wh + s.shared_out_wh

@@ -39,6 +39,6 @@ async def test_trade_event(
         assert {**shown, "config_entry_id": entry.entry_id} == {
             **bus,
             "event_type": "trade",
-            "event_types": ["trade", "statement", "payment"],
+            "event_types": ["trade", "statement", "payment", "shared"],
             "friendly_name": shown["friendly_name"],
         }

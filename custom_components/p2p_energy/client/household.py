@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 from .grid_client import GridClient, GridUnavailable
 from .ledger.base import LedgerError
 from .metering import MeterTracker
-from .models import Event, Fill, GridInfo, LineItem, MarketResult, Statement
+from .models import SHARED_LINE_KINDS, Event, Fill, GridInfo, LineItem, MarketResult, Statement
 from .outbox import Outbox, Rejected
 from .protocol import MAX_READINGS_PER_ENVELOPE, ErrorCode, OrderSpec, ProtocolError, Reading
 from .receipt_keeper import ReceiptKeeper
@@ -85,7 +85,8 @@ class TradingOptions:
 
 @dataclass(frozen=True, slots=True)
 class HouseholdEvent:
-    """Something an owner may want to automate on: ``trade``, ``statement``, ``payment``."""
+    """Something an owner may want to automate on: ``trade``, ``statement``, ``payment``,
+    ``shared`` (neighbours shared energy with it after delivery, once per settled interval)."""
 
     kind: str
     data: dict[str, Any]
@@ -100,6 +101,11 @@ class Totals:
     revenue_nano: int = 0
     cost_nano: int = 0
     savings_nano: int = 0  # against selling at feed-in and buying at retail
+    # Sharing after delivery: shortfalls neighbours covered plus surpluses they
+    # took, and what that was worth against buying at retail / selling at
+    # feed-in (also counted in ``savings_nano``).
+    shared_wh: int = 0
+    shared_value_nano: int = 0
 
 
 @dataclass(slots=True)
@@ -469,6 +475,33 @@ class Household:
             totals.cost_nano += price * fill.filled_wh
             totals.savings_nano += (retail - price) * fill.filled_wh
 
+    def _apply_settled(self, interval: datetime, lines: list[LineItem]) -> None:
+        """Count an interval's sharing after delivery, and tell the owner about it."""
+        shared = [x for x in lines if x.kind in SHARED_LINE_KINDS and x.energy_wh > 0]
+        if not shared:
+            return
+        retail, feed_in = self._utility_prices(interval)
+        totals = self._s.totals
+        value = 0
+        for line in shared:
+            price = parse_price(line.price)
+            # A shortfall pays p_in <= retail, a surplus earns p_out >= feed-in.
+            gap = retail - price if line.kind == "shared_in" else price - feed_in
+            value += gap * line.energy_wh
+            totals.shared_wh += line.energy_wh
+        totals.shared_value_nano += value
+        totals.savings_nano += value
+        self._emit(
+            "shared",
+            {
+                "interval": interval.isoformat(),
+                "received_wh": sum(x.energy_wh for x in shared if x.kind == "shared_in"),
+                "given_wh": sum(x.energy_wh for x in shared if x.kind == "shared_out"),
+                "amount_micro": sum(x.amount_micro for x in shared),
+                "value_nano": value,
+            },
+        )
+
     def _utility_prices(self, interval: datetime) -> tuple[int, int]:
         step = self.grid.prices
         for candidate in sorted(self.grid.price_schedule, key=lambda p: p.effective_from):
@@ -484,9 +517,11 @@ class Household:
         self._s.settled[key] = None
         while len(self._s.settled) > _SETTLED_KEPT:
             del self._s.settled[next(iter(self._s.settled))]
+        items = list(lines)
+        self._apply_settled(interval, items)  # sharing after delivery, counted once too
         costs = self._s.grid_costs
         costs.settled_intervals += 1
-        for line in lines:
+        for line in items:
             # Amounts: > 0 the household owes the grid, < 0 the grid owes it.
             owed = line.kind not in EXPORT_LINES and line.amount_micro > 0
             if line.kind in IMPORT_LINES or owed:

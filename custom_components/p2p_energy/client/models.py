@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from .protocol import MeterDecl, SourceDecl
 from .units import format_utc, parse_utc
@@ -84,6 +84,59 @@ class ZoneInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SharingInfo:
+    """The grid's sharing after delivery (``docs/developers/sharing.md``), as announced.
+
+    Deviations from traded positions are shared between neighbours on
+    metered data before the utility covers the rest. ``key`` divides shared
+    energy (``proportional``, ``dynamic``, ``static``); a shortfall pays the
+    zone's clearing price plus ``shortfall_share`` of the gap to retail, a
+    surplus earns it minus ``surplus_share`` of the gap to feed-in (decimal
+    strings in [0, 1]); ``static_shares``: participant address to weight.
+    The same form is recorded in each settlement entry of the audit log.
+    """
+
+    enabled: bool
+    key: str = "proportional"
+    shortfall_share: str = "0.5"
+    surplus_share: str = "0.5"
+    static_shares: Mapping[str, int] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "key": self.key,
+            "shortfall_share": self.shortfall_share,
+            "surplus_share": self.surplus_share,
+            "static_shares": dict(sorted(self.static_shares.items())),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Self:
+        return cls(
+            bool(d["enabled"]),
+            str(d.get("key", "proportional")),
+            str(d.get("shortfall_share", "0.5")),
+            str(d.get("surplus_share", "0.5")),
+            {str(a): int(w) for a, w in d.get("static_shares", {}).items()},
+        )
+
+
+SHARING_OFF: Final = SharingInfo(enabled=False)
+
+# What a participant's settlement lines are for (``LineItem.kind``).
+PARTICIPANT_LINE_KINDS: Final = (
+    "market_buy",
+    "market_sell",
+    "shared_in",
+    "shared_out",
+    "shortfall_retail",
+    "surplus_feed_in",
+)
+SHARED_LINE_KINDS: Final = ("shared_in", "shared_out")
+
+
+@dataclass(frozen=True, slots=True)
 class GridInfo:
     """``GET /api/v1/grid``: what a household needs to know before joining."""
 
@@ -109,6 +162,7 @@ class GridInfo:
     # What a household may declare without the operator's approval (W, a battery's
     # capacity in Wh), per kind; above it an asset waits (docs/operators/meters.md).
     approval_limits: Mapping[str, int] | None = None
+    sharing: SharingInfo = SHARING_OFF
 
     def to_wire(self) -> dict[str, Any]:
         ledger: dict[str, Any] = {"kind": self.ledger_kind, "address": self.ledger_address}
@@ -137,6 +191,7 @@ class GridInfo:
                 if self.approval_limits is None
                 else {"approval_limits": dict(self.approval_limits)}
             ),
+            "sharing": self.sharing.to_wire(),
         }
 
     @classmethod
@@ -163,6 +218,8 @@ class GridInfo:
             {str(k): int(v) for k, v in d["approval_limits"].items()}
             if isinstance(d.get("approval_limits"), Mapping)
             else None,
+            # Grids from before sharing existed do not announce it: they do not share.
+            SharingInfo.from_wire(d["sharing"]) if "sharing" in d else SHARING_OFF,
         )
 
 
@@ -478,9 +535,11 @@ class LineItem:
 
     ``amount_micro`` is in micro-units of the grid's currency, positive when
     the participant owes the grid, negative when the grid owes the
-    participant. ``kind`` says what it is for (``market_buy``,
-    ``market_sell``, ``utility_buy`` — shortfall bought at retail,
-    ``utility_sell`` — surplus sold at feed-in, …).
+    participant. ``kind`` says what it is for (:data:`PARTICIPANT_LINE_KINDS`):
+    ``market_buy``/``market_sell`` (traded ahead), ``shared_in``/``shared_out``
+    (a shortfall covered by, or a surplus taken by, neighbours after
+    delivery, when the grid shares), ``shortfall_retail``/``surplus_feed_in``
+    (the rest, with the utility).
     """
 
     interval: datetime

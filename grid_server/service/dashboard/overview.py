@@ -64,6 +64,8 @@ class OverviewRows:
     totals: MarketTotals
     people: Sequence[Any]
     last_event: int
+    shared: dict[datetime, int]  # Wh shared after delivery per settled interval in the window
+    shared_total: int  # ... over every settled interval
 
 
 async def fetch(conn: AsyncConnection, window: Window) -> OverviewRows:
@@ -79,6 +81,8 @@ async def fetch(conn: AsyncConnection, window: Window) -> OverviewRows:
         await market_totals(conn, steps),
         await participants.counts_by_zone(conn),
         await events.last_event_id(conn),
+        await stored_intervals.shared_by_interval(conn, window.since, window.until),
+        await stored_intervals.shared_total(conn),
     )
 
 
@@ -94,7 +98,7 @@ async def overview(source: Source, hours: int = DEFAULT_HOURS) -> dict[str, Any]
 
 
 def build(source: Source, window: Window, rows: OverviewRows) -> dict[str, Any]:
-    series = market_series(rows.results, rows.steps, rows.states)
+    series = market_series(rows.results, rows.steps, rows.states, rows.shared)
     retail_now, feed_in_now = rows.steps.at(window.current)
     counts = rows.counts
     return {
@@ -122,6 +126,7 @@ def build(source: Source, window: Window, rows: OverviewRows) -> dict[str, Any]:
             if counts.last_cleared is None
             else format_utc(counts.last_cleared),
             **totals_view(rows.totals),
+            **sharing_view(rows.totals, rows.shared_total),
         },
         "last_event": rows.last_event,
     }
@@ -137,6 +142,7 @@ def grid_view(source: Source, zones: list[dict[str, Any]]) -> dict[str, Any]:
         "gate_closure_seconds": config.gate_closure_seconds,
         "ledger": str(config.ledger.kind),
         "zones": zones,
+        "sharing": config.sharing.info().to_wire(),
     }
 
 
@@ -165,10 +171,19 @@ def totals_view(totals: MarketTotals) -> dict[str, Any]:
     }
 
 
+def sharing_view(totals: MarketTotals, shared_wh: int) -> dict[str, Any]:
+    """Energy shared after delivery, and with what the market matched, what stayed local."""
+    return {"shared_wh": shared_wh, "neighbourhood_wh": totals.local_wh + shared_wh}
+
+
 def market_series(
-    results: Sequence[Any], steps: PriceSteps, states: dict[datetime, str]
+    results: Sequence[Any],
+    steps: PriceSteps,
+    states: dict[datetime, str],
+    shared: dict[datetime, int],
 ) -> list[dict[str, Any]]:
-    """One point per cleared interval from its zone results, oldest first."""
+    """One point per cleared interval from its zone results, oldest first; with the
+    energy shared after delivery once the interval is settled."""
     by_interval: dict[datetime, list[Any]] = defaultdict(list)
     for row in results:
         by_interval[row.interval_start].append(row)
@@ -200,6 +215,7 @@ def market_series(
                 "local_wh": point.local_wh,
                 "from_utility_wh": point.from_utility_wh,
                 "to_utility_wh": point.to_utility_wh,
+                "shared_wh": shared.get(t, 0),
                 "savings_nano": point.savings_nano,
             }
         )

@@ -33,6 +33,8 @@ class Stats:
     savings_nano: int = 0
     shortfall_wh: int = 0
     surplus_wh: int = 0
+    shared_in_wh: int = 0  # shortfall neighbours covered after delivery
+    shared_out_wh: int = 0  # surplus neighbours took after delivery
     net_micro: int = 0  # > 0: the household paid (net) for what it settled; < 0: it earned
     statements: StatementCounts = field(default_factory=StatementCounts)
 
@@ -73,6 +75,10 @@ def add_lines(s: Stats, kind: str, wh: int, amount: int) -> None:
         s.shortfall_wh = wh
     elif kind == "surplus_feed_in":
         s.surplus_wh = wh
+    elif kind == "shared_in":
+        s.shared_in_wh = wh
+    elif kind == "shared_out":
+        s.shared_out_wh = wh
 
 
 def participant_row(r: Any, s: Stats) -> dict[str, Any]:
@@ -83,6 +89,8 @@ def participant_row(r: Any, s: Stats) -> dict[str, Any]:
         "sold_wh": s.sold_wh,
         "shortfall_wh": s.shortfall_wh,
         "surplus_wh": s.surplus_wh,
+        "shared_in_wh": s.shared_in_wh,
+        "shared_out_wh": s.shared_out_wh,
         "net_micro": s.net_micro,
         "net": money(s.net_micro),
         "savings_nano": s.savings_nano,

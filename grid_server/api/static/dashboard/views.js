@@ -105,6 +105,7 @@ export function overview(data, ctx) {
       `${percent(totals.local_wh, traded)} of traded energy; ${energy(totals.from_utility_wh)} from and ${energy(totals.to_utility_wh)} to the utility`,
       { id: "local-energy" },
     ),
+    ...sharingCards(data),
     card(
       "Intervals",
       String(totals.intervals_cleared),
@@ -150,6 +151,22 @@ export function overview(data, ctx) {
   return out;
 }
 
+// Sharing after delivery (docs/developers/sharing.md): only on grids that share.
+function sharingCards(data) {
+  const sharing = data.grid.sharing;
+  if (!sharing || !sharing.enabled) return [];
+  const totals = data.totals;
+  const inWindow = data.series.reduce((a, p) => a + p.shared_wh, 0);
+  return [
+    card(
+      "Shared after delivery",
+      energy(totals.shared_wh),
+      `${energy(inWindow)} in the last ${data.window.hours} h (${sharing.key} key); with what the market matched ${energy(totals.neighbourhood_wh)} stayed in the neighbourhood`,
+      { id: "shared-energy" },
+    ),
+  ];
+}
+
 function priceFigure(data) {
   const zones = data.grid.zones;
   const ids = zones.map((z) => z.id).filter((id) => data.series.some((p) => id in p.price_ticks));
@@ -185,17 +202,24 @@ function priceFigure(data) {
 }
 
 function energyFigure(data) {
+  const sharing = data.grid.sharing && data.grid.sharing.enabled;
   const layers = {
     up: [
       { name: "matched locally", cls: "local" },
+      ...(sharing ? [{ name: "shared after delivery", cls: "shared" }] : []),
       { name: "bought from the utility", cls: "from-utility" },
     ],
     down: [{ name: "sold to the utility", cls: "to-utility" }],
   };
+  const sharedText = sharing ? `, ${energy(data.series.reduce((a, p) => a + p.shared_wh, 0))} shared after delivery` : "";
   const chart = stackedBars({
     title: "Energy matched locally and traded with the utility (kWh)",
-    desc: `Per interval: energy neighbours traded with each other and bought from the utility (above the axis), and sold to the utility (below). In the window: ${energy(data.series.reduce((a, p) => a + p.local_wh, 0))} matched locally.`,
-    bars: data.series.map((p) => ({ t: parseTime(p.interval), up: [p.local_wh, p.from_utility_wh], down: [p.to_utility_wh] })),
+    desc: `Per interval: energy neighbours traded with each other${sharing ? ", shared after delivery (once settled)" : ""} and bought from the utility (above the axis), and sold to the utility (below). In the window: ${energy(data.series.reduce((a, p) => a + p.local_wh, 0))} matched locally${sharedText}.`,
+    bars: data.series.map((p) => ({
+      t: parseTime(p.interval),
+      up: sharing ? [p.local_wh, p.shared_wh, p.from_utility_wh] : [p.local_wh, p.from_utility_wh],
+      down: [p.to_utility_wh],
+    })),
     layers,
     yFormat: (v) => (v / 1000).toFixed(Math.abs(v) >= 10_000 ? 0 : 1),
     xFormat: hhmm,
@@ -212,6 +236,7 @@ function energyFigure(data) {
       [
         { label: "Interval (UTC)", value: (p) => when(p.interval) },
         { label: "Matched locally", value: (p) => energy(p.local_wh), num: true },
+        ...(sharing ? [{ label: "Shared after delivery", value: (p) => energy(p.shared_wh), num: true }] : []),
         { label: "From the utility", value: (p) => energy(p.from_utility_wh), num: true },
         { label: "To the utility", value: (p) => energy(p.to_utility_wh), num: true },
       ],
@@ -433,6 +458,9 @@ export function participants(data, ctx, detail) {
           { label: "Sold", value: (p) => energy(p.sold_wh), num: true },
           { label: "Shortfall (retail)", value: (p) => energy(p.shortfall_wh), num: true },
           { label: "Surplus (feed-in)", value: (p) => energy(p.surplus_wh), num: true },
+          ...(data.participants.some((p) => p.shared_in_wh || p.shared_out_wh)
+            ? [{ label: "Shared after delivery (in / out)", value: (p) => `${energy(p.shared_in_wh)} / ${energy(p.shared_out_wh)}`, num: true }]
+            : []),
           { label: "Net paid / earned", value: (p) => h("span", { class: p.net_micro > 0 ? "cost" : p.net_micro < 0 ? "earning" : null }, p.net_micro > 0 ? `paid ${money(p.net_micro)}` : p.net_micro < 0 ? `earned ${money(-p.net_micro)}` : money(0)), num: true },
           { label: "Savings", value: (p) => money(p.savings_micro), num: true },
           { label: "Statements", value: (p) => statementsCell(p.statements), num: true },

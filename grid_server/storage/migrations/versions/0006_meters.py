@@ -1,7 +1,7 @@
 """meters we can believe
 
-Revision ID: 0005
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 22:00:00
 
 A battery's charge meter and usable capacity on its asset version; the
@@ -19,8 +19,8 @@ from alembic import op
 
 import grid_server.storage.schema
 
-revision: str = "0005"
-down_revision: str | None = "0006"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

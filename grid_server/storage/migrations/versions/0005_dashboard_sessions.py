@@ -1,6 +1,6 @@
 """dashboard sessions
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-04 22:00:00
 
@@ -18,7 +18,7 @@ from alembic import op
 
 import grid_server.storage.schema
 
-revision: str = "0006"
+revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
