@@ -124,6 +124,14 @@ def _terms_row(statement_id: str, terms: LedgerTerms) -> dict[str, Any]:
     }
 
 
+def _settled(amount_due_micro: int, terms: LedgerTerms, delta: int) -> tuple[int, int, str]:
+    """``(ledger paid, paid_micro, status)`` of a statement after ``delta`` more is paid."""
+    new_paid = terms.paid + delta
+    status = statement_status(terms.amount_due, new_paid)
+    micro = paid_micro(amount_due_micro, terms.amount_due, new_paid, parse_rate(terms.rate))
+    return new_paid, micro, status
+
+
 @dataclass(slots=True)
 class StatementRow:
     """A statement locked for a payment or payout, with its ledger terms."""
@@ -258,12 +266,31 @@ class PaymentService:
 
         Returns ``(ledger paid, paid_micro, status)`` after it.
         """
-        terms = row.terms
-        new_paid = terms.paid + delta
-        status = statement_status(terms.amount_due, new_paid)
-        micro = paid_micro(row.amount_due_micro, terms.amount_due, new_paid, parse_rate(terms.rate))
+        new_paid, micro, status = _settled(row.amount_due_micro, row.terms, delta)
         await pq.set_paid(conn, row.id, paid=new_paid, paid_micro=micro, status=status)
         return new_paid, micro, status
+
+    async def settle_many(
+        self, conn: AsyncConnection, deltas: dict[str, int]
+    ) -> dict[str, tuple[int, int, str]]:
+        """:meth:`settle` for many statements with terms at once (rows locked on PostgreSQL).
+
+        ``deltas``: statement id → ledger units to add; returns statement id →
+        ``(ledger paid, paid_micro, status)`` after it. Raises ``LookupError``
+        naming a statement that is gone or has no terms.
+        """
+        rows = await pq.statements_with_terms(conn, list(deltas), lock=self.db.is_postgres)
+        found = {r.id: r for r in rows}
+        missing = sorted(set(deltas) - set(found))
+        if missing:
+            raise LookupError(f"statement {missing[0]} is gone or has no ledger terms")
+        settled = {}
+        for statement_id, delta in deltas.items():
+            r = found[statement_id]
+            terms = LedgerTerms(r.ledger, r.unit, r.rate, r.terms_due, r.terms_paid, r.due_at)
+            settled[statement_id] = _settled(r.amount_due_micro, terms, delta)
+        await pq.set_paid_many(conn, [(sid, *values) for sid, values in settled.items()])
+        return settled
 
     # --- payment envelopes (route side) ---------------------------------------------
 
