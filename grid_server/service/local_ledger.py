@@ -323,9 +323,44 @@ class LocalLedgerStore:
                     head, record, public_key=signed.public_key, signature=signed.signature, now=now
                 )
             )
+        return await self._write(
+            conn, head, accounts=accounts, known=set(found), rows=rows, now=now
+        )
+
+    async def mint_many(
+        self,
+        conn: AsyncConnection,
+        grants: Sequence[tuple[str, int]],
+        memo: str | None,
+        now: datetime,
+    ) -> list[LedgerEntry]:
+        """:meth:`mint` for many ``(recipient, amount)`` in the caller's transaction (set-based)."""
+        head = await self._locked_head(conn)
+        found = await pq.accounts(conn, {a for a, _ in grants}, lock=self.db.is_postgres)
+        accounts = {a: list(found.get(a, (0, 0))) for a, _ in grants}
+        rows = []
+        for recipient, amount in grants:
+            record = mint_record(self.grid_id, recipient, amount, head.mints + 1, memo)
+            accounts[recipient][0] += amount
+            rows.append(next_entry(head, record, public_key=None, signature=None, now=now))
+        return await self._write(
+            conn, head, accounts=accounts, known=set(found), rows=rows, now=now
+        )
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        head: Head,
+        *,
+        accounts: dict[str, list[int]],
+        known: set[str],
+        rows: list[dict[str, Any]],
+        now: datetime,
+    ) -> list[LedgerEntry]:
+        """Store accounts (``known`` ones updated, the others inserted), entries and the head."""
         saved = [(a, b, s) for a, (b, s) in sorted(accounts.items())]
         await pq.save_accounts(
-            conn, [r for r in saved if r[0] in found], [r for r in saved if r[0] not in found], now
+            conn, [r for r in saved if r[0] in known], [r for r in saved if r[0] not in known], now
         )
         await pq.insert_ledger_entries(conn, rows)
         await self.save_head(conn, head)

@@ -335,6 +335,20 @@ class PaymentService:
             await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
         return entry
 
+    async def mint_many(
+        self, grants: list[tuple[str, int]], memo: str | None = None
+    ) -> list[LedgerEntry]:
+        """:meth:`mint` for many ``(address, amount)``: one transaction, all or none."""
+        if not grants:
+            return []
+        db = self.db
+        now = self.clock.now()
+        async with db.write() as conn:
+            await audit_log.lock_head(conn, db, self.grid_id)
+            entries = await self.store.mint_many(conn, grants, memo, now)
+            await audit_log.append(conn, db, self.grid_id, [log_item(e) for e in entries], now)
+        return entries
+
     async def overdue(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Statements owed to the grid, not fully paid, past their due time (oldest first)."""
         moment = now or self.clock.now()

@@ -36,6 +36,7 @@ from .faults import Faults
 from .ingest import Writer
 from .ledger_key import load_grid_key
 from .metrics import Metrics
+from .onboarding import Onboarding
 from .operator import Operator
 from .payments import PaymentService
 from .payouts import PayoutWorker
@@ -65,6 +66,7 @@ class Grid:
     operator: Operator
     cycle: IntervalCycle
     writer: Writer
+    onboarding: Onboarding
     ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -180,6 +182,14 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         payments=payments,
         after_payments=after_payments,
     )
+    writer = Writer(
+        db=db,
+        clock=clock,
+        rules=rules,
+        metrics=metrics,
+        faults=faults,
+        max_batch=settings.writer_max_batch,
+    )
     return Grid(
         settings=settings,
         config=config,
@@ -208,12 +218,6 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
             faults=faults,
             on_statements=payouts.loop.wake,
         ),
-        writer=Writer(
-            db=db,
-            clock=clock,
-            rules=rules,
-            metrics=metrics,
-            faults=faults,
-            max_batch=settings.writer_max_batch,
-        ),
+        writer=writer,
+        onboarding=Onboarding(writer=writer, payments=payments),
     )
