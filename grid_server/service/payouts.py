@@ -193,8 +193,8 @@ class PayoutWorker:
             async with self.db.read() as conn:
                 recipients = await oq.addresses_of(conn, {p.participant_id for p in plans})
             for batch in self._batches(plans, recipients):
-                if self.loop.stopping:
-                    break
+                if self.loop.stopping or report.in_doubt:
+                    break  # in doubt: its coins may yet be spent; nothing new until resolved
                 signed = await self._sign(batch, recipients, report)
                 if signed is not None:
                     await self._send(await self._store_intent(signed), report)
