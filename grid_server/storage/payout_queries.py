@@ -124,10 +124,16 @@ async def insert_batch(
         }
         for p in members
     ]
-    result = await conn.execute(
-        insert(payouts).returning(payouts.c.id, sort_by_parameter_order=True), rows
-    )
-    ids = [int(i) for i in result.scalars().all()]
+    await conn.execute(insert(payouts), rows)
+    # A batch pays a producer once: its ids by producer (one query, not a RETURNING per row).
+    by_participant = {
+        int(r.participant_id): int(r.id)
+        for r in await conn.execute(
+            select(payouts.c.id, payouts.c.participant_id).where(payouts.c.batch_id == batch_id)
+        )
+    }
+    assert len(by_participant) == len(members), "one payout per producer in a batch"
+    ids = [by_participant[m["participant_id"]] for m in members]
     await conn.execute(
         insert(payout_items),
         [
