@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import base58
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -298,7 +299,8 @@ class LocalLedgerStore:
         the balance check of each transfer sees the ones before it.
         """
         head = await self._locked_head(conn)
-        applied = await pq.ledger_tx_ids(conn, [t.tx_id for t in transfers])
+        ids = [t.tx_id for t in transfers]  # each computed once (a digest and base58)
+        applied = await pq.ledger_tx_ids(conn, ids)
         addresses = {t.sender for t in transfers} | {t.record.recipient for t in transfers}
         found = await pq.accounts(conn, addresses, lock=self.db.is_postgres)
         accounts = {a: list(found.get(a, (0, 0))) for a in addresses}
@@ -312,12 +314,12 @@ class LocalLedgerStore:
                 signer=signer,
                 balance=balance,
                 last_seq=last_seq,
-                already_applied=record.tx_id in applied,
+                already_applied=ids[k] in applied,
                 path=f"transfers[{k}]",
             )
             accounts[signed.sender] = [balance - record.amount, record.seq]
             accounts[record.recipient][0] += record.amount
-            applied.add(record.tx_id)
+            applied.add(ids[k])
             rows.append(
                 next_entry(
                     head, record, public_key=signed.public_key, signature=signed.signature, now=now
@@ -419,10 +421,11 @@ def next_entry(
     """The ``ledger_entries`` row that follows ``head``, and ``head`` moved past it."""
     when = entry_time(now)
     index = head.entries + 1
-    digest = ledger_entry_hash(head.hash, index, record.tx_digest, signature or b"", time_ms(when))
+    tx_digest = record.tx_digest  # computed once: the id is its base58
+    digest = ledger_entry_hash(head.hash, index, tx_digest, signature or b"", time_ms(when))
     row = {
         "index": index,
-        "tx_id": record.tx_id,
+        "tx_id": base58.b58encode(tx_digest).decode("ascii"),
         "kind": record.kind,
         "sender": record.sender,
         "recipient": record.recipient,

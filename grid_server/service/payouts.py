@@ -113,6 +113,8 @@ class _Payout:
     amount: int
     signed: dict[str, Any] | None  # local: the signed transfer; IOTA: None (see the batch)
     items: list[tuple[str, int]]
+    # Local: the transfer itself when signed in this pass (not parsed again from ``signed``).
+    transfer: SignedTransfer | None = None
 
 
 @dataclass(slots=True)
@@ -136,6 +138,7 @@ class _Signed:
     signed: dict[str, Any] | None
     # (plan, recipient, transaction id, signed transfer or None), in the order paid
     payouts: Sequence[tuple[PayoutPlan, str, str, dict[str, Any] | None]]
+    transfers: Sequence[SignedTransfer] = ()  # local: the same transfers, as signed
 
 
 @dataclass(kw_only=True, eq=False)
@@ -303,7 +306,7 @@ class PayoutWorker:
         payments = self.payments
         async with self.db.read() as conn:
             _, seq = await payments.store.account(conn, payments.address)
-        signed = []
+        signed, transfers = [], []
         for k, plan in enumerate(plans, start=1):
             recipient = recipients[plan.participant_id]
             transfer = SignedTransfer.sign(
@@ -315,7 +318,8 @@ class PayoutWorker:
                 memo=_memo(plan),
             )
             signed.append((plan, recipient, transfer.tx_id, transfer.to_wire()))
-        return _Signed(signed[0][2], None, signed)
+            transfers.append(transfer)
+        return _Signed(signed[0][2], None, signed, transfers)
 
     async def _store_intent(self, signed: _Signed) -> _Batch:
         db = self.db
@@ -333,6 +337,8 @@ class PayoutWorker:
                 for plan, recipient, tx_id, wire in signed.payouts
             ],
         )
+        for payout, transfer in zip(batch.payouts, signed.transfers, strict=False):
+            payout.transfer = transfer
         members = [
             {
                 "tx_id": p.tx_id,
@@ -380,7 +386,7 @@ class PayoutWorker:
 
     async def _send_local(self, batch: _Batch, report: PayoutReport) -> None:
         """Apply the batch's transfers and record them: one database transaction."""
-        transfers = [SignedTransfer.from_wire(p.signed) for p in batch.payouts]
+        transfers = [p.transfer or SignedTransfer.from_wire(p.signed) for p in batch.payouts]
         db = self.db
         now = self.clock.now()
         try:
