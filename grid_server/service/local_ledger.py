@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import base58
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -299,7 +298,7 @@ class LocalLedgerStore:
         the balance check of each transfer sees the ones before it.
         """
         head = await self._locked_head(conn)
-        ids = [t.tx_id for t in transfers]  # each computed once (a digest and base58)
+        ids = [t.tx_id for t in transfers]
         applied = await pq.ledger_tx_ids(conn, ids)
         addresses = {t.sender for t in transfers} | {t.record.recipient for t in transfers}
         found = await pq.accounts(conn, addresses, lock=self.db.is_postgres)
@@ -421,11 +420,10 @@ def next_entry(
     """The ``ledger_entries`` row that follows ``head``, and ``head`` moved past it."""
     when = entry_time(now)
     index = head.entries + 1
-    tx_digest = record.tx_digest  # computed once: the id is its base58
-    digest = ledger_entry_hash(head.hash, index, tx_digest, signature or b"", time_ms(when))
+    digest = ledger_entry_hash(head.hash, index, record.tx_digest, signature or b"", time_ms(when))
     row = {
         "index": index,
-        "tx_id": base58.b58encode(tx_digest).decode("ascii"),
+        "tx_id": record.tx_id,
         "kind": record.kind,
         "sender": record.sender,
         "recipient": record.recipient,
