@@ -11,7 +11,9 @@ of local-ledger money, minted in one transaction.
 A refused join refuses only that household (its answer is the same error a
 household would get); the others join and are funded. Sending the same
 request again answers the joined ones as already members and funds nobody
-twice (only joins accepted by this request are funded).
+twice (only joins accepted by this request are funded). Funds are
+local-ledger money: on an IOTA grid ``funds`` must be 0 (households are sent
+IOTA on chain).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from p2p_energy_client.protocol import Envelope, LedgerKind
+from p2p_energy_client.protocol import Envelope, ErrorCode, LedgerKind, ProtocolError
 
 from .ingest import Writer
 from .payments import PaymentService
@@ -45,6 +47,12 @@ class Onboarding:
         Returns ``{"joined": [...addresses], "refused": [{"index", "status",
         "error"}], "funded": n, "funds": funds}``.
         """
+        if funds > 0 and self.payments.kind is not LedgerKind.LOCAL:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                "funds_micro: this grid's ledger is IOTA: send IOTA to the households' addresses",
+                "funds_micro",
+            )
         outcomes = await asyncio.gather(*(self.writer.submit(raw, env) for raw, env in joins))
         joined: list[str] = []
         refused: list[dict[str, Any]] = []
@@ -55,7 +63,7 @@ class Onboarding:
                 error = orjson.loads(outcome.body).get("error", {})
                 refused.append({"index": index, "status": outcome.status, "error": error})
         funded = 0
-        if funds > 0 and joined and self.payments.kind is LedgerKind.LOCAL:
+        if funds > 0 and joined:
             funded = len(await self.payments.mint_many([(a, funds) for a in joined], memo))
         return {"joined": joined, "refused": refused, "funded": funded, "funds": funds}
 

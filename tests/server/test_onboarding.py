@@ -10,11 +10,14 @@ import pytest
 from grid_server.service.local_ledger import verify_ledger
 from p2p_energy_client.crypto import KeyPair
 from p2p_energy_client.protocol import Join, MeterDecl, Reading, Readings
+from tests.payments.test_iota_flow import iota_config
 from tests.support.envelopes import envelope, error_of
-from tests.support.grid_server import RunningGrid
+from tests.support.grid_server import RunningGrid, run_grid_server
+from tests.support.iota_node import StandInIotaNode, iota_node
 from tests.support.market import local_balances
 
 FUNDS = 2_500_000
+__all__ = ["iota_node"]  # the stand-in IOTA node fixture
 
 
 async def onboard(grid: RunningGrid, body: dict[str, Any], *, auth: bool = True) -> httpx.Response:
@@ -122,3 +125,14 @@ async def test_onboard_needs_the_operator(grid: RunningGrid) -> None:
         401,
         "unauthenticated",
     )
+
+
+async def test_onboard_funds_only_on_the_local_ledger(
+    database_url: str, iota_node: StandInIotaNode
+) -> None:
+    async with run_grid_server(database_url, grid=iota_config(iota_node)) as grid:
+        _, joins = await signed_joins(grid, 1)
+        refused = await onboard(grid, {"joins": joins, "funds_micro": FUNDS})
+        assert error_of(refused) == (422, "invalid_field", "funds_micro")
+        assert await grid.grid.operator.list_participants() == []  # nobody joined
+        assert len((await onboard(grid, {"joins": joins})).json()["joined"]) == 1
