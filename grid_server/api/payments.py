@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from grid_server.service.local_ledger import verify_ledger
+from grid_server.service.onboarding import MAX_HOUSEHOLDS
 from grid_server.service.wiring import Grid
 from p2p_energy_client import models as shapes
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.ledger.local import check_memo, is_tx_id
-from p2p_energy_client.protocol import MAX_SEQ, ErrorCode, ProtocolError
+from p2p_energy_client.protocol import MAX_SEQ, ErrorCode, ProtocolError, parse_envelope
 
 from .common import (
     JSON,
@@ -148,6 +152,48 @@ async def mint(body: MintRequest, payments: PaymentsDep) -> Response:
         check_memo(body.memo, "memo")
     entry = await payments.mint(body.address, body.amount, body.memo)
     return json_response(entry.to_wire(), 201)
+
+
+class OnboardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    joins: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_HOUSEHOLDS,
+        description="the households' own signed `join` envelopes (as they would POST them)",
+    )
+    funds_micro: int = Field(
+        default=0, ge=0, le=MAX_SEQ, description="local-ledger money minted for each that joins"
+    )
+    memo: str | None = None
+
+
+@operator_router.post(
+    "/onboard",
+    summary="Onboard a street: many households' signed joins, and money for each that joined",
+)
+async def onboard(body: OnboardRequest, grid: GridDep) -> Response:
+    if body.memo is not None:
+        check_memo(body.memo, "memo")
+    if not grid.ready:
+        raise ProtocolError(ErrorCode.UNAVAILABLE, "the grid is starting or stopping")
+    joins = []
+    for index, wire in enumerate(body.joins):
+        raw = orjson.dumps(wire)
+        try:
+            envelope = parse_envelope(raw)
+        except ProtocolError as exc:
+            raise ProtocolError(
+                exc.code, f"joins[{index}]: {exc}", f"joins[{index}].{exc.field or ''}".rstrip(".")
+            ) from exc
+        if envelope.payload.type != "join":
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"joins[{index}].payload.type: must be 'join'",
+                f"joins[{index}].payload.type",
+            )
+        joins.append((raw, envelope))
+    result = await grid.onboarding.onboard(joins, body.funds_micro, body.memo)
+    return json_response(result)
 
 
 @operator_router.get("/ledger", summary="The grid's ledger: kind, address, balance, totals")

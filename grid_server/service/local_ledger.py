@@ -17,6 +17,7 @@ entry hash are :mod:`p2p_energy_client.ledger.local`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.ledger import TransferRefused, check_transfer, verify_chain
+from grid_server.storage import payment_queries as pq
 from grid_server.storage.db import Database
 from grid_server.storage.schema import ledger_accounts, ledger_entries, ledger_heads
 from p2p_energy_client.crypto import b64encode
@@ -279,6 +281,91 @@ class LocalLedgerStore:
         if own_head:
             await self.save_head(conn, locked)
         return entry
+
+    async def apply_batch(
+        self,
+        conn: AsyncConnection,
+        transfers: Sequence[SignedTransfer],
+        *,
+        signer: bytes,
+        now: datetime,
+    ) -> list[LedgerEntry]:
+        """Check and apply many transfers, in order, in the caller's transaction.
+
+        All or none: the first one refused raises :class:`TransferRefused`
+        (its field names its place, ``transfers[k]``) and the caller rolls the
+        transaction back. Accounts are read once and written once (set-based);
+        the balance check of each transfer sees the ones before it.
+        """
+        head = await self._locked_head(conn)
+        ids = [t.tx_id for t in transfers]
+        applied = await pq.ledger_tx_ids(conn, ids)
+        addresses = {t.sender for t in transfers} | {t.record.recipient for t in transfers}
+        found = await pq.accounts(conn, addresses, lock=self.db.is_postgres)
+        accounts = {a: list(found.get(a, (0, 0))) for a in addresses}
+        rows = []
+        for k, signed in enumerate(transfers):
+            record = signed.record
+            balance, last_seq = accounts[signed.sender]
+            check_transfer(
+                signed,
+                grid=self.grid_id,
+                signer=signer,
+                balance=balance,
+                last_seq=last_seq,
+                already_applied=ids[k] in applied,
+                path=f"transfers[{k}]",
+            )
+            accounts[signed.sender] = [balance - record.amount, record.seq]
+            accounts[record.recipient][0] += record.amount
+            applied.add(ids[k])
+            rows.append(
+                next_entry(
+                    head, record, public_key=signed.public_key, signature=signed.signature, now=now
+                )
+            )
+        return await self._write(
+            conn, head, accounts=accounts, known=set(found), rows=rows, now=now
+        )
+
+    async def mint_many(
+        self,
+        conn: AsyncConnection,
+        grants: Sequence[tuple[str, int]],
+        memo: str | None,
+        now: datetime,
+    ) -> list[LedgerEntry]:
+        """:meth:`mint` for many ``(recipient, amount)`` in the caller's transaction (set-based)."""
+        head = await self._locked_head(conn)
+        found = await pq.accounts(conn, {a for a, _ in grants}, lock=self.db.is_postgres)
+        accounts = {a: list(found.get(a, (0, 0))) for a, _ in grants}
+        rows = []
+        for recipient, amount in grants:
+            record = mint_record(self.grid_id, recipient, amount, head.mints + 1, memo)
+            accounts[recipient][0] += amount
+            rows.append(next_entry(head, record, public_key=None, signature=None, now=now))
+        return await self._write(
+            conn, head, accounts=accounts, known=set(found), rows=rows, now=now
+        )
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        head: Head,
+        *,
+        accounts: dict[str, list[int]],
+        known: set[str],
+        rows: list[dict[str, Any]],
+        now: datetime,
+    ) -> list[LedgerEntry]:
+        """Store accounts (``known`` ones updated, the others inserted), entries and the head."""
+        saved = [(a, b, s) for a, (b, s) in sorted(accounts.items())]
+        await pq.save_accounts(
+            conn, [r for r in saved if r[0] in known], [r for r in saved if r[0] not in known], now
+        )
+        await pq.insert_ledger_entries(conn, rows)
+        await self.save_head(conn, head)
+        return [row_view(r) for r in rows]
 
     async def mint(
         self, conn: AsyncConnection, recipient: str, amount: int, memo: str | None, now: datetime

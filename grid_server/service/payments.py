@@ -124,6 +124,14 @@ def _terms_row(statement_id: str, terms: LedgerTerms) -> dict[str, Any]:
     }
 
 
+def _settled(amount_due_micro: int, terms: LedgerTerms, delta: int) -> tuple[int, int, str]:
+    """``(ledger paid, paid_micro, status)`` of a statement after ``delta`` more is paid."""
+    new_paid = terms.paid + delta
+    status = statement_status(terms.amount_due, new_paid)
+    micro = paid_micro(amount_due_micro, terms.amount_due, new_paid, parse_rate(terms.rate))
+    return new_paid, micro, status
+
+
 @dataclass(slots=True)
 class StatementRow:
     """A statement locked for a payment or payout, with its ledger terms."""
@@ -258,12 +266,31 @@ class PaymentService:
 
         Returns ``(ledger paid, paid_micro, status)`` after it.
         """
-        terms = row.terms
-        new_paid = terms.paid + delta
-        status = statement_status(terms.amount_due, new_paid)
-        micro = paid_micro(row.amount_due_micro, terms.amount_due, new_paid, parse_rate(terms.rate))
+        new_paid, micro, status = _settled(row.amount_due_micro, row.terms, delta)
         await pq.set_paid(conn, row.id, paid=new_paid, paid_micro=micro, status=status)
         return new_paid, micro, status
+
+    async def settle_many(
+        self, conn: AsyncConnection, deltas: dict[str, int]
+    ) -> dict[str, tuple[int, int, str]]:
+        """:meth:`settle` for many statements with terms at once (rows locked on PostgreSQL).
+
+        ``deltas``: statement id → ledger units to add; returns statement id →
+        ``(ledger paid, paid_micro, status)`` after it. Raises ``LookupError``
+        naming a statement that is gone or has no terms.
+        """
+        rows = await pq.statements_with_terms(conn, list(deltas), lock=self.db.is_postgres)
+        found = {r.id: r for r in rows}
+        missing = sorted(set(deltas) - set(found))
+        if missing:
+            raise LookupError(f"statement {missing[0]} is gone or has no ledger terms")
+        settled = {}
+        for statement_id, delta in deltas.items():
+            r = found[statement_id]
+            terms = LedgerTerms(r.ledger, r.unit, r.rate, r.terms_due, r.terms_paid, r.due_at)
+            settled[statement_id] = _settled(r.amount_due_micro, terms, delta)
+        await pq.set_paid_many(conn, [(sid, *values) for sid, values in settled.items()])
+        return settled
 
     # --- payment envelopes (route side) ---------------------------------------------
 
@@ -308,6 +335,20 @@ class PaymentService:
             entry = await self.store.mint(conn, address, amount, memo, now)
             await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
         return entry
+
+    async def mint_many(
+        self, grants: list[tuple[str, int]], memo: str | None = None
+    ) -> list[LedgerEntry]:
+        """:meth:`mint` for many ``(address, amount)``: one transaction, all or none."""
+        if not grants:
+            return []
+        db = self.db
+        now = self.clock.now()
+        async with db.write() as conn:
+            await audit_log.lock_head(conn, db, self.grid_id)
+            entries = await self.store.mint_many(conn, grants, memo, now)
+            await audit_log.append(conn, db, self.grid_id, [log_item(e) for e in entries], now)
+        return entries
 
     async def overdue(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Statements owed to the grid, not fully paid, past their due time (oldest first)."""

@@ -38,6 +38,7 @@ from .ledger_key import load_grid_key
 from .membership import Membership
 from .meters import MeterChecks, Meters
 from .metrics import Metrics
+from .onboarding import Onboarding
 from .operator import Operator
 from .payments import PaymentService
 from .payouts import PayoutWorker
@@ -69,6 +70,7 @@ class Grid:
     meters: Meters
     cycle: IntervalCycle
     writer: Writer
+    onboarding: Onboarding
     ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -192,6 +194,14 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
         payments=payments,
         after_payments=after_payments,
     )
+    writer = Writer(
+        db=db,
+        clock=clock,
+        rules=rules,
+        metrics=metrics,
+        faults=faults,
+        max_batch=settings.writer_max_batch,
+    )
     return Grid(
         settings=settings,
         config=config,
@@ -232,12 +242,6 @@ def build_grid(settings: Settings, clock: Clock | None = None) -> Grid:
             on_statements=payouts.loop.wake,
             sharing=config.sharing,
         ),
-        writer=Writer(
-            db=db,
-            clock=clock,
-            rules=rules,
-            metrics=metrics,
-            faults=faults,
-            max_batch=settings.writer_max_batch,
-        ),
+        writer=writer,
+        onboarding=Onboarding(writer=writer, payments=payments),
     )

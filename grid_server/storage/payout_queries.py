@@ -16,7 +16,14 @@ from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .meter_queries import held_statement
-from .schema import participants, payout_items, payouts, statement_terms, statements
+from .schema import (
+    participants,
+    payout_batches,
+    payout_items,
+    payouts,
+    statement_terms,
+    statements,
+)
 
 # --- planning ---------------------------------------------------------------------
 
@@ -67,79 +74,129 @@ async def in_flight(conn: AsyncConnection) -> dict[str, int]:
     return {r.statement_id: int(r.amount) for r in await conn.execute(query)}
 
 
-async def address_of(conn: AsyncConnection, participant_id: int) -> str | None:
-    query = select(participants.c.address).where(participants.c.id == participant_id)
-    address: str | None = await conn.scalar(query)
-    return address
+# --- batches ----------------------------------------------------------------------
 
 
-# --- one payout -------------------------------------------------------------------
+async def addresses_of(conn: AsyncConnection, participant_ids: Collection[int]) -> dict[int, str]:
+    query = select(participants.c.id, participants.c.address).where(
+        participants.c.id.in_(participant_ids)
+    )
+    return {int(r.id): r.address for r in await conn.execute(query)}
 
 
-async def insert_intent(
+async def insert_batch(
     conn: AsyncConnection,
     *,
     tx_id: str,
-    participant_id: int,
-    recipient: str,
     ledger: str,
-    amount: int,
-    signed: dict[str, Any],
-    items: Sequence[tuple[str, int]],
+    signed: dict[str, Any] | None,
+    members: Sequence[dict[str, Any]],
     now: datetime,
-) -> int:
-    """A ``prepared`` payout and the statements it pays; returns its id."""
-    payout_id = await conn.scalar(
-        insert(payouts)
+) -> tuple[int, list[int]]:
+    """A ``prepared`` batch, its payouts and the statements each pays: ``(batch id, payout ids)``.
+
+    ``members``: ``tx_id``, ``participant_id``, ``recipient``, ``amount``,
+    ``signed`` (JSON or None) and ``items`` (``(statement id, amount)``) each;
+    the ids come back in that order.
+    """
+    batch_id = await conn.scalar(
+        insert(payout_batches)
         .values(
             tx_id=tx_id,
-            participant_id=participant_id,
-            recipient=recipient,
             ledger=ledger,
-            amount=amount,
+            amount=sum(p["amount"] for p in members),
+            size=len(members),
             state="prepared",
-            signed=orjson.dumps(signed),
+            signed=None if signed is None else orjson.dumps(signed),
             created_at=now,
         )
-        .returning(payouts.c.id)
+        .returning(payout_batches.c.id)
     )
-    assert payout_id is not None
+    assert batch_id is not None
+    rows = [
+        {
+            "batch_id": batch_id,
+            "tx_id": p["tx_id"],
+            "participant_id": p["participant_id"],
+            "recipient": p["recipient"],
+            "ledger": ledger,
+            "amount": p["amount"],
+            "state": "prepared",
+            "signed": b"" if p["signed"] is None else orjson.dumps(p["signed"]),
+            "created_at": now,
+        }
+        for p in members
+    ]
+    await conn.execute(insert(payouts), rows)
+    # A batch pays a producer once: its ids by producer (one query, not a RETURNING per row).
+    by_participant = {
+        int(r.participant_id): int(r.id)
+        for r in await conn.execute(
+            select(payouts.c.id, payouts.c.participant_id).where(payouts.c.batch_id == batch_id)
+        )
+    }
+    assert len(by_participant) == len(members), "one payout per producer in a batch"
+    ids = [by_participant[m["participant_id"]] for m in members]
     await conn.execute(
         insert(payout_items),
-        [{"payout_id": payout_id, "statement_id": sid, "amount": amount} for sid, amount in items],
+        [
+            {"payout_id": pid, "statement_id": sid, "amount": amount}
+            for pid, p in zip(ids, members, strict=True)
+            for sid, amount in p["items"]
+        ],
     )
-    return int(payout_id)
+    return int(batch_id), ids
 
 
-async def finish(conn: AsyncConnection, payout_id: int, **values: Any) -> bool:
-    """Move a prepared payout to ``values`` (``state`` done or failed); False if it was not
-    prepared any more (recorded by another pass)."""
+async def finish_batch(conn: AsyncConnection, batch_id: int, **values: Any) -> bool:
+    """Move a prepared batch and its payouts to ``values`` (``state`` done or failed);
+    False if it was not prepared any more (recorded by another pass)."""
     changed = await conn.execute(
-        update(payouts)
-        .where(payouts.c.id == payout_id, payouts.c.state == "prepared")
+        update(payout_batches)
+        .where(payout_batches.c.id == batch_id, payout_batches.c.state == "prepared")
         .values(**values)
     )
-    return changed.rowcount == 1
+    if changed.rowcount != 1:
+        return False
+    await conn.execute(
+        update(payouts)
+        .where(payouts.c.batch_id == batch_id, payouts.c.state == "prepared")
+        .values(**values)
+    )
+    return True
 
 
-async def prepared(
+async def prepared_batches(
     conn: AsyncConnection, ledger: str
-) -> tuple[Sequence[Row[Any]], dict[int, list[tuple[str, int]]]]:
-    """Prepared payouts on ``ledger`` (oldest first) and the statements each pays."""
-    rows = (
+) -> list[tuple[Row[Any], list[Row[Any]], dict[int, list[tuple[str, int]]]]]:
+    """Prepared batches on ``ledger`` (oldest first): each with its payouts (in the order
+    it pays them) and the statements each payout pays."""
+    batches = (
         await conn.execute(
-            select(payouts)
-            .where(payouts.c.state == "prepared", payouts.c.ledger == ledger)
-            .order_by(payouts.c.id)
+            select(payout_batches)
+            .where(payout_batches.c.state == "prepared", payout_batches.c.ledger == ledger)
+            .order_by(payout_batches.c.id)
+        )
+    ).all()
+    if not batches:
+        return []
+    ids = [b.id for b in batches]
+    members = (
+        await conn.execute(
+            select(payouts).where(payouts.c.batch_id.in_(ids)).order_by(payouts.c.id)
         )
     ).all()
     items: dict[int, list[tuple[str, int]]] = {}
-    if rows:
-        for r in await conn.execute(
-            select(payout_items).where(payout_items.c.payout_id.in_([r.id for r in rows]))
-        ):
-            items.setdefault(r.payout_id, []).append((r.statement_id, int(r.amount)))
-    return rows, items
+    for r in await conn.execute(
+        select(payout_items)
+        .join(payouts, payouts.c.id == payout_items.c.payout_id)
+        .where(payouts.c.batch_id.in_(ids))
+    ):
+        items.setdefault(int(r.payout_id), []).append((r.statement_id, int(r.amount)))
+    by_batch: dict[int, list[Row[Any]]] = {}
+    for m in members:
+        by_batch.setdefault(int(m.batch_id), []).append(m)
+    return [(b, by_batch.get(int(b.id), []), items) for b in batches]
 
 
 async def newest(conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:

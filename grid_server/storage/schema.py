@@ -563,24 +563,49 @@ payments = Table(
     Index("ix_payments_statement", "statement_id"),
 )
 
+# One ledger transaction paying one or many producers (its ``payouts``): stored
+# ``prepared`` with every payout and item before it is sent, then ``done`` or
+# ``failed`` as a whole, together with its payouts.
+payout_batches = Table(
+    "payout_batches",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # IOTA: the digest of the one transaction; local: the id of its first transfer.
+    Column("tx_id", String(100), nullable=False, unique=True),
+    Column("ledger", String(8), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # what its payouts pay in all
+    Column("size", Integer, nullable=False),  # how many payouts
+    Column("state", String(10), nullable=False),
+    # IOTA: the signed transaction (JSON); local: NULL (each payout keeps its transfer).
+    Column("signed", LargeBinary),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("error", Text),
+    Index("ix_payout_batches_state", "state"),
+)
+
 payouts = Table(
     "payouts",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("tx_id", String(100), nullable=False, unique=True),
+    Column("batch_id", BigInteger, ForeignKey("payout_batches.id"), nullable=False),
+    # The transaction that pays it: an IOTA batch pays many producers in one.
+    Column("tx_id", String(100), nullable=False),
     Column("participant_id", BigInteger, ForeignKey("participants.id"), nullable=False),
     Column("recipient", String(66), nullable=False),
     Column("ledger", String(8), nullable=False),
     Column("amount", BigInteger, nullable=False),
     # prepared (signed and stored, maybe sent), done (on the ledger, recorded), failed
     Column("state", String(10), nullable=False),
-    # What was signed (JSON): the local transfer, or the IOTA transaction bytes.
+    # What was signed (JSON): the local transfer; empty in an IOTA batch (see the batch).
     Column("signed", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
     Column("error", Text),
+    UniqueConstraint("tx_id", "participant_id"),
     Index("ix_payouts_state", "state"),
     Index("ix_payouts_participant", "participant_id"),
+    Index("ix_payouts_batch", "batch_id"),
 )
 
 payout_items = Table(

@@ -96,6 +96,21 @@ async def statement_view(conn: AsyncConnection, statement_id: str) -> Statement 
     return statement_from_row(row, row.address, (), extras.get(row.id, NO_EXTRAS))
 
 
+async def statement_views(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Statement]:
+    """:func:`statement_view` of many statements (those that exist), by id."""
+    if not ids:
+        return {}
+    rows = (
+        await conn.execute(
+            select(statements, participants.c.address)
+            .join(participants, participants.c.id == statements.c.participant_id)
+            .where(statements.c.id.in_(ids))
+        )
+    ).all()
+    extras = await statement_extras(conn, [r.id for r in rows])
+    return {r.id: statement_from_row(r, r.address, (), extras.get(r.id, NO_EXTRAS)) for r in rows}
+
+
 async def participant_statements(
     conn: AsyncConnection, pid: int, address: str, since: datetime | None, limit: int
 ) -> list[Statement]:

@@ -71,6 +71,8 @@ def test_canonical_json_is_rfc_8785(payload: dict[str, Any]) -> None:
         {"s": 'quote " and \\ backslash'},
         {"s": "line\nbreak"},
         {"nested": [{"b": 1, "a": [2, 3]}]},
+        {"time": "2026-01-05T10:47:01.000Z", "f": 1.5},  # a time is no number: fast
+        {"s": "a,1.5", "a": [1.5]},
         {"ζ": 1, "z": 2},  # key order by UTF-16 code units
         [1, "two", None, True],
     ],

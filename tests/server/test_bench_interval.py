@@ -31,6 +31,8 @@ async def test_a_whole_interval_for_40_households(tmp_path: Path) -> None:
     assert (report["households"], report["database"]) == (40, "sqlite")
     for phase in PHASES:
         assert report[f"{phase}_seconds"] >= 0, phase
+        assert report[f"{phase}_cpu_seconds"] >= 0, phase
+    assert report["total_cpu_seconds"] > 0
     phases = sum(report[f"{phase}_seconds"] for phase in PHASES)
     assert abs(report["total_seconds"] - phases) < 0.05
     assert report["target_seconds"] == TARGET_SECONDS

@@ -57,6 +57,32 @@ async def trade(
     return seller, clients, t
 
 
+async def trade_pairs(grid: RunningGrid, pairs: int) -> tuple[list[GridClient], datetime]:
+    """``pairs`` sellers each sell 300 Wh to their own buyer in one interval; the sellers.
+
+    Every seller makes more than it sold, so each is owed money (a producer
+    statement); readings are sent.
+    """
+    sellers, buyers = [], []
+    for n in range(pairs):
+        seller = await grid.member(f"Seller {n}")
+        await seller.set_assets([PV], [])
+        buyer = await grid.member(f"Buyer {n}")
+        await buyer.set_assets([], [MAIN])
+        sellers.append(seller)
+        buyers.append(buyer)
+    t = grid.grid.schedule.start_of(grid.clock.now()) + timedelta(minutes=30)
+    for seller, buyer in zip(sellers, buyers, strict=True):
+        await seller.submit_orders(t, [OrderSpec("s", Side.SELL, 300, "0.1000")])
+        await buyer.submit_orders(t, [OrderSpec("b", Side.BUY, 300, "0.2500")])
+    grid.clock.set(t + timedelta(minutes=15, seconds=1))
+    await grid.run_cycle()
+    for seller, buyer in zip(sellers, buyers, strict=True):
+        await seller.send_readings([Reading(t, "pv", 700)])
+        await buyer.send_readings([Reading(t, "main", 400)])
+    return sellers, t
+
+
 async def issue_statements(grid: RunningGrid, t: datetime) -> None:
     schedule = grid.grid.schedule
     period_end = schedule.period_end(schedule.period_start(t))

@@ -814,10 +814,12 @@ class Payload:
 # --- envelopes --------------------------------------------------------------
 
 
-# In compact JSON a number follows ":", "[" or ","; one with a fraction, an
-# exponent or 16+ digits (maybe beyond 2^53) is not written alike by orjson
-# and RFC 8785. A string that merely looks like one only costs the slow path.
-_UNSAFE_NUMBER: Final = re.compile(rb"[:\[,]-?[0-9]+[.eE]|[:\[,]-?[0-9]{16}")
+# In compact JSON a number follows '":' (the end of its key), "[" or ","; one
+# with a fraction, an exponent or 16+ digits (maybe beyond 2^53) is not
+# written alike by orjson and RFC 8785. Inside a string '":' needs an escaped
+# quote (the slow path anyway), so times like "10:47:01.000Z" stay fast; a
+# string that merely looks like a number after "," only costs the slow path.
+_UNSAFE_NUMBER: Final = re.compile(rb'(?:":|[\[,])-?[0-9]+[.eE]|(?:":|[\[,])-?[0-9]{16}')
 # orjson writes datetimes and dataclasses itself; RFC 8785 refuses them, and so must we.
 _ORJSON_PLAIN: Final = (
     orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
