@@ -38,6 +38,7 @@ from .const import (
 )
 from .coordinator import P2PCoordinator, create_store
 from .data import P2PConfigEntry, P2PData
+from .entity import async_link_devices
 from .membership import client_from_entry
 from .services import async_setup_services
 
@@ -152,6 +153,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
     holder["coordinator"] = coordinator
     entry.runtime_data = P2PData(client, grid, household, coordinator)
     await coordinator.async_config_entry_first_refresh()
+    async_link_devices(hass, coordinator)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await coordinator.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))

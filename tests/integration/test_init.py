@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from freezegun.api import TickingDateTimeFactory
+from homeassistant.components.sensor import DATA_COMPONENT as SENSOR_COMPONENT
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -110,6 +111,13 @@ async def test_setup_creates_entities_and_registers_assets(
         if d.via_device_id == device.id
     ]
     assert sorted(d.name for d in asset_devices) == ["Grid import", "Roof PV"]
+    # Linked by via_device_id, not the via_device tuple (deprecated in 2026.8).
+    sensors = hass.data[SENSOR_COMPONENT]
+    for entity in er.async_entries_for_config_entry(entity_registry, entry.entry_id):
+        if entity.domain == "sensor" and entity.config_subentry_id is not None:
+            device_info = sensors.get_entity(entity.entity_id).device_info
+            assert device_info is not None
+            assert "via_device" not in device_info
 
 
 async def test_unload_and_reload_keep_state(
