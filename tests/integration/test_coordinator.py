@@ -128,16 +128,16 @@ async def test_top_up_shows_in_the_wallet_within_an_interval(
 ) -> None:
     member = await join("Prepaid")
     entry = member.entry(grid, trading_enabled=False)
-    # Only the minute tick runs: the five-minute poll (a background task) would
-    # still be talking to the grid when the test ends.
-    entry.add_to_hass(hass)
-    hass.config_entries.async_update_entry(entry, pref_disable_polling=True)
     await setup_member(hass, entry)
     wallet = entity_of(hass, entry, "sensor", "wallet_balance")
+    # Shown from set-up on (and after every reload), not a minute later.
+    assert float(hass.states.get(wallet).state) == 0
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert float(hass.states.get(wallet).state) == 0
     # The grid's cycle stays still, so no market event changes the stored state.
     await advance(hass, grid, clock, MINUTE, cycle=False)
-    assert float(hass.states.get(wallet).state) == 0
-    await advance(hass, grid, clock, MINUTE, cycle=False)  # any delayed write is done
+    await entry.runtime_data.coordinator.async_save()
     key = f"{DOMAIN}.{entry.entry_id}"
     stored = hass_storage[key]
 
@@ -173,13 +173,13 @@ async def test_suspended_while_connected(
         await wait_for(hass, lambda: "Live stream from the grid stopped" in caplog.text)
         assert "suspended" in caplog.text
 
-        # The next tick finds the key refused: a repair issue and a reauth flow.
-        await advance(hass, second, clock, MINUTE)
+        # At once: a repair issue, a reauth flow, and the grid's data unavailable.
+        await hass.async_block_till_done()
         issue = ir.async_get(hass).async_get_issue(DOMAIN, f"key_rejected_{entry.entry_id}")
         assert issue is not None
         assert [f["context"]["entry_id"] for f in reauth_flows(hass)] == [entry.entry_id]
-        assert hass.states.get(sold).state == "0"
-        # The poll after five minutes gives up: the entities go unavailable.
+        assert hass.states.get(sold).state == "unavailable"
+        # Ticks do not bring it back while the key is refused.
         await advance(hass, second, clock, 5 * MINUTE)
         assert hass.states.get(sold).state == "unavailable"
         assert await hass.config_entries.async_unload(entry.entry_id)

@@ -1,7 +1,8 @@
 """Repairs: a statement above the daily cap is paid once the owner confirms.
 
 A confirmation that cannot pay (no money, the membership unloaded or
-removed meanwhile) says why and leaves the statement unpaid.
+removed meanwhile) says why and leaves the statement unpaid; removing the
+membership removes its repairs.
 """
 
 from __future__ import annotations
@@ -97,8 +98,7 @@ async def test_confirmed_repair_that_cannot_pay(
     await hass.async_block_till_done()
     result = await manager.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "payment_failed"
-    assert "not loaded" in result["description_placeholders"]["message"]
+    assert result["reason"] == "entry_not_loaded"
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
 
     # The owner opens the repair again, but removes the membership before confirming.
@@ -107,6 +107,21 @@ async def test_confirmed_repair_that_cannot_pay(
     await hass.async_block_till_done()
     result = await manager.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "payment_failed"
-    assert result["description_placeholders"] == {"message": "membership removed"}
+    assert result["reason"] == "entry_removed"
     assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
+
+
+async def test_removing_the_membership_removes_its_repairs(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Moving away")  # nothing on the ledger: the payment fails
+    entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
+    registry = ir.async_get(hass)
+    ours = [i for (d, i) in registry.issues if d == DOMAIN and entry.entry_id in i]
+    assert ours  # the statement above the cap
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert [i for (d, i) in registry.issues if d == DOMAIN] == []
