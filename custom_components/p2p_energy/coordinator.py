@@ -394,7 +394,6 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         """The grid accepted the stream: it is reachable, now, not at the next tick."""
         now = dt_util.utcnow()
         self._stream_failures = 0
-        self._last_event_at = now  # a fresh stream counts as alive until it falls silent
         was_connected = self.household.connected
         self.household.note_contact(now)
         if not was_connected:

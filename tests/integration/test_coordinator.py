@@ -1,12 +1,14 @@
 """The household's routine in Home Assistant: scheduling, the live stream, outages, recovery.
 
 A tick still waiting for a slow grid is not run a second time beside it;
-money arriving on the ledger shows in the wallet within an interval without
-rewriting the stored state; a household suspended while connected loses its
-live stream and its entities go unavailable while the owner is asked for an
-invitation; through an outage (with Home Assistant restarted meanwhile) and
-through a grid that answers 5xx, is slow or loses answers, no reading is
-lost or counted twice.
+the wallet shows from set-up on, and money arriving on the ledger shows
+within an interval without rewriting the stored state; a household
+suspended while connected loses its live stream and its entities go
+unavailable while the owner is asked for an invitation; a stream whose
+handshake failed (HTTP 500) comes back by itself, the grid's data
+unavailable meanwhile and the outage logged once each way; through an
+outage (with Home Assistant restarted meanwhile) and through a grid that
+answers 5xx, is slow or loses answers, no reading is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -182,6 +184,43 @@ async def test_suspended_while_connected(
         # Ticks do not bring it back while the key is refused.
         await advance(hass, second, clock, 5 * MINUTE)
         assert hass.states.get(sold).state == "unavailable"
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_stream_comes_back_after_a_failed_handshake(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    member = await join("Streaming")
+    async with fault_proxy(grid.url) as proxy:
+        entry = member.entry(grid, url=proxy.url, trading_enabled=False)
+        await setup_member(hass, entry)
+        connected = entity_of(hass, entry, "binary_sensor", "connected")
+        sold = entity_of(hass, entry, "sensor", "energy_sold")
+        trading = entity_of(hass, entry, "switch", "trading")
+        assert hass.states.get(sold).state == "0"
+
+        # The grid crashes: HTTP 500 for every call and for the stream's
+        # handshake. The proxy cuts the open stream with the next event (the
+        # 10:15 market result at gate closure, 10:10).
+        proxy.mode = "error"
+        await advance(hass, grid, clock, 8 * MINUTE)
+        await wait_for(hass, lambda: proxy.seen["error GET /api/v1/stream"] > 0, seconds=20)
+        await advance(hass, grid, clock, MINUTE)
+        assert hass.states.get(connected).state == "off"
+        assert hass.states.get(sold).state == "unavailable"
+        assert hass.states.get(trading).state == "off"  # a local setting: still usable
+        await advance(hass, grid, clock, MINUTE)  # still away: nothing logged again
+
+        # Back: the restarted stream says so without waiting for a tick.
+        proxy.mode = "pass"
+        await wait_for(hass, lambda: hass.states.get(connected).state == "on", seconds=40)
+        assert hass.states.get(sold).state == "0"
+        assert caplog.text.count("Cannot reach the grid at") == 1
+        assert caplog.text.count("is reachable again") == 1
         assert await hass.config_entries.async_unload(entry.entry_id)
 
 
