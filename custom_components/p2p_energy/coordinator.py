@@ -178,18 +178,16 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self.data = snapshot  # what entities available offline show
         if household.key_rejected is not None:
             error = UpdateFailed(translation_domain=DOMAIN, translation_key="key_rejected")
+            gone = "The grid at %s no longer accepts this household's key"
         else:
             error = UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="grid_unreachable",
                 translation_placeholders={"grid_url": self._grid_url},
             )
+            gone = "Cannot reach the grid at %s"
         if self.last_update_success:
-            LOGGER.warning(
-                "Cannot reach the grid at %s (or it refuses the key); its data is "
-                "unavailable until it is back",
-                self._grid_url,
-            )
+            LOGGER.warning(gone + "; its data is unavailable until it is back", self._grid_url)
             self.last_update_success = False
             self.last_exception = error
             self.async_update_listeners()
