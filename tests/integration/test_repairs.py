@@ -8,6 +8,7 @@ membership removes its repairs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from freezegun.api import TickingDateTimeFactory
@@ -24,7 +25,9 @@ from tests.support.home_assistant import (
     Meters,
     call_action,
     consumer_with_statement,
+    join_grid,
     repairs_manager,
+    serve_grid,
     walk,
 )
 
@@ -125,3 +128,25 @@ async def test_removing_the_membership_removes_its_repairs(
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert [i for (d, i) in registry.issues if d == DOMAIN] == []
+
+
+async def test_confirmed_repair_while_the_grid_is_down(
+    hass: HomeAssistant, tmp_path: Path, clock: TickingDateTimeFactory
+) -> None:
+    async with serve_grid(tmp_path) as grid:
+        member = await join_grid(grid, "Offline payer")
+        await grid.grid.payments.mint(member.keys.address, 10_000_000, "prepaid")
+        entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
+        (statement,) = entry.runtime_data.household.unpaid.values()
+        issue_id = f"payment_over_cap_{entry.entry_id}_{statement.id}"
+        manager = await repairs_manager(hass)
+        flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+
+    # The grid went away before the owner confirmed: the flow says so, no traceback.
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "payment_failed"
+    message = result["description_placeholders"]["message"]
+    assert message == "the grid or the ledger could not be reached"  # no connector dump
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)
