@@ -8,7 +8,11 @@ from typing import Any
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+)
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
@@ -35,8 +39,9 @@ from .const import (
     DOMAIN,
     LOGGER,
 )
-from .coordinator import P2PCoordinator, create_store
+from .coordinator import P2PCoordinator, async_delete_issues, create_store
 from .data import P2PConfigEntry, P2PData
+from .entity import async_link_devices
 from .membership import client_from_entry
 from .prices import default_daily_cap, plain_decimal
 from .services import async_setup_services
@@ -50,6 +55,10 @@ PLATFORMS: list[Platform] = [
 ]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 _AUTH_LOST = frozenset({ErrorCode.NOT_MEMBER, ErrorCode.SUSPENDED})
+# Refusals that pass by themselves: set-up is retried.
+_PASSING = frozenset(
+    {ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.STALE_TIMESTAMP, ErrorCode.REPLAY}
+)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -93,25 +102,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
         if declared != (sources, meters):
             await client.set_assets(sources, meters)
     except GridUnavailable as exc:
+        # The details (a connector error, a status) are for the log, not the owner.
+        LOGGER.debug("Grid at %s unreachable at set-up: %s", entry.data[CONF_GRID_URL], exc)
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key="setup_failed",
-            translation_placeholders={"grid_url": entry.data[CONF_GRID_URL], "error": str(exc)},
+            translation_placeholders={"grid_url": entry.data[CONF_GRID_URL]},
         ) from exc
     except ProtocolError as exc:
-        if exc.code in _AUTH_LOST:
-            raise ConfigEntryAuthFailed(
-                translation_domain=DOMAIN, translation_key="key_rejected"
-            ) from exc
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="setup_failed",
-            translation_placeholders={
-                "grid_url": entry.data[CONF_GRID_URL],
-                "error": exc.message,
-            },
-        ) from exc
-
+        raise _setup_refused(entry, exc) from exc
     holder: dict[str, P2PCoordinator] = {}
 
     async def save_payer(_state: dict[str, Any]) -> None:
@@ -128,7 +127,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
             session=async_get_clientsession(hass),
         )
     except LedgerError as exc:
-        LOGGER.warning("Statements cannot be paid from here: %s", exc)
+        LOGGER.warning(
+            "Statements cannot be paid from here: %s; pay them from a wallet of your own", exc
+        )
         payer = None
     household = Household(
         client,
@@ -152,10 +153,46 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
     holder["coordinator"] = coordinator
     entry.runtime_data = P2PData(client, grid, household, coordinator)
     await coordinator.async_config_entry_first_refresh()
+    async_link_devices(hass, coordinator)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await coordinator.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
     return True
+
+
+def _setup_refused(entry: P2PConfigEntry, exc: ProtocolError) -> Exception:
+    """What set-up raises when the grid answers with a refusal.
+
+    Only a refusal that can pass by itself (rate limit, a grid busy or with a
+    clock apart from ours) is retried; one that stays until someone acts (the
+    key, another grid at the address, anything else the grid refuses for
+    good) stops with what to do, instead of retrying forever as if the grid
+    were unreachable.
+    """
+    if exc.code in _AUTH_LOST:
+        return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="key_rejected")
+    placeholders = {
+        "grid_url": entry.data[CONF_GRID_URL],
+        "message": exc.message,
+        "code": str(exc.code),
+    }
+    if exc.code in _PASSING:
+        return ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="setup_grid_busy",
+            translation_placeholders=placeholders,
+        )
+    if exc.code is ErrorCode.WRONG_GRID:
+        return ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="setup_wrong_grid",
+            translation_placeholders=placeholders,
+        )
+    return ConfigEntryError(
+        translation_domain=DOMAIN,
+        translation_key="setup_refused",
+        translation_placeholders=placeholders,
+    )
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: P2PConfigEntry) -> None:
@@ -181,5 +218,6 @@ async def async_unload_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> None:
-    """Forget the household's stored state with the membership."""
+    """Forget the household's stored state and its repair issues with the membership."""
     await create_store(hass, entry.entry_id).async_remove()
+    async_delete_issues(hass, entry.entry_id)

@@ -1,16 +1,25 @@
 """The coordinator: one household's routine inside Home Assistant.
 
-Meter sensors feed the household as their states change; once a minute (and
-right after every interval boundary) the household sends finished readings,
-places its orders and pays what is due; the grid's live stream pushes market
-results, fills and statements, and polling takes over only while the stream
-is silent. Everything the household knows is kept in Home Assistant's
-storage after every step, so a restart loses nothing and repeats nothing.
+Meter sensors feed the household as their states change; at the start of
+every minute (so at every interval boundary, which falls on a whole minute)
+the household sends finished readings, places its orders and pays what is
+due; the grid's live stream pushes market results, fills and statements, and
+the tick fetches them itself only while the stream is silent. That tick is
+the only schedule: no separate polling interval.
+
+The entities follow the connection: while the grid cannot be reached the
+coordinator holds an ``UpdateFailed`` (entities showing what the grid says go
+unavailable; one warning when it goes, one info line when it is back), and the
+live stream, restarted with growing waits after any failure, reports the
+grid back the moment it accepts the stream again. Everything the household
+knows is kept in Home Assistant's storage after every step, so a restart
+loses nothing and repeats nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+from datetime import datetime
 from typing import Any, Final
 
 from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
@@ -20,18 +29,20 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import (
     async_track_state_change_event,
-    async_track_time_interval,
+    async_track_utc_time_change,
 )
 from homeassistant.helpers.storage import Store
-from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
+from .client.backoff import retry_delay
 from .client.grid_client import GridClient, GridUnavailable
 from .client.household import Household, HouseholdEvent, Snapshot
 from .client.metering import MeteringError, parse_state, to_wh
-from .client.protocol import ProtocolError
+from .client.protocol import ErrorCode, ProtocolError
 from .client.units import format_money_micro
 from .const import (
+    CONF_ADDRESS,
     CONF_GRID_URL,
     DOMAIN,
     EVENT_PAYMENT,
@@ -51,8 +62,11 @@ from .const import (
 )
 from .data import P2PConfigEntry
 
-TICK: Final = timedelta(minutes=1)
-POLL_FALLBACK: Final = timedelta(minutes=5)
+# The live stream is started again after a failure the client does not
+# retry itself (a refusal, a broken message): after 5 s, then 10 s, … 15 min.
+STREAM_RETRY_FIRST: Final = 5.0
+STREAM_RETRY_LONGEST: Final = 900.0
+_AUTH_LOST: Final = frozenset({ErrorCode.NOT_MEMBER, ErrorCode.SUSPENDED})
 BUS_EVENTS: Final = {
     "trade": EVENT_TRADE,
     "statement": EVENT_STATEMENT,
@@ -95,7 +109,9 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             LOGGER,
             config_entry=entry,
             name=DOMAIN,
-            update_interval=POLL_FALLBACK,
+            # No polling schedule of its own: the minute tick (async_start)
+            # fetches what the silent stream did not bring.
+            update_interval=None,
             always_update=False,
         )
         self.client = client
@@ -104,6 +120,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self.meters = meters  # asset id → energy sensor entity id
         self.forecast_entity = forecast_entity
         self._last_event_at: datetime | None = None
+        self._stream_failures = 0
         self._started_at = dt_util.utcnow()
         self._tick_running = False
         # Work done once per interval (or when something changed), not every tick.
@@ -128,7 +145,10 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                     self.hass, list(self.meters.values()), self._on_state_change
                 )
             )
-        entry.async_on_unload(async_track_time_interval(self.hass, self._scheduled_tick, TICK))
+        # At second 0 of every minute: right after each interval boundary.
+        entry.async_on_unload(
+            async_track_utc_time_change(self.hass, self._scheduled_tick, second=0)
+        )
         entry.async_create_background_task(
             self.hass, self._run_stream(), f"{DOMAIN} live stream {entry.title}"
         )
@@ -149,10 +169,44 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self._saved = state
 
     @callback
-    def _publish(self, snapshot: Snapshot) -> None:
-        # Entities are written only when something they show changed.
-        if snapshot != self.data:
-            self.async_set_updated_data(snapshot)
+    def async_publish(self) -> None:
+        """Show the household's state; while the grid is away, as an update failure.
+
+        Entities are written only when something they show changed. The
+        failure is logged once when the connection goes (by the coordinator,
+        as a warning) and once when it returns.
+        """
+        household = self.household
+        snapshot = household.snapshot(dt_util.utcnow())
+        if household.connected and household.key_rejected is None:
+            if not self.last_update_success:
+                LOGGER.info("The grid at %s is reachable again", self._grid_url)
+            if snapshot != self.data or not self.last_update_success:
+                self.async_set_updated_data(snapshot)
+            return
+        changed = snapshot != self.data
+        self.data = snapshot  # what entities available offline show
+        if household.key_rejected is not None:
+            error = UpdateFailed(translation_domain=DOMAIN, translation_key="key_rejected")
+            gone = "The grid at %s no longer accepts this household's key"
+        else:
+            error = UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="grid_unreachable",
+                translation_placeholders={"grid_url": self._grid_url},
+            )
+            gone = "Cannot reach the grid at %s"
+        if self.last_update_success:
+            LOGGER.warning(gone + "; its data is unavailable until it is back", self._grid_url)
+            self.last_update_success = False
+            self.last_exception = error
+            self.async_update_listeners()
+        elif changed:
+            self.async_update_listeners()
+
+    @property
+    def _grid_url(self) -> str:
+        return str(self.config_entry.data[CONF_GRID_URL])
 
     # -- meters -----------------------------------------------------------------------------
 
@@ -221,13 +275,17 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                 await self.async_save()  # finished readings are safe before we try to send
                 self._traded = None  # the forecast learned from them
                 changed = True
+            asked = household.snapshot(now).readings_pending > 0  # report() calls the grid
             changed |= await household.report(now) > 0
             self.update_refusal_issues()
             # While the grid is unreachable one failed call per tick is
             # enough; the rest would only wait for the same timeouts.
             if household.connected or household.last_contact is None:
+                asked = True
                 changed |= await self._trade(now)
-            if household.connected and not self._stream_alive(now):
+            # Fetch what a silent stream did not bring; while disconnected
+            # with nothing else to send, this is the call that finds the grid back.
+            if not self._stream_alive(now) and (household.connected or not asked):
                 await household.refresh(now)
                 changed = True
             if household.connected:
@@ -237,7 +295,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                 await self.async_save(if_changed=True)
             if changed or not household.connected:
                 self._update_issues(now)
-            self._publish(household.snapshot(now))
+            self.async_publish()
         finally:
             self._tick_running = False
 
@@ -255,7 +313,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         """Pay what is due; read the wallet and fetch receipts when they can have changed."""
         household = self.household
         problems = (dict(household.failed_payments), set(household.over_cap))
-        paid = await household.pay_due(dt_util.now().date())
+        paid = await household.pay_due(dt_util.now().date(), now)
         interval = household.current_interval(now)
         changed = bool(paid) or problems != (household.failed_payments, set(household.over_cap))
         # The balance moves with payments and payouts, both announced on the
@@ -265,6 +323,9 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             await household.refresh_wallet()
             self._wallet_checked = interval
             changed |= household.wallet != before
+            wallet = household.wallet
+            if before is not None and wallet is not None and wallet.value > before.value:
+                household.retry_payments_now()  # money arrived: no need to wait
         # Receipts come when an interval's root closes: once an interval.
         if household.receipts.pending and self._receipts_checked != interval:
             await household.check_receipts()
@@ -273,14 +334,19 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         return changed
 
     async def _async_update_data(self) -> Snapshot:
-        """Polling fallback; the stream and the tick push data in between."""
+        """The first refresh at set-up (no schedule: see ``__init__``)."""
         now = dt_util.utcnow()
         if self.household.key_rejected is not None:
             raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="key_rejected")
-        # The tick retries an unreachable grid every minute; polling only
-        # stands in for a silent stream.
-        if self.household.connected and not self._stream_alive(now):
-            await self.household.refresh(now)
+        # The wallet is shown from the start, not only after the first tick.
+        await self.household.refresh_wallet()
+        self._wallet_checked = self.household.current_interval(now)
+        if not self.household.connected:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="grid_unreachable",
+                translation_placeholders={"grid_url": self._grid_url},
+            )
         return self.household.snapshot(now)
 
     def _stream_alive(self, now: datetime) -> bool:
@@ -290,18 +356,71 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         return self._last_event_at is not None and now - self._last_event_at < silence
 
     async def _run_stream(self) -> None:
-        try:
-            async for event in self.client.events(since=self.household.last_event_id):
-                self._last_event_at = dt_util.utcnow()
-                self.household.handle_event(event)
-                if event.kind in WALLET_EVENTS:
-                    self._wallet_checked = None  # read the balance at the next tick
-                self._publish(self.household.snapshot(self._last_event_at))
-                # Events come in bursts at gate closure and settlement: one
-                # write for the burst (a lost one only means events resent).
-                self._store.async_delay_save(self._state, STREAM_SAVE_DELAY)
-        except (ProtocolError, GridUnavailable) as exc:
-            LOGGER.warning("Live stream from the grid stopped: %s; polling instead", exc)
+        """Feed the live stream to the household; start it again after any failure."""
+        while True:
+            try:
+                await self._follow_stream()
+            except ProtocolError as exc:
+                if exc.code in _AUTH_LOST:
+                    # Nothing to retry until the owner re-authenticates; the
+                    # reload after reauthentication starts a new stream.
+                    LOGGER.warning("Live stream from the grid stopped: %s", exc.message)
+                    self.household.key_rejected = exc
+                    self._update_issues(dt_util.utcnow())
+                    self.async_publish()
+                    return
+                LOGGER.debug("Live stream refused: %s (%s)", exc.message, exc.code)
+            except GridUnavailable as exc:
+                LOGGER.debug("Live stream refused: %s", exc)
+            except Exception:  # the stream must outlive any failure
+                LOGGER.exception("Live stream from the grid failed")
+            self._last_event_at = None  # the tick fetches meanwhile
+            self._stream_failures += 1
+            await asyncio.sleep(
+                retry_delay(
+                    self._stream_failures, first=STREAM_RETRY_FIRST, longest=STREAM_RETRY_LONGEST
+                )
+            )
+
+    async def _follow_stream(self) -> None:
+        async for event in self.client.events(
+            since=self.household.last_event_id,
+            on_connected=self._on_stream_connected,
+            on_unreachable=self._on_stream_unreachable,
+            on_dropped=self._on_stream_dropped,
+        ):
+            self._last_event_at = dt_util.utcnow()
+            self.household.handle_event(event)
+            if event.kind in WALLET_EVENTS:
+                self._wallet_checked = None  # read the balance at the next tick
+            self.async_publish()
+            # Events come in bursts at gate closure and settlement: one
+            # write for the burst (a lost one only means events resent).
+            self._store.async_delay_save(self._state, STREAM_SAVE_DELAY)
+
+    @callback
+    def _on_stream_connected(self) -> None:
+        """The grid accepted the stream: it is reachable, now, not at the next tick."""
+        now = dt_util.utcnow()
+        self._stream_failures = 0
+        was_connected = self.household.connected
+        self.household.note_contact(now)
+        if not was_connected:
+            self._update_issues(now)
+        self.async_publish()
+
+    @callback
+    def _on_stream_dropped(self) -> None:
+        # Until it is back, the tick fetches (and so finds out whether the grid is there).
+        self._last_event_at = None
+
+    @callback
+    def _on_stream_unreachable(self, exc: Exception) -> None:
+        LOGGER.debug("Live stream cannot reach the grid: %r", exc)
+        self._last_event_at = None
+        if self.household.connected:
+            self.household.note_lost_contact(exc)
+            self.async_publish()
 
     @callback
     def _on_household_event(self, event: HouseholdEvent) -> None:
@@ -348,9 +467,23 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             },
             fixable=True,
         )
+        unpaid = {s.id: s for s in snapshot.unpaid}
         self._sync_issues(
             ISSUE_PAYMENT_FAILED,
-            {sid: {"statement_id": sid, "message": msg} for sid, msg in failed.items()},
+            {
+                sid: {
+                    "statement_id": sid,
+                    "message": msg,
+                    "amount": _money(
+                        unpaid[sid].amount_due_micro - unpaid[sid].paid_micro, household
+                    )
+                    if sid in unpaid
+                    else "?",
+                    "address": str(entry.data[CONF_ADDRESS]),
+                    "retry_at": _retry_time(household.payment_retry.get(sid), now),
+                }
+                for sid, msg in failed.items()
+            },
             fixable=False,
         )
         key_issue = f"{ISSUE_KEY_REJECTED}_{entry.entry_id}"
@@ -433,6 +566,21 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                 if fixable
                 else None,
             )
+
+
+@callback
+def async_delete_issues(hass: HomeAssistant, entry_id: str) -> None:
+    """Delete every repair issue of one membership (each issue id names its entry)."""
+    registry = ir.async_get(hass)
+    for domain, issue_id in list(registry.issues):
+        if domain == DOMAIN and f"_{entry_id}" in issue_id:
+            ir.async_delete_issue(hass, DOMAIN, issue_id)
+
+
+def _retry_time(retry: tuple[int, datetime] | None, now: datetime) -> str:
+    """When a failed payment is tried again, in the owner's local time."""
+    when = retry[1] if retry is not None else now
+    return dt_util.as_local(max(when, now)).strftime("%Y-%m-%d %H:%M")
 
 
 def _money(micro: int, household: Household) -> str:

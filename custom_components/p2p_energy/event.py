@@ -14,6 +14,27 @@ from .entity import P2PEntity
 
 PARALLEL_UPDATES = 0
 
+# The details Household._emit gives each trade, statement and payment.
+EVENT_DETAILS = frozenset(
+    {
+        "amount_due_micro",
+        "amount_micro",
+        "currency",
+        "energy_wh",
+        "interval",
+        "order_id",
+        "paid_micro",
+        "period_end",
+        "period_start",
+        "price",
+        "side",
+        "statement_id",
+        "status",
+        "tx_id",
+        "zone",
+    }
+)
+
 
 async def async_setup_entry(
     hass: HomeAssistant,
@@ -26,6 +47,10 @@ async def async_setup_entry(
 class P2PMarketEvent(P2PEntity, EventEntity):
     _attr_translation_key = "market"
     _attr_event_types = ["trade", "statement", "payment", "shared"]  # noqa: RUF012 - HA's attribute
+    # Each event's details differ from the last, so the recorder would keep a
+    # new attribute row for every one; automations read them from the event
+    # (or the bus events), the history keeps only the event type.
+    _unrecorded_attributes = frozenset(EVENT_DETAILS)
 
     def __init__(self, coordinator: P2PCoordinator) -> None:
         super().__init__(coordinator, "market")

@@ -9,6 +9,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
 from .const import REFUSAL_ISSUE_KIND
+from .client.grid_client import GridUnavailable
+from .client.protocol import ProtocolError
 from .data import P2PConfigEntry
 
 
@@ -27,25 +29,28 @@ class PayOverCapFlow(ConfirmRepairFlow):
             return await super().async_step_confirm(user_input)
         entry: P2PConfigEntry | None = self.hass.config_entries.async_get_entry(self.entry_id)
         if entry is None:
-            return self.async_abort(
-                reason="payment_failed", description_placeholders={"message": "membership removed"}
-            )
+            return self.async_abort(reason="entry_removed")
         if entry.state is not ConfigEntryState.LOADED:
             # Disabled, reloading or retrying set-up: nothing can pay now.
-            return self.async_abort(
-                reason="payment_failed",
-                description_placeholders={"message": "membership not loaded; try again later"},
-            )
+            return self.async_abort(reason="entry_not_loaded")
         data = entry.runtime_data
-        statement = data.household.unpaid.get(self.statement_id) or await data.client.statement(
-            self.statement_id
-        )
+        try:
+            statement = data.household.unpaid.get(self.statement_id) or await data.client.statement(
+                self.statement_id
+            )
+        except GridUnavailable:
+            return self.async_abort(reason="cannot_connect")
+        except ProtocolError as exc:
+            return self.async_abort(
+                reason="payment_failed", description_placeholders={"message": exc.message}
+            )
         if not await data.household.pay(statement, dt_util.now().date()):
-            message = data.household.failed_payments.get(self.statement_id, "unknown")
+            message = data.household.failed_payments.get(self.statement_id, "")
             return self.async_abort(
                 reason="payment_failed", description_placeholders={"message": message}
             )
         await data.coordinator.async_save()
+        data.coordinator.async_publish()
         return self.async_create_entry(data={})
 
 

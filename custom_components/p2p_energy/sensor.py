@@ -214,6 +214,10 @@ SENSORS: tuple[P2PSensorDescription, ...] = (
 )
 
 
+# Known without the grid: shown while it is unreachable, when the others are not.
+_LOCAL_KEYS = frozenset({"readings_pending"})
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: P2PConfigEntry,
@@ -246,6 +250,10 @@ class P2PSensor(P2PEntity, SensorEntity):
             self._attr_device_class = SensorDeviceClass.MONETARY if local else None
 
     @property
+    def available(self) -> bool:
+        return self.entity_description.key in _LOCAL_KEYS or super().available
+
+    @property
     def native_value(self) -> Decimal | int | None:
         return self.entity_description.value_fn(self.coordinator.data)
 
@@ -274,6 +282,10 @@ class P2PLastReadingSensor(P2PAssetEntity, SensorEntity):
 
     def __init__(self, coordinator: P2PCoordinator, subentry: ConfigSubentry) -> None:
         super().__init__(coordinator, subentry, "last_reading")
+
+    @property
+    def available(self) -> bool:
+        return True  # what this Home Assistant sent: known while the grid is away
 
     @property
     def native_value(self) -> int | None:

@@ -264,7 +264,7 @@ async def _pay_statement(call: ServiceCall) -> ServiceResponse:
             },
         )
     await data.coordinator.async_save()
-    data.coordinator.async_set_updated_data(household.snapshot(dt_util.utcnow()))
+    data.coordinator.async_publish()
     return {"statement_id": statement_id, "tx_id": household.paid_tx(statement_id)}
 
 

@@ -1,12 +1,14 @@
 """The household's routine in Home Assistant: scheduling, the live stream, outages, recovery.
 
 A tick still waiting for a slow grid is not run a second time beside it;
-money arriving on the ledger shows in the wallet within an interval without
-rewriting the stored state; a household suspended while connected loses its
-live stream and its entities go unavailable while the owner is asked for an
-invitation; through an outage (with Home Assistant restarted meanwhile) and
-through a grid that answers 5xx, is slow or loses answers, no reading is
-lost or counted twice.
+the wallet shows from set-up on, and money arriving on the ledger shows
+within an interval without rewriting the stored state; a household
+suspended while connected loses its live stream and its entities go
+unavailable while the owner is asked for an invitation; a stream whose
+handshake failed (HTTP 500) comes back by itself, the grid's data
+unavailable meanwhile and the outage logged once each way; through an
+outage (with Home Assistant restarted meanwhile) and through a grid that
+answers 5xx, is slow or loses answers, no reading is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -128,16 +130,16 @@ async def test_top_up_shows_in_the_wallet_within_an_interval(
 ) -> None:
     member = await join("Prepaid")
     entry = member.entry(grid, trading_enabled=False)
-    # Only the minute tick runs: the five-minute poll (a background task) would
-    # still be talking to the grid when the test ends.
-    entry.add_to_hass(hass)
-    hass.config_entries.async_update_entry(entry, pref_disable_polling=True)
     await setup_member(hass, entry)
     wallet = entity_of(hass, entry, "sensor", "wallet_balance")
+    # Shown from set-up on (and after every reload), not a minute later.
+    assert float(hass.states.get(wallet).state) == 0
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert float(hass.states.get(wallet).state) == 0
     # The grid's cycle stays still, so no market event changes the stored state.
     await advance(hass, grid, clock, MINUTE, cycle=False)
-    assert float(hass.states.get(wallet).state) == 0
-    await advance(hass, grid, clock, MINUTE, cycle=False)  # any delayed write is done
+    await entry.runtime_data.coordinator.async_save()
     key = f"{DOMAIN}.{entry.entry_id}"
     stored = hass_storage[key]
 
@@ -173,15 +175,52 @@ async def test_suspended_while_connected(
         await wait_for(hass, lambda: "Live stream from the grid stopped" in caplog.text)
         assert "suspended" in caplog.text
 
-        # The next tick finds the key refused: a repair issue and a reauth flow.
-        await advance(hass, second, clock, MINUTE)
+        # At once: a repair issue, a reauth flow, and the grid's data unavailable.
+        await hass.async_block_till_done()
         issue = ir.async_get(hass).async_get_issue(DOMAIN, f"key_rejected_{entry.entry_id}")
         assert issue is not None
         assert [f["context"]["entry_id"] for f in reauth_flows(hass)] == [entry.entry_id]
-        assert hass.states.get(sold).state == "0"
-        # The poll after five minutes gives up: the entities go unavailable.
+        assert hass.states.get(sold).state == "unavailable"
+        # Ticks do not bring it back while the key is refused.
         await advance(hass, second, clock, 5 * MINUTE)
         assert hass.states.get(sold).state == "unavailable"
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_stream_comes_back_after_a_failed_handshake(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    member = await join("Streaming")
+    async with fault_proxy(grid.url) as proxy:
+        entry = member.entry(grid, url=proxy.url, trading_enabled=False)
+        await setup_member(hass, entry)
+        connected = entity_of(hass, entry, "binary_sensor", "connected")
+        sold = entity_of(hass, entry, "sensor", "energy_sold")
+        trading = entity_of(hass, entry, "switch", "trading")
+        assert hass.states.get(sold).state == "0"
+
+        # The grid crashes: HTTP 500 for every call and for the stream's
+        # handshake. The proxy cuts the open stream with the next event (the
+        # 10:15 market result at gate closure, 10:10).
+        proxy.mode = "error"
+        await advance(hass, grid, clock, 8 * MINUTE)
+        await wait_for(hass, lambda: proxy.seen["error GET /api/v1/stream"] > 0, seconds=20)
+        await advance(hass, grid, clock, MINUTE)
+        assert hass.states.get(connected).state == "off"
+        assert hass.states.get(sold).state == "unavailable"
+        assert hass.states.get(trading).state == "off"  # a local setting: still usable
+        await advance(hass, grid, clock, MINUTE)  # still away: nothing logged again
+
+        # Back: the restarted stream says so without waiting for a tick.
+        proxy.mode = "pass"
+        await wait_for(hass, lambda: hass.states.get(connected).state == "on", seconds=40)
+        assert hass.states.get(sold).state == "0"
+        assert caplog.text.count("Cannot reach the grid at") == 1
+        assert caplog.text.count("is reachable again") == 1
         assert await hass.config_entries.async_unload(entry.entry_id)
 
 

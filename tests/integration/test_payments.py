@@ -8,7 +8,9 @@ to be paid elsewhere.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ from freezegun.api import TickingDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 
 from custom_components.p2p_energy.client.payments import IotaPayer
 from custom_components.p2p_energy.const import DOMAIN
 from grid_server.config import IotaNodeConfig, LedgerConfig
 from tests.support.grid_server import RunningGrid
 from tests.support.home_assistant import (
+    MINUTE,
     START,
     Member,
     Meters,
@@ -71,6 +75,43 @@ async def test_failed_payment_is_reported_and_not_repeated(
         hass, "pay_statement", config_entry_id=entry.entry_id, statement_id=statement_id
     )
     assert response["tx_id"] == statement.payments[0].tx_id  # paid already: not again
+
+
+async def test_failed_payment_is_retried_with_growing_waits(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Still broke")  # no money on the ledger, for the whole test
+    entry = await consumer_with_statement(hass, grid, clock, member)
+    household = entry.runtime_data.household
+    assert household.payer is not None
+    tries: list[datetime] = []
+    pay = household.payer.pay
+    (statement_id,) = household.failed_payments
+
+    async def counted(statement: Any) -> str:
+        if statement.id == statement_id:  # not the next hour's statement
+            tries.append(dt_util.utcnow())
+        return await pay(statement)
+
+    household.payer.pay = counted  # type: ignore[method-assign]
+    # Minute by minute for an hour: tries come after growing waits, not every minute.
+    await walk(hass, grid, clock, Meters(hass, {}), START.replace(hour=12, minute=25), MINUTE)
+    waits = [round((b - a).total_seconds() / 60) for a, b in itertools.pairwise(tries)]
+    assert 3 <= len(tries) <= 6, tries
+    assert waits == sorted(waits) and waits[-1] >= 8, waits
+    # The repair says what to do: top up this address; when the next try comes.
+    issue = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"payment_failed_{entry.entry_id}_{statement_id}"
+    )
+    assert issue is not None
+    placeholders = issue.translation_placeholders or {}
+    assert placeholders["address"] == member.keys.address
+    next_try = household.payment_retry[statement_id][1]
+    assert placeholders["retry_at"] == dt_util.as_local(next_try).strftime("%Y-%m-%d %H:%M")
+    assert "balance is 0" in placeholders["message"]
 
 
 def iota_ledger(node: StandInIotaNode, *, public: bool) -> LedgerConfig:

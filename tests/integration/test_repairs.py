@@ -1,12 +1,16 @@
 """Repairs: a statement above the daily cap is paid once the owner confirms.
 
+Readings the grid refuses for good become an issue until the owner reads it.
+
 A confirmation that cannot pay (no money, the membership unloaded or
-removed meanwhile) says why and leaves the statement unpaid.
+removed meanwhile) says why and leaves the statement unpaid; removing the
+membership removes its repairs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from freezegun.api import TickingDateTimeFactory
@@ -26,9 +30,11 @@ from tests.support.home_assistant import (
     add_asset,
     call_action,
     consumer_with_statement,
+    join_grid,
     repairs_manager,
     setup_member,
     source,
+    serve_grid,
     walk,
 )
 
@@ -102,8 +108,7 @@ async def test_confirmed_repair_that_cannot_pay(
     await hass.async_block_till_done()
     result = await manager.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "payment_failed"
-    assert "not loaded" in result["description_placeholders"]["message"]
+    assert result["reason"] == "entry_not_loaded"
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
 
     # The owner opens the repair again, but removes the membership before confirming.
@@ -112,8 +117,7 @@ async def test_confirmed_repair_that_cannot_pay(
     await hass.async_block_till_done()
     result = await manager.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "payment_failed"
-    assert result["description_placeholders"] == {"message": "membership removed"}
+    assert result["reason"] == "entry_removed"
     assert (await grid.client(member.keys).statement(statement.id)).status == "issued"
 
 
@@ -159,3 +163,41 @@ async def test_readings_refused_for_good_become_an_issue(
         assert household.refusals() == {}
         assert len(household.to_state()["outbox"]["rejected"]) == len(refused)  # still kept
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_removing_the_membership_removes_its_repairs(
+    hass: HomeAssistant,
+    grid: RunningGrid,
+    clock: TickingDateTimeFactory,
+    join: Callable[..., Awaitable[Member]],
+) -> None:
+    member = await join("Moving away")  # nothing on the ledger: the payment fails
+    entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
+    registry = ir.async_get(hass)
+    ours = [i for (d, i) in registry.issues if d == DOMAIN and entry.entry_id in i]
+    assert ours  # the statement above the cap
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert [i for (d, i) in registry.issues if d == DOMAIN] == []
+
+
+async def test_confirmed_repair_while_the_grid_is_down(
+    hass: HomeAssistant, tmp_path: Path, clock: TickingDateTimeFactory
+) -> None:
+    async with serve_grid(tmp_path) as grid:
+        member = await join_grid(grid, "Offline payer")
+        await grid.grid.payments.mint(member.keys.address, 10_000_000, "prepaid")
+        entry = await consumer_with_statement(hass, grid, clock, member, daily_cap=0.01)
+        (statement,) = entry.runtime_data.household.unpaid.values()
+        issue_id = f"payment_over_cap_{entry.entry_id}_{statement.id}"
+        manager = await repairs_manager(hass)
+        flow = await manager.async_init(DOMAIN, data={"issue_id": issue_id})
+
+    # The grid went away before the owner confirmed: the flow says so, no traceback.
+    result = await manager.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "payment_failed"
+    message = result["description_placeholders"]["message"]
+    assert message == "the grid or the ledger could not be reached"  # no connector dump
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -11,9 +11,9 @@ household does when the network or the grid fails in the ways they do:
   careless client pays or counts twice;
 * ``delay``: seconds to wait before forwarding (a slow grid).
 
-WebSocket upgrades are refused unless the mode is ``pass`` (the household
-then falls back to polling), which is what a broken proxy in front of a
-real grid does.
+WebSocket upgrades are refused unless the mode is ``pass`` (500 in
+``error`` mode, 503 otherwise; the household fetches meanwhile), which is
+what a broken proxy in front of a real grid does.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class FaultProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen[f"{self.mode} {request.method} {request.path}"] += 1
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if self.mode == "error":
+                raise web.HTTPInternalServerError
             if self.mode != "pass":
                 raise web.HTTPServiceUnavailable
             return await self._websocket(request)

@@ -276,6 +276,10 @@ async def advance(
     clock.move_to(clock() + delta)
     if cycle and grid is not None:
         await grid.run_cycle()
+    # Let loopback I/O in flight arrive first: firing the timers also fires
+    # the live stream's heartbeat timeout, which must find the pong that the
+    # last heartbeat's ping (sent a fake minute ago, a real millisecond ago) got.
+    await asyncio.sleep(0.01)
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
 

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from .backoff import retry_delay
 from .crypto import KeyPair
 from .lifecycle import AsyncCloseable
 from .models import (
@@ -458,17 +459,31 @@ class GridClient(AsyncCloseable):
     # -- live stream -------------------------------------------------------------------
 
     async def events(
-        self, since: int = 0, *, reconnect_delay: float = 1.0, heartbeat: float = 20.0
+        self,
+        since: int = 0,
+        *,
+        reconnect_delay: float = 1.0,
+        heartbeat: float = 20.0,
+        on_connected: Callable[[], None] | None = None,
+        on_unreachable: Callable[[Exception], None] | None = None,
+        on_dropped: Callable[[], None] | None = None,
     ) -> AsyncIterator[Event]:
         """Events for this participant, from after ``since``, forever.
 
-        Reconnects after a dropped connection and resumes after the last
-        event it yielded, so nothing is missed or repeated. Stop by breaking
-        out of the loop (or cancelling the task).
+        Reconnects after a dropped connection, a grid that cannot be reached
+        or answers 5xx, waiting longer after each failure (from
+        ``reconnect_delay`` up to 30 s), and resumes after the last event it
+        yielded, so nothing is missed or repeated. ``on_connected`` is called
+        each time the grid accepts the stream, ``on_dropped`` each time an
+        accepted stream ends, ``on_unreachable`` each time a connection attempt
+        finds no grid (a dropped stream that reconnects at once is no outage).
+        A refusal (4xx, a protocol error) raises. Stop by breaking out of the
+        loop (or cancelling the task).
         """
         last = since
         failures = 0
         while True:
+            connected = False
             try:
                 token = await self._session_token(required=True)
                 url = self._url("/stream").replace("http", "ws", 1)
@@ -479,7 +494,10 @@ class GridClient(AsyncCloseable):
                     heartbeat=heartbeat,
                     timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout.total or 10.0),
                 ) as ws:
+                    connected = True
                     failures = 0
+                    if on_connected is not None:
+                        on_connected()
                     async for msg in ws:
                         if msg.type is not aiohttp.WSMsgType.TEXT:
                             break
@@ -498,12 +516,18 @@ class GridClient(AsyncCloseable):
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 401:
                     self._token = None
-                elif exc.status not in _RETRY_STATUSES:
+                elif exc.status < 500:
                     raise GridUnavailable(f"stream refused: HTTP {exc.status}") from exc
+                elif on_unreachable is not None:
+                    on_unreachable(GridUnavailable(f"stream refused: HTTP {exc.status}"))
             except (aiohttp.ClientError, TimeoutError, OSError, GridUnavailable) as exc:
                 _LOGGER.debug("stream dropped: %r", exc)
+                if not connected and on_unreachable is not None:
+                    on_unreachable(exc)
+            if connected and on_dropped is not None:
+                on_dropped()
             failures += 1
-            await asyncio.sleep(min(reconnect_delay * failures, 30.0))
+            await asyncio.sleep(retry_delay(failures, first=reconnect_delay, longest=30.0))
 
 
 __all__ = ["GridClient", "GridUnavailable"]

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
+from .backoff import retry_delay
 from .grid_client import GridClient, GridUnavailable
 from .ledger.base import LedgerError
 from .metering import MeterTracker
@@ -61,6 +62,9 @@ _SETTLED_KEPT: Final = 2000
 # energy it gave (sold, shared out, or at feed-in).
 IMPORT_LINES: Final = frozenset({"market_buy", "shortfall_retail", "shared_in"})
 EXPORT_LINES: Final = frozenset({"market_sell", "surplus_feed_in", "shared_out"})
+# A failed payment is tried again after 1, 2, 4 … minutes, at most every 6 hours.
+PAYMENT_RETRY_FIRST: Final = timedelta(minutes=1)
+PAYMENT_RETRY_LONGEST: Final = timedelta(hours=6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +221,8 @@ class Household:
         self.unpaid: dict[str, Statement] = {}
         self.over_cap: dict[str, Statement] = {}
         self.failed_payments: dict[str, str] = {}
+        # Statement id → (consecutive failures, when pay_due tries again).
+        self.payment_retry: dict[str, tuple[int, datetime]] = {}
         self.wallet: WalletView | None = None
         # Receipts of own readings and orders, verified offline (see .receipts).
         self.receipts = ReceiptKeeper.from_state((state or {}).get("receipts"))
@@ -612,8 +618,12 @@ class Household:
     def _outstanding(self, statement: Statement) -> int:
         return statement.amount_due_micro - statement.paid_micro
 
-    async def pay_due(self, today: date) -> list[str]:
-        """Pay unpaid statements that fit under today's cap; returns the statement ids paid."""
+    async def pay_due(self, today: date, now: datetime | None = None) -> list[str]:
+        """Pay unpaid statements that fit under today's cap; returns the statement ids paid.
+
+        With ``now``, a statement whose payment failed waits for its retry
+        time (:attr:`payment_retry`); without it, every one is tried.
+        """
         if self.payer is None or not self.options.auto_pay:
             return []
         paid: list[str] = []
@@ -624,9 +634,24 @@ class Household:
             if self.spent_on(today) + due > self.options.daily_cap_micro:
                 self.over_cap[statement.id] = statement
                 continue
+            retry = self.payment_retry.get(statement.id)
+            if now is not None and retry is not None and now < retry[1]:
+                continue
             if await self.pay(statement, today):
                 paid.append(statement.id)
+            elif now is not None:
+                failures = (retry[0] if retry else 0) + 1
+                wait = retry_delay(
+                    failures,
+                    first=PAYMENT_RETRY_FIRST.total_seconds(),
+                    longest=PAYMENT_RETRY_LONGEST.total_seconds(),
+                )
+                self.payment_retry[statement.id] = (failures, now + timedelta(seconds=wait))
         return paid
+
+    def retry_payments_now(self) -> None:
+        """Something changed that may let failed payments through (money arrived)."""
+        self.payment_retry.clear()
 
     async def pay(self, statement: Statement, today: date) -> bool:
         """Pay one statement now (also above the cap: the caller decided). True when paid."""
@@ -635,8 +660,15 @@ class Household:
             return True
         try:
             tx_id = await self.payer.pay(statement)
-        except (GridUnavailable, ProtocolError, LedgerError, OSError) as exc:
-            # LedgerError: refused or in doubt on the ledger; the payer never pays twice.
+        except (GridUnavailable, OSError) as exc:
+            _LOGGER.debug("payment of %s failed: %r", statement.id, exc)
+            self.failed_payments[statement.id] = "the grid or the ledger could not be reached"
+            return False
+        except ProtocolError as exc:
+            self.failed_payments[statement.id] = exc.message
+            return False
+        except LedgerError as exc:
+            # Refused or in doubt on the ledger; the payer never pays twice.
             self.failed_payments[statement.id] = str(exc)
             return False
         due = self._outstanding(statement)
@@ -644,6 +676,7 @@ class Household:
         key = today.isoformat()
         self._s.spent_by_day[key] = self._s.spent_by_day.get(key, 0) + due
         self.failed_payments.pop(statement.id, None)
+        self.payment_retry.pop(statement.id, None)
         self.over_cap.pop(statement.id, None)
         self.unpaid.pop(statement.id, None)
         self._emit(
@@ -671,17 +704,22 @@ class Household:
         """The caller reached the grid on the household's behalf (e.g. at start-up)."""
         self._contact(now)
 
+    def note_lost_contact(self, exc: Exception) -> None:
+        """The caller found the grid unreachable on the household's behalf (e.g. the stream)."""
+        self._lost_contact(exc)
+
     def _contact(self, now: datetime) -> None:
+        # Debug only: the caller (Home Assistant's coordinator, the demo)
+        # reports the connection to its user, once per change.
         if not self.connected:
-            _LOGGER.info("grid %s reachable", self.grid.grid)
+            _LOGGER.debug("grid %s reachable", self.grid.grid)
         self.connected = True
         self.last_contact = now
         self.key_rejected = None
 
     def _lost_contact(self, exc: Exception) -> None:
-        # Logged once per outage, not at every retry.
         if self.connected:
-            _LOGGER.warning("grid %s unreachable: %s", self.grid.grid, exc)
+            _LOGGER.debug("grid %s unreachable: %r", self.grid.grid, exc)
         self.connected = False
 
     # -- receipts ---------------------------------------------------------------------------
