@@ -8,9 +8,9 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
-from .const import REFUSAL_ISSUE_KIND
 from .client.grid_client import GridUnavailable
 from .client.protocol import ProtocolError
+from .const import REFUSAL_ISSUE_KIND
 from .data import P2PConfigEntry
 
 

@@ -110,6 +110,7 @@ async def test_demo_trades_settles_and_reconciles(tmp_path: Path) -> None:
     assert report.state_checked and report.intervals_compared >= intervals
     assert {"ledger", "payment", "payout", "settlement"} <= set(report.kinds)
 
+
 async def test_demo_with_sharing_shares_what_the_market_left(tmp_path: Path) -> None:
     """The same morning with sharing after delivery on: deviations are shared, the money
     still reconciles, and every household counted what the grid settled for it."""

@@ -32,9 +32,9 @@ from tests.support.home_assistant import (
     consumer_with_statement,
     join_grid,
     repairs_manager,
+    serve_grid,
     setup_member,
     source,
-    serve_grid,
     walk,
 )
 

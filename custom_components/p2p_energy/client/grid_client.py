@@ -22,7 +22,8 @@ import base64
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
@@ -484,33 +485,17 @@ class GridClient(AsyncCloseable):
         failures = 0
         while True:
             connected = False
+
+            def accepted() -> None:
+                nonlocal connected, failures
+                connected, failures = True, 0
+                if on_connected is not None:
+                    on_connected()
+
             try:
-                token = await self._session_token(required=True)
-                url = self._url("/stream").replace("http", "ws", 1)
-                async with self._http().ws_connect(
-                    url,
-                    params={"since": str(last)},
-                    headers={"Authorization": f"Bearer {token}"},
-                    heartbeat=heartbeat,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout.total or 10.0),
-                ) as ws:
-                    connected = True
-                    failures = 0
-                    if on_connected is not None:
-                        on_connected()
-                    async for msg in ws:
-                        if msg.type is not aiohttp.WSMsgType.TEXT:
-                            break
-                        data = json.loads(msg.data)
-                        if "error" in data:
-                            error = ProtocolError.from_wire(data)
-                            if error.code is ErrorCode.UNAUTHENTICATED:
-                                self._token = None
-                                break
-                            raise error
-                        event = Event.from_wire(data)
-                        if event.id <= last:
-                            continue
+                # aclosing: a caller that stops listening closes the connection now.
+                async with aclosing(self._stream_once(last, heartbeat, accepted)) as stream:
+                    async for event in stream:
                         last = event.id
                         yield event
             except aiohttp.WSServerHandshakeError as exc:
@@ -528,6 +513,39 @@ class GridClient(AsyncCloseable):
                 on_dropped()
             failures += 1
             await asyncio.sleep(retry_delay(failures, first=reconnect_delay, longest=30.0))
+
+    async def _stream_once(
+        self, last: int, heartbeat: float, accepted: Callable[[], None]
+    ) -> AsyncGenerator[Event]:
+        """One connection of the live stream: the events after ``last`` until it ends.
+
+        An expired session ends it quietly (the caller connects again with a
+        new token); any other error message from the grid raises.
+        """
+        token = await self._session_token(required=True)
+        url = self._url("/stream").replace("http", "ws", 1)
+        async with self._http().ws_connect(
+            url,
+            params={"since": str(last)},
+            headers={"Authorization": f"Bearer {token}"},
+            heartbeat=heartbeat,
+            timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout.total or 10.0),
+        ) as ws:
+            accepted()
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    return
+                data = json.loads(msg.data)
+                if "error" in data:
+                    error = ProtocolError.from_wire(data)
+                    if error.code is ErrorCode.UNAUTHENTICATED:
+                        self._token = None
+                        return
+                    raise error
+                event = Event.from_wire(data)
+                if event.id > last:
+                    last = event.id
+                    yield event
 
 
 __all__ = ["GridClient", "GridUnavailable"]
