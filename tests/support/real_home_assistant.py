@@ -1,0 +1,268 @@
+"""A real Home Assistant process with this repository's integration, driven over its APIs.
+
+Not the test harness: ``python -m homeassistant`` from the test's virtualenv,
+in a process group of its own, with a configuration folder in the test's
+``tmp_path`` (the integration symlinked into its ``custom_components``).
+The test talks to it as a browser would, and nothing else:
+
+* :meth:`HomeAssistantProcess.onboard` creates the owner through the
+  onboarding REST API (``/api/onboarding/users`` gives an authorization code,
+  ``/auth/token`` exchanges it) and returns a :class:`HomeAssistantApi`;
+* :class:`HomeAssistantApi` calls the REST API and the websocket API
+  (``command``; ``subscribe`` collects a subscription's events).
+
+:meth:`HomeAssistantProcess.stop` ends the process group (SIGTERM, then
+SIGKILL) and reaps it, so no Home Assistant outlives its test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.processes import START_TIMEOUT, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+INTEGRATION = REPO / "custom_components" / "p2p_energy"
+OWNER = {"name": "Owner", "username": "owner", "password": "correct horse battery staple"}
+
+# Only what the integration and the Energy dashboard need: no default_config
+# (its frontend, cloud and discovery are not installed or would reach out).
+# Two template sensors stand in for the household's physical grid meter, as
+# the Energy dashboard's consumption and return need one of their own.
+CONFIGURATION = """\
+homeassistant:
+  name: Real home
+  latitude: 52.52
+  longitude: 13.40
+  elevation: 34
+  unit_system: metric
+  time_zone: UTC
+  currency: EUR
+  country: DE
+  language: en
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+api:
+onboarding:
+energy:
+recorder:
+  commit_interval: 1
+logger:
+  default: warning
+  logs:
+    custom_components.p2p_energy: debug
+template:
+  - sensor:
+      - name: Grid meter import
+        unique_id: grid_meter_import
+        unit_of_measurement: kWh
+        device_class: energy
+        state_class: total_increasing
+        state: "1234.5"
+      - name: Grid meter export
+        unique_id: grid_meter_export
+        unit_of_measurement: kWh
+        device_class: energy
+        state_class: total_increasing
+        state: "321.0"
+"""
+
+
+class HomeAssistantProcess:
+    """``python -m homeassistant`` on 127.0.0.1 with the integration installed."""
+
+    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+        self.config = directory / "ha"
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = directory / "home-assistant.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config.mkdir(parents=True, exist_ok=True)
+        (self.config / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port))
+        components = self.config / "custom_components"
+        components.mkdir(exist_ok=True)
+        (components / "p2p_energy").symlink_to(INTEGRATION, target_is_directory=True)
+        # Nothing of the test run's environment that would change Home Assistant.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("P2P_", "PYTEST"))}
+
+    @property
+    def log(self) -> Path:
+        """Home Assistant's own log file."""
+        return self.config / "home-assistant.log"
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        with self.output.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "homeassistant", "--config", str(self.config), "--skip-pip"],
+                cwd=self.config,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def ready(self, within: float = START_TIMEOUT) -> None:
+        """Wait until Home Assistant answers (its HTTP server starts last)."""
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession(self.url) as http:
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"Home Assistant exited: {self.tail()}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get("/api/onboarding") as response:
+                        if response.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"Home Assistant did not start: {self.tail()}")
+                await asyncio.sleep(0.25)
+
+    async def onboard(self) -> HomeAssistantApi:
+        """Create the owner as the onboarding page does; an API client logged in as them."""
+        client_id = f"{self.url}/"
+        async with aiohttp.ClientSession(self.url) as http:
+            async with http.post(
+                "/api/onboarding/users", json={**OWNER, "client_id": client_id, "language": "en"}
+            ) as response:
+                assert response.status == 200, await response.text()
+                code = (await response.json())["auth_code"]
+            async with http.post(
+                "/auth/token",
+                data={"grant_type": "authorization_code", "code": code, "client_id": client_id},
+            ) as response:
+                assert response.status == 200, await response.text()
+                token = (await response.json())["access_token"]
+        return HomeAssistantApi(self.url, token)
+
+    def tail(self, lines: int = 60) -> str:
+        text = ""
+        for path in (self.output, self.log):
+            if path.exists():
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+        return text or "(no log)"
+
+    async def stop(self, within: float = 30.0) -> None:
+        """SIGTERM the group, SIGKILL it after ``within`` seconds; reap the process."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, within)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class HomeAssistantApi:
+    """Home Assistant's REST and websocket APIs with the owner's access token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {token}"})
+        self.token = token
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ids = itertools.count(1)
+        self._results: dict[int, asyncio.Future[Any]] = {}
+        self._subscriptions: dict[int, list[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, path: str) -> Any:
+        async with self.http.get(path) as response:
+            assert response.status == 200, f"GET {path}: {response.status} {await response.text()}"
+            return await response.json()
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        async with self.http.post(path, json=body) as response:
+            assert response.status == 200, f"POST {path}: {response.status} {await response.text()}"
+            return await response.json()
+
+    async def states(self) -> dict[str, dict[str, Any]]:
+        return {state["entity_id"]: state for state in await self.get("/api/states")}
+
+    async def wait_for_states(
+        self,
+        check: Callable[[dict[str, dict[str, Any]]], bool],
+        *,
+        within: float,
+        what: str,
+    ) -> dict[str, dict[str, Any]]:
+        """Poll ``/api/states`` until ``check`` holds; the states then."""
+        deadline = time.monotonic() + within
+        while True:
+            states = await self.states()
+            if check(states):
+                return states
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {within} s: {what}")
+            await asyncio.sleep(0.25)
+
+    # -- websocket ---------------------------------------------------------------------
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        if self._ws is None:
+            ws = await self.http.ws_connect("/api/websocket")
+            assert (await ws.receive_json())["type"] == "auth_required"
+            await ws.send_json({"type": "auth", "access_token": self.token})
+            reply = await ws.receive_json()
+            assert reply["type"] == "auth_ok", reply
+            self._ws = ws
+            self._reader = asyncio.create_task(self._read(ws))
+        return self._ws
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            data = message.json()
+            for item in data if isinstance(data, list) else [data]:
+                if item["type"] == "event" and item["id"] in self._subscriptions:
+                    self._subscriptions[item["id"]].append(item["event"])
+                elif item["type"] == "result" and item["id"] in self._results:
+                    self._results.pop(item["id"]).set_result(item)
+
+    async def command(self, command: str, *, events: list[Any] | None = None, **fields: Any) -> Any:
+        """One websocket command; its result (an error fails the test).
+
+        With ``events``, a subscription: its events are appended to that list as they come.
+        """
+        ws = await self._connect()
+        message_id = next(self._ids)
+        if events is not None:
+            self._subscriptions[message_id] = events
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._results[message_id] = future
+        await ws.send_json({"type": command, **fields, "id": message_id})
+        reply = await asyncio.wait_for(future, 30)
+        assert reply["success"], f"{command}: {reply}"
+        return reply["result"]
+
+    async def subscribe(self, command: str, **fields: Any) -> list[Any]:
+        """Subscribe; the list the subscription's events are appended to as they come."""
+        events: list[Any] = []
+        await self.command(command, events=events, **fields)
+        return events
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.http.close()
