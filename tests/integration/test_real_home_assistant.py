@@ -25,9 +25,6 @@ loaded two-core machine).
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -36,14 +33,20 @@ from typing import Any
 
 import pytest
 
-from tests.support.grid_server import sqlite_url
-from tests.support.operator_cli import write_config
-from tests.support.processes import P2P_GRID, GridProcess, free_port
-from tests.support.real_home_assistant import HomeAssistantApi, HomeAssistantProcess
+from tests.support.processes import GridProcess
+from tests.support.real_home_assistant import (
+    HomeAssistantApi,
+    HomeAssistantProcess,
+    Membership,
+    add_membership,
+    energy_grid_prefs,
+    operator,
+    participants,
+    real_grid,
+)
 
 pytestmark = [pytest.mark.usefixtures("socket_enabled"), pytest.mark.slow]
 
-GRID_ID = "our-street"  # write_config's grid
 # The grid's defaults, as the integration learns them from the grid.
 CURRENCY = "EUR"
 MONEY = (
@@ -62,16 +65,9 @@ RETURN = 60.0
 
 @pytest.fixture
 async def grid(tmp_path: Path) -> AsyncIterator[GridProcess]:
-    """``p2p-grid serve`` on a free loopback port, its config and database in ``tmp_path``."""
-    folder = tmp_path / "grid"
-    port = free_port()
-    config = write_config(folder, public_url=f"http://127.0.0.1:{port}")
-    server = GridProcess("grid", sqlite_url(folder), folder, config=config, clock=None, port=port)
-    try:
-        await server.run()
+    """``p2p-grid serve`` on the real clock, its config and database in ``tmp_path``."""
+    async with real_grid(tmp_path / "grid") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
@@ -84,48 +80,6 @@ async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistantProcess]:
         yield process
     finally:
         await process.stop()
-
-
-async def operator(grid: GridProcess, *args: str) -> str:
-    """A ``p2p-grid`` command as the operator runs it beside the grid; its standard output."""
-    config = grid.directory / "grid.toml"
-    process = await asyncio.create_subprocess_exec(
-        P2P_GRID,
-        *args,
-        "--config",
-        str(config),
-        cwd=grid.directory,
-        env={k: v for k, v in os.environ.items() if not k.startswith("P2P_")},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()
-    return out.decode()
-
-
-async def join(api: HomeAssistantApi, link: str) -> dict[str, Any]:
-    """Add the integration as the owner does: the link pasted, a name, a new key."""
-    form = await api.post(
-        "/api/config/config_entries/flow", {"handler": "p2p_energy", "show_advanced_options": False}
-    )
-    assert (form["type"], form["step_id"]) == ("form", "user"), form
-    result: dict[str, Any] = await api.post(
-        f"/api/config/config_entries/flow/{form['flow_id']}",
-        {"invitation": link, "name": "Household", "key_source": "generate"},
-    )
-    assert result["type"] == "create_entry", result
-    return result
-
-
-async def entities_by_key(api: HomeAssistantApi, entry_id: str, prefix: str) -> dict[str, str]:
-    """The membership's entity ids by the key their unique id ends in."""
-    registry = await api.command("config/entity_registry/list")
-    return {
-        item["unique_id"].removeprefix(prefix): item["entity_id"]
-        for item in registry
-        if item["config_entry_id"] == entry_id
-    }
 
 
 def number(state: dict[str, Any]) -> Decimal:
@@ -157,8 +111,9 @@ def check_energy_dashboard_entities(states: dict[str, dict[str, Any]], ids: dict
     assert (connected["state"], connected["attributes"]["device_class"]) == ("on", "connectivity")
 
 
-async def check_energy_dashboard_accepts(api: HomeAssistantApi, ids: dict[str, str]) -> None:
+async def check_energy_dashboard_accepts(api: HomeAssistantApi, membership: Membership) -> None:
     """The Energy dashboard offers the money sensors and takes them as the grid's cost."""
+    ids = membership.entities
     # What the dashboard's cost and compensation pickers list: statistics with a sum.
     offered = {
         item["statistic_id"]: item
@@ -169,32 +124,7 @@ async def check_energy_dashboard_accepts(api: HomeAssistantApi, ids: dict[str, s
     for key in MARKET_ENERGY:
         assert offered[ids[key]]["statistics_unit_of_measurement"] == "kWh", key
     # The set-up docs/households/home-assistant.md describes, saved and validated.
-    await api.command(
-        "energy/save_prefs",
-        energy_sources=[
-            {
-                "type": "grid",
-                "flow_from": [
-                    {
-                        "stat_energy_from": "sensor.grid_meter_import",
-                        "stat_cost": ids["grid_import_cost"],
-                        "entity_energy_price": None,
-                        "number_energy_price": None,
-                    }
-                ],
-                "flow_to": [
-                    {
-                        "stat_energy_to": "sensor.grid_meter_export",
-                        "stat_compensation": ids["grid_export_compensation"],
-                        "entity_energy_price": None,
-                        "number_energy_price": None,
-                    }
-                ],
-                "cost_adjustment_day": 0,
-            }
-        ],
-        device_consumption=[],
-    )
+    await api.command("energy/save_prefs", **energy_grid_prefs(membership))
     validation = await api.command("energy/validate")
     issues = [issue for source in validation["energy_sources"] for issue in source]
     # Long-term statistics are first compiled at the next five minutes; until
@@ -210,20 +140,15 @@ async def test_joins_shows_energy_entities_and_survives_a_grid_outage(
     assert link.startswith(f"{grid.url}/join#"), link
     api = await home_assistant.onboard()
     try:
-        entry_id = (await join(api, link))["result"]["entry_id"]
-        devices = await api.command("config/device_registry/list")
-        (membership,) = [
-            d for d in devices if entry_id in d["config_entries"] and d["via_device_id"] is None
-        ]
-        address = membership["serial_number"]
+        membership = await add_membership(api, link, "Household")
+        entry_id, address, ids = membership.entry_id, membership.address, membership.entities
         # The grid knows the household by the address Home Assistant shows.
-        (participant,) = json.loads(await operator(grid, "participants", "list"))
+        (participant,) = await participants(grid)
         assert (participant["address"], participant["name"]) == (address, "Household")
-        ids = await entities_by_key(api, entry_id, f"{GRID_ID}_{address}_")
         states = await api.states()
         check_energy_dashboard_entities(states, ids)
         assert states[ids["wallet_address"]]["state"] == address
-        await check_energy_dashboard_accepts(api, ids)
+        await check_energy_dashboard_accepts(api, membership)
 
         entry_changes = await api.subscribe("config_entries/subscribe", type_filter=["hub"])
         grid_shown = [ids[key] for key in (*MONEY, *MARKET_ENERGY, "amount_due", "wallet_balance")]

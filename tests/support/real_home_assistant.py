@@ -9,7 +9,12 @@ The test talks to it as a browser would, and nothing else:
   onboarding REST API (``/api/onboarding/users`` gives an authorization code,
   ``/auth/token`` exchanges it) and returns a :class:`HomeAssistantApi`;
 * :class:`HomeAssistantApi` calls the REST API and the websocket API
-  (``command``; ``subscribe`` collects a subscription's events).
+  (``command``; ``subscribe`` collects a subscription's events);
+* :func:`real_grid` serves a grid with ``p2p-grid serve`` on the real clock,
+  :func:`operator` runs the operator's ``p2p-grid`` commands beside it, and
+  :func:`add_membership` pastes an invitation link into the config flow;
+  :func:`energy_grid_prefs` is the Energy dashboard set-up the households'
+  guide describes.
 
 :meth:`HomeAssistantProcess.stop` ends the process group (SIGTERM, then
 SIGKILL) and reaps it, so no Home Assistant outlives its test.
@@ -20,18 +25,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.support.processes import START_TIMEOUT, free_port
+from tests.support.grid_server import sqlite_url
+from tests.support.operator_cli import write_config
+from tests.support.processes import P2P_GRID, START_TIMEOUT, GridProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 INTEGRATION = REPO / "custom_components" / "p2p_energy"
@@ -146,8 +156,8 @@ class HomeAssistantProcess:
                 data={"grant_type": "authorization_code", "code": code, "client_id": client_id},
             ) as response:
                 assert response.status == 200, await response.text()
-                token = (await response.json())["access_token"]
-        return HomeAssistantApi(self.url, token)
+                tokens: dict[str, Any] = await response.json()
+        return HomeAssistantApi(self.url, tokens, client_id)
 
     def tail(self, lines: int = 60) -> str:
         text = ""
@@ -174,9 +184,12 @@ class HomeAssistantProcess:
 class HomeAssistantApi:
     """Home Assistant's REST and websocket APIs with the owner's access token."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.http = aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {token}"})
-        self.token = token
+    def __init__(self, url: str, tokens: dict[str, Any], client_id: str) -> None:
+        self.url = url
+        self.tokens = tokens  # as /auth/token gave them: what the frontend keeps too
+        self.client_id = client_id
+        self.token = str(tokens["access_token"])
+        self.http = aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {self.token}"})
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._results: dict[int, asyncio.Future[Any]] = {}
@@ -266,3 +279,119 @@ class HomeAssistantApi:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         await self.http.close()
+
+
+# -- the grid and the membership ------------------------------------------------------------
+
+
+GRID_ID = "our-street"  # write_config's grid
+
+
+@asynccontextmanager
+async def real_grid(folder: Path) -> AsyncIterator[GridProcess]:
+    """``p2p-grid serve`` on the real clock and a free loopback port, its files in ``folder``.
+
+    Its ``public_url`` is that address, so the invitation links it prints work.
+    """
+    port = free_port()
+    config = write_config(folder, public_url=f"http://127.0.0.1:{port}")
+    server = GridProcess("grid", sqlite_url(folder), folder, config=config, clock=None, port=port)
+    try:
+        await server.run()
+        yield server
+    finally:
+        await server.stop()
+
+
+async def operator(grid: GridProcess, *args: str) -> str:
+    """A ``p2p-grid`` command as the operator runs it beside the grid; its standard output."""
+    process = await asyncio.create_subprocess_exec(
+        P2P_GRID,
+        *args,
+        "--config",
+        str(grid.directory / "grid.toml"),
+        cwd=grid.directory,
+        env={k: v for k, v in os.environ.items() if not k.startswith("P2P_")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A config entry made by the config flow: its id, the household's address, its entities."""
+
+    entry_id: str
+    address: str
+    entities: dict[str, str]  # entity id by key (the end of its unique id)
+
+
+async def add_membership(api: HomeAssistantApi, link: str, name: str) -> Membership:
+    """Add the integration as the owner does: the link pasted, a name, a new key."""
+    form = await api.post(
+        "/api/config/config_entries/flow", {"handler": "p2p_energy", "show_advanced_options": False}
+    )
+    assert (form["type"], form["step_id"]) == ("form", "user"), form
+    result = await api.post(
+        f"/api/config/config_entries/flow/{form['flow_id']}",
+        {"invitation": link, "name": name, "key_source": "generate"},
+    )
+    assert result["type"] == "create_entry", result
+    entry_id: str = result["result"]["entry_id"]
+    # The membership's device (the assets' hang below it) carries the address.
+    devices = await api.command("config/device_registry/list")
+    (device,) = [
+        d for d in devices if entry_id in d["config_entries"] and d["via_device_id"] is None
+    ]
+    address: str = device["serial_number"]
+    prefix = f"{GRID_ID}_{address}_"
+    registry = await api.command("config/entity_registry/list")
+    entities = {
+        item["unique_id"].removeprefix(prefix): item["entity_id"]
+        for item in registry
+        if item["config_entry_id"] == entry_id
+    }
+    return Membership(entry_id, address, entities)
+
+
+async def participants(grid: GridProcess) -> list[dict[str, Any]]:
+    """``p2p-grid participants list``."""
+    listed: list[dict[str, Any]] = json.loads(await operator(grid, "participants", "list"))
+    return listed
+
+
+def energy_grid_prefs(membership: Membership) -> dict[str, Any]:
+    """The Energy dashboard's grid as docs/households/home-assistant.md sets it up.
+
+    The physical meter's import and export (here the configuration's template
+    sensors), with this integration's cost and compensation entities.
+    """
+    ids = membership.entities
+    return {
+        "energy_sources": [
+            {
+                "type": "grid",
+                "flow_from": [
+                    {
+                        "stat_energy_from": "sensor.grid_meter_import",
+                        "stat_cost": ids["grid_import_cost"],
+                        "entity_energy_price": None,
+                        "number_energy_price": None,
+                    }
+                ],
+                "flow_to": [
+                    {
+                        "stat_energy_to": "sensor.grid_meter_export",
+                        "stat_compensation": ids["grid_export_compensation"],
+                        "entity_energy_price": None,
+                        "number_energy_price": None,
+                    }
+                ],
+                "cost_adjustment_day": 0,
+            }
+        ],
+        "device_consumption": [],
+    }
