@@ -206,6 +206,16 @@ class HomeAssistantApi:
             assert response.status == 200, f"POST {path}: {response.status} {await response.text()}"
             return await response.json()
 
+    async def finish_onboarding(self) -> None:
+        """The onboarding's remaining steps, as the owner clicks through them (else the
+        frontend shows the onboarding page instead of the one asked for)."""
+        await self.post("/api/onboarding/core_config", {})
+        await self.post("/api/onboarding/analytics", {})
+        await self.post(
+            "/api/onboarding/integration",
+            {"client_id": self.client_id, "redirect_uri": f"{self.url}/?auth_callback=1"},
+        )
+
     async def states(self) -> dict[str, dict[str, Any]]:
         return {state["entity_id"]: state for state in await self.get("/api/states")}
 
