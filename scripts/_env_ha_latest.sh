@@ -17,7 +17,9 @@
 #   scripts/ha_latest_requirements.py: our pins dropped where Home Assistant
 #   pins the package (aiohttp, cryptography, numpy, orjson, pydantic,
 #   SQLAlchemy), constrained by Home Assistant's package_constraints.txt and
-#   by the harness's installed versions; our pins kept everywhere else.
+#   by the harness's installed versions; our pins kept everywhere else; and
+#   Home Assistant's frontend at the version it pins (a real Home Assistant
+#   process, tests/integration/test_real_home_assistant.py, needs it).
 #   `pip check` must then find nothing broken but those dropped pins.
 #
 # It installs again only when pyproject.toml or one of these scripts changes

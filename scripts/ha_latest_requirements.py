@@ -13,7 +13,9 @@ cryptography, numpy, orjson, pydantic, SQLAlchemy, ...), so this writes:
 * the requirements: the project's dependencies, with the pin dropped where
   the constraints name the package (their version then comes from Home
   Assistant) and kept everywhere else, so the result is as repeatable as the
-  main environment.
+  main environment; and what a real Home Assistant process needs that the
+  test harness does not install (:data:`HOME_ASSISTANT_RUNTIME`), at the
+  version Home Assistant pins.
 
 It prints each pin it dropped with the version that replaces it.
 """
@@ -27,6 +29,10 @@ from importlib import metadata
 from pathlib import Path
 
 import homeassistant
+
+# A real Home Assistant (tests/integration/test_real_home_assistant.py) refuses
+# to start without its frontend; the harness runs without one.
+HOME_ASSISTANT_RUNTIME = ("home-assistant-frontend",)
 
 
 def canonical(name: str) -> str:
@@ -65,6 +71,9 @@ def main(root: Path, out: Path) -> None:
             print(f"  {dependency} -> {', '.join(pinned[name])}", file=sys.stderr)
         else:
             requirements.append(dependency)
+    for name in HOME_ASSISTANT_RUNTIME:
+        assert name in pinned, f"Home Assistant no longer pins {name}"
+        requirements.append(name)
     (out / "p2p-constraints.txt").write_text(
         "".join(f"{line}\n" for lines in pinned.values() for line in lines)
     )
