@@ -225,3 +225,25 @@ def test_services_have_strings() -> None:
                 options = STRINGS["selector"][key]["options"]
                 wanted = {o if isinstance(o, str) else o["value"] for o in select["options"]}
                 assert wanted <= options.keys(), f"{service}.{field}: {wanted - options.keys()}"
+
+
+def _flow_steps() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every step of the config flow, the options flow and the subentries' flows."""
+    strings = load(STRINGS_FILE)
+    flows = [("config", strings["config"]), ("options", strings["options"])]
+    flows += [
+        (f"config_subentries.{name}", flow)
+        for name, flow in strings.get("config_subentries", {}).items()
+    ]
+    return [(where, name, step) for where, flow in flows for name, step in flow["step"].items()]
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "step"), _flow_steps(), ids=[f"{w}.{n}" for w, n, _ in _flow_steps()]
+)
+def test_every_flow_field_is_described(where: str, name: str, step: dict[str, Any]) -> None:
+    """Each field a form shows says what it is for (the config-flow rule of the quality scale)."""
+    described = step.get("data_description", {})
+    assert [field for field in step.get("data", {}) if field not in described] == [], (
+        f"{where}.step.{name}"
+    )
