@@ -75,6 +75,7 @@ def test_canonical_json_is_rfc_8785(payload: dict[str, Any]) -> None:
         {"s": "a,1.5", "a": [1.5]},
         {"ζ": 1, "z": 2},  # key order by UTF-16 code units
         [1, "two", None, True],
+        [9_999_999_999_999_999, -2.5],  # numbers right after "[" and ","
     ],
 )
 def test_canonical_json_boundaries(value: Any) -> None:
