@@ -8,11 +8,13 @@ are of one moment.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Result, Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schema import (
@@ -124,7 +126,19 @@ def log_query(grid: str, start: int, end: int) -> Select[Any]:
 
 
 async def log_batch(conn: AsyncConnection, grid: str, start: int, end: int) -> Sequence[Any]:
-    return (await conn.execute(log_query(grid, start, end))).all()
+    return _plain(await conn.execute(log_query(grid, start, end)))
+
+
+@cache
+def _row_type(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", columns)  # the columns vary by query
+
+
+def _plain(result: Result[Any]) -> list[Any]:
+    """The rows as named tuples: the verifier reads every field of millions of rows, and a
+    SQLAlchemy row's attribute costs about 0.6 µs where a named tuple's costs 0.03 µs."""
+    make = _row_type(tuple(result.keys()))._make
+    return [make(row) for row in result]
 
 
 async def orphan_envelopes(conn: AsyncConnection, grid: str) -> int:
@@ -177,7 +191,7 @@ async def anchors_by_seq(conn: AsyncConnection, grid: str) -> dict[int, Any]:
 async def interval_rows(conn: AsyncConnection, table: str, start: datetime) -> Sequence[Any]:
     """The rows of one of :data:`BY_INTERVAL` for the interval starting at ``start``."""
     t = BY_INTERVAL[table]
-    return (await conn.execute(select(t).where(t.c.interval_start == start))).all()
+    return _plain(await conn.execute(select(t).where(t.c.interval_start == start)))
 
 
 async def interval_starts(conn: AsyncConnection, table: str) -> list[datetime]:

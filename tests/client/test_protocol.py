@@ -24,6 +24,7 @@ from p2p_energy_client.protocol import (
     SourceKind,
     canonical_json,
     check_freshness,
+    check_id,
     open_envelope,
     sign,
 )
@@ -317,3 +318,30 @@ def test_error_with_a_code_from_a_newer_grid_keeps_its_words() -> None:
     assert err.message == "the operator has not approved this source yet"
     known = ProtocolError.from_wire(ProtocolError(ErrorCode.WINDOW_CLOSED, "late").to_wire(), 409)
     assert known.wire_code == "window_closed"
+
+
+@pytest.mark.parametrize("value", ["a", "A.b_c:d-e", "9", "x" * 64])
+def test_an_id_of_the_allowed_characters_is_accepted(value: str) -> None:
+    assert check_id(value, "asset") == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", ".a", "-a", "a b", "a\n", "é", "a\u0661", "\uff11", "x" * 65, 7],
+    ids=[
+        "empty",
+        "dot-first",
+        "dash-first",
+        "space",
+        "newline",
+        "accent",
+        "arabic-digit",
+        "fullwidth-digit",
+        "too-long",
+        "not-a-string",
+    ],
+)
+def test_an_id_outside_the_rule_is_refused(value: object) -> None:
+    with pytest.raises(ProtocolError) as info:
+        check_id(value, "asset")
+    assert info.value.code is ErrorCode.INVALID_FIELD
