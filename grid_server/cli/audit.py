@@ -68,6 +68,13 @@ def register(subparsers: Any) -> None:
         help="file of the last fully verified entry: signatures before it are not checked "
         "again (if its chain hash still matches); rewritten after a successful run",
     )
+    verify.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="start at the --checkpoint (from its interval root's range), not at entry 1: "
+        "chain, roots and signatures of what is new, in time proportional to it; no table "
+        "comparison (the whole log, the first time)",
+    )
     verify.add_argument("--json", action="store_true", help="print the summary as JSON")
     verify.add_argument(
         "--no-record",
@@ -117,6 +124,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 node=args.node or _grid_node(settings),
                 anchors=args.anchors,
                 checkpoint=args.checkpoint,
+                from_checkpoint=args.from_checkpoint,
             )
         )
     except ValueError as exc:

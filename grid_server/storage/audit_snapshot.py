@@ -92,6 +92,17 @@ async def entry_hash(conn: AsyncConnection, grid: str, seq: int) -> bytes | None
     return None if found is None else bytes(found)
 
 
+async def root_body_before(conn: AsyncConnection, grid: str, seq: int) -> bytes | None:
+    """The body of the last ``root`` entry at or before ``seq`` (None: there is none)."""
+    found = await conn.scalar(
+        select(log_entries.c.body)
+        .where(log_entries.c.grid == grid, log_entries.c.kind == "root", log_entries.c.seq <= seq)
+        .order_by(log_entries.c.seq.desc())
+        .limit(1)
+    )
+    return None if found is None else bytes(found)
+
+
 def log_query(grid: str, start: int, end: int) -> Select[Any]:
     """Log entries ``start``–``end`` with their ``envelopes`` row (``e_*``).
 
@@ -230,6 +241,7 @@ __all__ = [
     "log_batch",
     "log_query",
     "orphan_envelopes",
+    "root_body_before",
     "roots_by_seq",
     "seq_range",
 ]

@@ -20,7 +20,7 @@ import pytest_socket
 from sqlalchemy import select
 
 from grid_server.cli.main import main
-from grid_server.service.audit_verify import verify_log
+from grid_server.service.audit_verify import read_checkpoint, verify_log, write_checkpoint
 from grid_server.storage import schema
 from grid_server.storage.db import Database
 from grid_server.storage.schema import audit_verifications
@@ -106,12 +106,22 @@ async def test_an_honest_history_verifies(surgeon: Surgeon) -> None:
     assert part.ok and not part.state_checked and part.entries == 51
 
 
-def test_the_command_line(surgeon: Surgeon, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line(
+    surgeon: Surgeon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     url = surgeon.url  # type: ignore[attr-defined]
     assert main(["audit", "verify", "--database-url", url, "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("OK: grid test-grid, entries 1–")
     assert "entries/s" in out and "the tables match the log" in out
+    # The daily run: the whole log the first time, then from the checkpoint on.
+    daily = ["audit", "verify", "--database-url", url, "--no-record", "--json"]
+    daily += ["--checkpoint", str(tmp_path / "cp.json"), "--from-checkpoint"]
+    assert main(daily) == 0
+    assert json.loads(capsys.readouterr().out)["first_seq"] == 1
+    assert main(daily) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["first_seq"] > 1 and again["signatures_checked"] == 0
     # The result is recorded for the dashboard (unless --no-record).
     assert main(["audit", "verify", "--database-url", url, "--no-state", "--no-record"]) == 0
     rows = asyncio.run(_verifications(url))
@@ -360,6 +370,86 @@ async def test_a_checkpoint_skips_signatures_verified_before(
     await surgeon.rewrite_chain(victim.seq)
     ok, problem = await verify(surgeon, checkpoint=checkpoint)
     assert not ok and "differs from the checkpoint's" in problem
+
+
+async def _checkpoint_mid_log(surgeon: Surgeon, path: Path) -> tuple[int, int]:
+    """A checkpoint in the middle of an interval's range; returns it and the head."""
+    roots = await surgeon.rows("SELECT seq, first_seq, last_seq FROM audit_roots ORDER BY seq")
+    middle = roots[len(roots) // 2]
+    seq = (middle.first_seq + middle.last_seq) // 2
+    assert middle.first_seq < seq < middle.last_seq
+    done = await verify_log(surgeon.url, workers=0, to_seq=seq, checkpoint=path)  # type: ignore[attr-defined]
+    assert done.ok and (read_checkpoint(path) or {}).get("seq") == seq
+    (head,) = await surgeon.rows("SELECT max(seq) AS seq FROM log_entries")
+    return seq, int(head.seq)
+
+
+async def test_from_a_checkpoint_only_what_is_new_is_verified(
+    surgeon: Surgeon, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint.json"
+    seq, head = await _checkpoint_mid_log(surgeon, checkpoint)
+    (newer,) = await surgeon.rows(
+        "SELECT count(*) AS n FROM log_entries WHERE kind = 'envelope' AND seq > :s", s=seq
+    )
+    (segment,) = await surgeon.rows(
+        "SELECT max(last_seq) + 1 AS start FROM audit_roots WHERE seq <= :s", s=seq
+    )
+    report = await verify_log(
+        surgeon.url,  # type: ignore[attr-defined]
+        workers=0,
+        checkpoint=checkpoint,
+        from_checkpoint=True,
+    )
+    assert report.ok, report.problem
+    # From the start of the checkpoint's root range (so that root is recomputed) to the head.
+    assert report.first_seq == segment.start and report.last_seq == head
+    assert report.signatures_checked == newer.n and not report.state_checked
+    assert (read_checkpoint(checkpoint) or {}).get("seq") == head  # moved on
+    # Without a checkpoint file yet, the whole log, tables included, writes one.
+    fresh = tmp_path / "fresh.json"
+    whole = await verify_log(surgeon.url, workers=0, checkpoint=fresh, from_checkpoint=True)  # type: ignore[attr-defined]
+    assert whole.ok and whole.first_seq == 1 and whole.state_checked and read_checkpoint(fresh)
+    with pytest.raises(ValueError, match="needs --checkpoint"):
+        await verify_log(surgeon.url, from_checkpoint=True)  # type: ignore[attr-defined]
+
+
+async def test_from_a_checkpoint_a_forgery_on_either_side_is_caught(
+    surgeon: Surgeon, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint.json"
+    seq, _head = await _checkpoint_mid_log(surgeon, checkpoint)
+    saved = read_checkpoint(checkpoint)
+    assert saved is not None
+    envelopes = await surgeon.rows(
+        "SELECT seq, body FROM log_entries WHERE kind = 'envelope' ORDER BY seq"
+    )
+    after = [e for e in envelopes if e.seq > seq]
+    before = [e for e in envelopes if e.seq < seq]
+    await surgeon.drop_triggers("log_entries")
+    # After the checkpoint: a signature taken from another envelope, every hash and root
+    # recomputed: the signature check names it.
+    victim, donor = after[len(after) // 2], after[len(after) // 2 + 1]
+    forged = json.loads(bytes(victim.body))
+    forged["signature"] = json.loads(bytes(donor.body))["signature"]
+    body = json.dumps(forged, separators=(",", ":")).encode()
+    await surgeon.run("UPDATE log_entries SET body = :b WHERE seq = :s", b=body, s=victim.seq)
+    await surgeon.run("UPDATE envelopes SET raw = :b WHERE log_seq = :s", b=body, s=victim.seq)
+    await surgeon.rewrite_chain(victim.seq)
+    ok, problem = await verify(surgeon, checkpoint=checkpoint, from_checkpoint=True)
+    assert not ok and f"log entry {victim.seq}: " in problem and "bad_signature" in problem
+    # Before the range the run reads at all (entry 2), forged the same way: the chain hash
+    # recomputed at the checkpoint's entry differs from the one recorded.
+    write_checkpoint(checkpoint, saved["grid"], saved["seq"], bytes.fromhex(saved["hash"]))
+    victim, donor = before[1], before[2]
+    forged = json.loads(bytes(victim.body))
+    forged["signature"] = json.loads(bytes(donor.body))["signature"]
+    body = json.dumps(forged, separators=(",", ":")).encode()
+    await surgeon.run("UPDATE log_entries SET body = :b WHERE seq = :s", b=body, s=victim.seq)
+    await surgeon.run("UPDATE envelopes SET raw = :b WHERE log_seq = :s", b=body, s=victim.seq)
+    await surgeon.rewrite_chain(victim.seq)
+    ok, problem = await verify(surgeon, checkpoint=checkpoint, from_checkpoint=True)
+    assert not ok and "differs from the checkpoint's" in problem, problem
 
 
 # Every amount settlement, clearing and payment store, as (table, column).

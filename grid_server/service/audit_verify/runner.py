@@ -42,6 +42,7 @@ async def verify_log(
     node: str | None = None,
     anchors: str = "latest",
     checkpoint: Path | None = None,
+    from_checkpoint: bool = False,
 ) -> VerifyReport:
     """Verify the log of ``url`` (or a range of it); see the package doc.
 
@@ -51,8 +52,23 @@ async def verify_log(
     one recorded (it commits to every byte before it); everything else (the
     chain, roots, tables, anchors) is checked in full. A successful run of
     the whole chain writes the file anew. Keep it where the database's
-    administrators cannot write.
+    administrators cannot write. A range run that holds the checkpoint's entry
+    trusts it the same way (the recomputed hash there binds everything before
+    the range) and moves it on.
+
+    ``from_checkpoint``: verify only from the checkpoint on, not from entry 1:
+    from the start of its interval root's range (so that root is recomputed
+    too) to the head. What is new gets its chain, roots and signatures checked
+    in time proportional to it, not to the log; the tables are not compared
+    (that needs the whole log replayed). Without a checkpoint file yet, the
+    whole log is verified (and the file written).
     """
+    if from_checkpoint and checkpoint is None:
+        raise ValueError("--from-checkpoint needs --checkpoint FILE")
+    if from_checkpoint and (from_seq is not None or since is not None):
+        raise ValueError("--from-checkpoint starts at the checkpoint: no --from-seq or --since")
+    saved = None if checkpoint is None else read_checkpoint(checkpoint)
+    after = int(saved["seq"]) if from_checkpoint and saved is not None else None
     started = time.perf_counter()
     db = Database(url)
     try:
@@ -63,12 +79,13 @@ async def verify_log(
             async with conn.begin():
                 report = await _verify(
                     conn,
-                    Scope(grid, from_seq, to_seq, since, until),
+                    Scope(grid, from_seq, to_seq, since, until, after=after),
                     workers=(os.cpu_count() or 1) if workers is None else workers,
                     check_state=check_state,
                     node=None if anchors == "none" else node,
                     every_anchor=anchors == "all",
                     checkpoint=checkpoint,
+                    saved=saved,
                 )
     finally:
         await db.dispose()
@@ -86,9 +103,13 @@ class Scope:
         to_seq: int | None,
         since: datetime | None,
         until: datetime | None,
+        *,
+        after: int | None = None,
     ) -> None:
         self.grid, self.from_seq, self.to_seq = grid, from_seq, to_seq
         self.since, self.until = since, until
+        self.after = after  # a checkpoint's entry: start at its interval root's range
+        self.head = 0  # the log's last entry, once :meth:`report` has run
 
     async def report(self, conn: AsyncConnection) -> tuple[VerifyReport, bool]:
         """An empty report over the entries to verify, and whether that is the whole log."""
@@ -98,8 +119,10 @@ class Scope:
             if len(grids) != 1:
                 raise ValueError(f"the database holds {len(grids)} grids; name one with --grid")
             grid = grids[0]
-        head = await snapshot.last_seq(conn, grid)
+        head = self.head = await snapshot.last_seq(conn, grid)
         first, last = 1, head
+        if self.after is not None:
+            first = await _segment_start(conn, grid, self.after)
         if self.since is not None or self.until is not None:
             found = await snapshot.seq_range(conn, grid, self.since, self.until)
             if found is None:
@@ -128,10 +151,11 @@ async def _verify(
     node: str | None,
     every_anchor: bool,
     checkpoint: Path | None,
+    saved: dict[str, Any] | None,
 ) -> VerifyReport:
     report, whole = await scope.report(conn)
     report.state_checked = check_state and whole
-    trusted = _trusted(checkpoint, report)
+    trusted = _trusted(checkpoint, saved, report, scope.head)
     signatures = SignatureChecker(report.grid, workers)
     try:
         run = Verification(conn, report, signatures, trusted)
@@ -144,7 +168,7 @@ async def _verify(
         if (
             checkpoint is not None
             and report.ok
-            and report.first_seq == 1
+            and (report.first_seq == 1 or trusted is not None)
             and run.last_hash is not None
         ):
             write_checkpoint(checkpoint, report.grid, report.last_seq, run.last_hash)
@@ -153,16 +177,32 @@ async def _verify(
     return report
 
 
-def _trusted(checkpoint: Path | None, report: VerifyReport) -> tuple[int, bytes] | None:
-    """The checkpoint's entry and hash, when it applies to this run (see :func:`verify_log`)."""
-    saved = None if checkpoint is None else read_checkpoint(checkpoint)
+async def _segment_start(conn: AsyncConnection, grid: str, seq: int) -> int:
+    """The first entry of the interval root range that entry ``seq`` falls in: just after
+    the range of the last root entry at or before it (1 before the first root)."""
+    body = await snapshot.root_body_before(conn, grid, seq)
+    if body is None:
+        return 1
+    try:
+        return min(int(orjson.loads(body)["last_seq"]) + 1, seq)
+    except (KeyError, TypeError, ValueError):  # a root changed since: from entry 1, to find it
+        return 1
+
+
+def _trusted(
+    checkpoint: Path | None, saved: dict[str, Any] | None, report: VerifyReport, head: int
+) -> tuple[int, bytes] | None:
+    """The checkpoint's entry and hash, when it applies to this run (see :func:`verify_log`):
+    the run starts at or before that entry and reaches it (or the head: a checkpoint beyond
+    the head means entries were removed)."""
     if saved is None:
         return None
     if saved.get("grid") != report.grid:
         raise ValueError(f"{checkpoint} is the checkpoint of grid {saved.get('grid')!r}")
-    if report.first_seq != 1:
+    seq = int(saved["seq"])
+    if report.first_seq > seq or (seq > report.last_seq and report.last_seq != head):
         return None
-    trusted = (int(saved["seq"]), bytes.fromhex(saved["hash"]))
+    trusted = (seq, bytes.fromhex(saved["hash"]))
     report.notes.append(
         f"signatures up to entry {trusted[0]} were verified by an earlier run "
         f"({checkpoint}); the chain hash there matched"
