@@ -389,6 +389,12 @@ async def test_from_a_checkpoint_only_what_is_new_is_verified(
 ) -> None:
     checkpoint = tmp_path / "checkpoint.json"
     seq, head = await _checkpoint_mid_log(surgeon, checkpoint)
+    # A range that ends before the checkpoint's entry does not use it (nothing was removed).
+    earlier = await verify_log(surgeon.url, workers=0, to_seq=seq - 5, checkpoint=checkpoint)  # type: ignore[attr-defined]
+    assert earlier.ok, earlier.problem
+    checkpoint_seq = (read_checkpoint(checkpoint) or {}).get("seq")
+    assert checkpoint_seq == seq - 5  # it verified 1 to seq - 5, and says so
+    await _checkpoint_mid_log(surgeon, checkpoint)
     (newer,) = await surgeon.rows(
         "SELECT count(*) AS n FROM log_entries WHERE kind = 'envelope' AND seq > :s", s=seq
     )
