@@ -116,6 +116,7 @@ async def _bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
             again = await verify_log(url, workers=args.workers, checkpoint=checkpoint)
             again_cpu = _cpu_seconds() - cpu_before
         daily = await _daily(url, args.workers, Path(folder)) if args.daily else {}
+    incremental = {}
     if again is not None:
         incremental = {
             "incremental_seconds": round(again.seconds, 2),
