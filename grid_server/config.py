@@ -621,9 +621,12 @@ class Settings(BaseSettings):
     # Wrong operator tokens (bearer or dashboard login) per address.
     auth_failures_per_hour: int = 20
     # Request bodies: signed envelopes and payments may have ``max_body_bytes``
-    # (the protocol's limit, 1 MiB); every other route ``max_small_body_bytes``.
+    # (the protocol's limit, 1 MiB); a street's onboarding (many households'
+    # joins, read only after the operator token is checked)
+    # ``max_onboard_body_bytes``; every other route ``max_small_body_bytes``.
     # A body not received within ``body_timeout_seconds`` is refused (408).
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, le=MAX_BODY_BYTES)
+    max_onboard_body_bytes: int = Field(default=16 * MAX_BODY_BYTES, ge=1024)
     max_small_body_bytes: int = Field(default=65_536, ge=1024, le=MAX_BODY_BYTES)
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     # Live streams (WebSockets) open at once: per participant and in total.

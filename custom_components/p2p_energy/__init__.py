@@ -19,10 +19,11 @@ from homeassistant.helpers.typing import ConfigType
 from homeassistant.util import dt as dt_util
 
 from .assets import asset_of, declarations, meter_entities, subentry_items
-from .client.grid_client import GridUnavailable
+from .client.grid_client import GridClient, GridUnavailable
 from .client.household import Household, TradingOptions
 from .client.ledger.base import LedgerError
-from .client.payments import make_payer
+from .client.models import GridInfo, Participant
+from .client.payments import IotaPayer, LocalPayer, SaveState, make_payer
 from .client.protocol import ErrorCode, ProtocolError
 from .client.strategy import StrategyKind
 from .const import (
@@ -91,6 +92,49 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
     store = create_store(hass, entry.entry_id)
     state = await store.async_load()
     client = client_from_entry(hass, entry.data, Household.stored_last_seq(state))
+    grid, me = await _connect(entry, client)
+    holder: dict[str, P2PCoordinator] = {}
+
+    async def save_payer(_state: dict[str, Any]) -> None:
+        # The IOTA payer keeps its signed transaction on disk before sending.
+        if "coordinator" in holder:
+            await holder["coordinator"].async_save()
+
+    household = Household(
+        client,
+        grid,
+        zone=me.zone,
+        assets=[asset_of(sub) for sub in entry.subentries.values()],
+        options=trading_options(entry.options, grid.prices.feed_in, grid.prices.retail),
+        state=state,
+        payer=_payer(hass, client, grid, (state or {}).get("payer"), save_payer),
+    )
+    household.note_contact(dt_util.utcnow())
+    coordinator = P2PCoordinator(
+        hass,
+        entry,
+        client,
+        household,
+        store,
+        meters=meter_entities(entry.subentries),
+        forecast_entity=entry.options.get(CONF_FORECAST_ENTITY),
+    )
+    holder["coordinator"] = coordinator
+    entry.runtime_data = P2PData(client, grid, household, coordinator)
+    await coordinator.async_config_entry_first_refresh()
+    async_link_devices(hass, coordinator)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await coordinator.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    return True
+
+
+async def _connect(entry: P2PConfigEntry, client: GridClient) -> tuple[GridInfo, Participant]:
+    """The grid and this membership as the grid sees it, with the assets declared as set up.
+
+    An unreachable grid is retried by Home Assistant; a refusal is mapped by
+    :func:`_setup_refused`.
+    """
     try:
         grid = await client.grid_info()
         me = await client.me()
@@ -111,53 +155,26 @@ async def async_setup_entry(hass: HomeAssistant, entry: P2PConfigEntry) -> bool:
         ) from exc
     except ProtocolError as exc:
         raise _setup_refused(entry, exc) from exc
-    holder: dict[str, P2PCoordinator] = {}
+    return grid, me
 
-    async def save_payer(_state: dict[str, Any]) -> None:
-        # The IOTA payer keeps its signed transaction on disk before sending.
-        if "coordinator" in holder:
-            await holder["coordinator"].async_save()
 
+def _payer(
+    hass: HomeAssistant,
+    client: GridClient,
+    grid: GridInfo,
+    state: Mapping[str, Any] | None,
+    save: SaveState,
+) -> LocalPayer | IotaPayer | None:
+    """What pays this household's statements, or None when its ledger cannot be used here."""
     try:
-        payer = make_payer(
-            client,
-            grid,
-            state=(state or {}).get("payer"),
-            save=save_payer,
-            session=async_get_clientsession(hass),
+        return make_payer(
+            client, grid, state=state, save=save, session=async_get_clientsession(hass)
         )
     except LedgerError as exc:
         LOGGER.warning(
             "Statements cannot be paid from here: %s; pay them from a wallet of your own", exc
         )
-        payer = None
-    household = Household(
-        client,
-        grid,
-        zone=me.zone,
-        assets=[asset_of(sub) for sub in entry.subentries.values()],
-        options=trading_options(entry.options, grid.prices.feed_in, grid.prices.retail),
-        state=state,
-        payer=payer,
-    )
-    household.note_contact(dt_util.utcnow())
-    coordinator = P2PCoordinator(
-        hass,
-        entry,
-        client,
-        household,
-        store,
-        meters=meter_entities(entry.subentries),
-        forecast_entity=entry.options.get(CONF_FORECAST_ENTITY),
-    )
-    holder["coordinator"] = coordinator
-    entry.runtime_data = P2PData(client, grid, household, coordinator)
-    await coordinator.async_config_entry_first_refresh()
-    async_link_devices(hass, coordinator)
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    await coordinator.async_start()
-    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
-    return True
+        return None
 
 
 def _setup_refused(entry: P2PConfigEntry, exc: ProtocolError) -> Exception:

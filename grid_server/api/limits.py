@@ -14,7 +14,9 @@ FastAPI, the signed-write fast path, parsing or authentication:
    (408 after): a client that sends slowly holds a connection, not a worker.
 
 The route then gets the body already read. Caps: signed envelopes and payments
-``max_body_bytes`` (the protocol's 1 MiB), every other route ``max_small_body_bytes``.
+``max_body_bytes`` (the protocol's 1 MiB), a street's onboarding
+``max_onboard_body_bytes`` (16 MiB: 20,000 joins), every other route
+``max_small_body_bytes``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from p2p_energy_client.protocol import ErrorCode, ProtocolError
 from .deps import check_operator
 
 OPERATOR_PREFIX: Final = "/api/v1/operator"
+ONBOARD_PATH: Final = OPERATOR_PREFIX + "/onboard"
 LOGIN_PATH: Final = "/dashboard/api/session"
 _LARGE_PREFIX: Final = "/api/v1/"
 
@@ -50,6 +53,9 @@ def _client(scope: Scope) -> str:
 def body_cap(grid: Grid, method: str, path: str) -> int:
     """The most bytes a request to ``path`` may send."""
     settings = grid.settings
+    if method == "POST" and path == ONBOARD_PATH:
+        # Thousands of signed joins; the operator's token is checked before any is read.
+        return settings.max_onboard_body_bytes
     if method == "POST" and path.startswith(_LARGE_PREFIX) and not _is_operator(path):
         return settings.max_body_bytes
     return settings.max_small_body_bytes

@@ -18,6 +18,7 @@ from p2p_energy_client.ledger.local import check_memo, is_tx_id
 from p2p_energy_client.protocol import MAX_SEQ, ErrorCode, ProtocolError, parse_envelope
 
 from .common import (
+    ENVELOPE_ERRORS,
     JSON,
     client_address,
     error_responses,
@@ -170,6 +171,7 @@ class OnboardRequest(BaseModel):
 @operator_router.post(
     "/onboard",
     summary="Onboard a street: many households' signed joins, and money for each that joined",
+    responses=error_responses(*ENVELOPE_ERRORS),
 )
 async def onboard(body: OnboardRequest, grid: GridDep) -> Response:
     if body.memo is not None:

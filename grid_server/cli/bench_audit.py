@@ -23,6 +23,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from sqlalchemy import func, select
 from grid_server.config import GridConfig, Settings
 from grid_server.domain.clock import ManualClock
 from grid_server.service.audit_verify import verify_log
-from grid_server.service.wiring import build_grid
+from grid_server.service.wiring import Grid, build_grid
 from grid_server.storage.db import Database
 from grid_server.storage.schema import log_entries
 from p2p_energy_client.crypto import KeyPair, b64encode
@@ -189,22 +190,7 @@ async def build(url: str, *, entries: int, households: int, seed: int) -> None:
     rng = random.Random(seed)
     try:
         keys = [KeyPair.generate() for _ in range(households)]
-        seqs = dict.fromkeys(range(households), 0)
-
-        async def send(items: list[tuple[int, Body]]) -> None:
-            now = clock.now().replace(microsecond=0)
-            built = []
-            for index, body in items:
-                seqs[index] += 1
-                built.append(_envelope(keys[index], config.id, seqs[index], body, now))
-            for start in range(0, len(built), CHUNK):
-                outcomes = await asyncio.gather(
-                    *(grid.writer.submit(raw, env) for raw, env in built[start : start + CHUNK])
-                )
-                bad = [o for o in outcomes if o.status != 200]
-                if bad:
-                    raise RuntimeError(f"the grid refused: {bad[0].body[:200]!r}")
-
+        send = _sender(grid, keys, config.id, clock)
         codes = await grid.operator.create_invitations(households)
         await send([(i, Join(codes[i].code, f"House {i}")) for i in range(households)])
         assets = Assets(
@@ -217,24 +203,7 @@ async def build(url: str, *, entries: int, households: int, seed: int) -> None:
         while head < entries:
             t = schedule.start_of(clock.now())
             clock.set(t + schedule.length + timedelta(seconds=30))
-            items: list[tuple[int, Body]] = []
-            for i in range(households):
-                pv = rng.randint(0, 1_400)
-                items.append(
-                    (i, Readings((Reading(t, "pv", pv), Reading(t, "main", rng.randint(50, 900)))))
-                )
-                if i % 16 == 0:
-                    side, price = (Side.SELL, "0.1200") if i % 32 == 0 else (Side.BUY, "0.2600")
-                    items.append(
-                        (
-                            i,
-                            Orders(
-                                t + 3 * schedule.length,
-                                (OrderSpec("o", side, rng.randint(100, 1_000), price),),
-                            ),
-                        )
-                    )
-            await send(items)
+            await send(_interval_items(t, schedule.length, households, rng))
             await grid.cycle.run_due()
             async with grid.db.read() as conn:
                 head = int(await conn.scalar(select(func.max(log_entries.c.seq))) or 0)
@@ -243,6 +212,46 @@ async def build(url: str, *, entries: int, households: int, seed: int) -> None:
     finally:
         await grid.writer.drain()
         await grid.db.dispose()
+
+
+def _sender(
+    grid: Grid, keys: list[KeyPair], grid_id: str, clock: ManualClock
+) -> Callable[[list[tuple[int, Body]]], Awaitable[None]]:
+    """Sends bodies signed by household ``index`` in order, CHUNK at a time; refusals raise."""
+    seqs = dict.fromkeys(range(len(keys)), 0)
+
+    async def send(items: list[tuple[int, Body]]) -> None:
+        now = clock.now().replace(microsecond=0)
+        built = []
+        for index, body in items:
+            seqs[index] += 1
+            built.append(_envelope(keys[index], grid_id, seqs[index], body, now))
+        for start in range(0, len(built), CHUNK):
+            outcomes = await asyncio.gather(
+                *(grid.writer.submit(raw, env) for raw, env in built[start : start + CHUNK])
+            )
+            bad = [o for o in outcomes if o.status != 200]
+            if bad:
+                raise RuntimeError(f"the grid refused: {bad[0].body[:200]!r}")
+
+    return send
+
+
+def _interval_items(
+    t: datetime, length: timedelta, households: int, rng: random.Random
+) -> list[tuple[int, Body]]:
+    """One interval's readings from every household, and an order from every 16th."""
+    items: list[tuple[int, Body]] = []
+    for i in range(households):
+        pv = rng.randint(0, 1_400)
+        items.append(
+            (i, Readings((Reading(t, "pv", pv), Reading(t, "main", rng.randint(50, 900)))))
+        )
+        if i % 16 == 0:
+            side, price = (Side.SELL, "0.1200") if i % 32 == 0 else (Side.BUY, "0.2600")
+            spec = OrderSpec("o", side, rng.randint(100, 1_000), price)
+            items.append((i, Orders(t + 3 * length, (spec,))))
+    return items
 
 
 __all__ = ["build", "register", "run"]

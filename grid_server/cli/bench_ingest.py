@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,24 +163,8 @@ async def _measure(
     if args.seconds:
         per_second = args.rate or PRESIGN_RATE
         rounds = max(1, min(MAX_ROUNDS, math.ceil(args.seconds * per_second / n)))
-    now = datetime.now(UTC)
-    current = interval_start(now, minutes)
-    reports: list[bytes] = []
-    report_owners: list[int] = []
-    for r in range(rounds):
-        # Assets exist from their declaration on, so every round reports the
-        # current interval; rounds after the first are corrections (a new value,
-        # the old one kept in the history): as much work as a first report.
-        for i in range(n):
-            reading = Readings(
-                (
-                    Reading(current, "pv", 100 + (i + r) % 900),
-                    Reading(current, "main", 200 + (i * 7 + r) % 700),
-                ),
-                correction=r > 0,
-            )
-            reports.append(signed(i, 2 + r, reading))
-            report_owners.append(i)
+    current = interval_start(datetime.now(UTC), minutes)
+    reports, report_owners = _reports(n, rounds, current, signed)
     setup_seconds = time.perf_counter() - setup_started
 
     print(
@@ -208,6 +193,31 @@ async def _measure(
         client_cpu=client_cpu,
         load_before=load_before,
     )
+
+
+def _reports(
+    n: int, rounds: int, current: datetime, signed: Callable[[int, int, Body], bytes]
+) -> tuple[list[bytes], list[int]]:
+    """Every household's reading of ``current``, ``rounds`` times, and whose each is.
+
+    Assets exist from their declaration on, so every round reports the
+    current interval; rounds after the first are corrections (a new value,
+    the old one kept in the history): as much work as a first report.
+    """
+    reports: list[bytes] = []
+    owners: list[int] = []
+    for r in range(rounds):
+        for i in range(n):
+            reading = Readings(
+                (
+                    Reading(current, "pv", 100 + (i + r) % 900),
+                    Reading(current, "main", 200 + (i * 7 + r) % 700),
+                ),
+                correction=r > 0,
+            )
+            reports.append(signed(i, 2 + r, reading))
+            owners.append(i)
+    return reports, owners
 
 
 def sign_fast(keys: KeyPair, grid: str, seq: int, body: Body) -> bytes:

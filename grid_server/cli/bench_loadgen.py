@@ -135,58 +135,82 @@ async def post_all(
 
     ``owners[i]`` names the household that signed body ``i``; a household's
     bodies are sent one after another, each after the previous answer.
+    Without ``rate`` each connection sends its next body as soon as the last
+    is answered (closed loop); with it, body ``i`` is due ``i / rate`` seconds
+    after the start (open loop), latency counted from when it was due.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    requests = [build_post(url, body) for body in bodies]
-    results = PostResults()
-    loop = asyncio.get_running_loop()
-    last_sent: dict[int, asyncio.Future[None]] = {}
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(Connection(host, port))
+    poster = _Poster([build_post(url, body) for body in bodies], owners, pool)
     started = time.perf_counter()
     deadline = started + seconds if seconds else None
+    if rate is None:
+        await poster.closed_loop(connections, deadline)
+    else:
+        await poster.open_loop(rate, connections, started, deadline)
+    poster.results.seconds = time.perf_counter() - started
+    while not pool.empty():
+        with contextlib.suppress(Exception):
+            pool.get_nowait().close()
+    return poster.results
 
-    async def send(i: int, due: float) -> None:
-        owner = owners[i]
-        previous = last_sent.get(owner)
-        done: asyncio.Future[None] = loop.create_future()
-        last_sent[owner] = done
+
+@dataclass
+class _Poster:
+    """Prepared requests sent over a pool of connections, one at a time per household."""
+
+    requests: list[bytes]
+    owners: Sequence[int]
+    pool: asyncio.Queue[Connection]
+    results: PostResults = field(default_factory=PostResults)
+    # Each household's last request: the next waits for its answer (sequence numbers).
+    last_sent: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+
+    async def send(self, i: int, due: float) -> None:
+        owner = self.owners[i]
+        previous = self.last_sent.get(owner)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_sent[owner] = done
         try:
             if previous is not None and not previous.done():
                 await previous
-            conn = await pool.get()
+            conn = await self.pool.get()
             try:
-                status, answer = await conn.request(requests[i])
+                status, answer = await conn.request(self.requests[i])
             except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
                 conn.close()
-                results.record_error(0, repr(exc))
+                self.results.record_error(0, repr(exc))
                 return
             finally:
-                pool.put_nowait(conn)
+                self.pool.put_nowait(conn)
             if status == 200:
-                results.latencies.append(time.perf_counter() - due)
+                self.results.latencies.append(time.perf_counter() - due)
             else:
-                results.record_error(status, answer.decode(errors="replace"))
+                self.results.record_error(status, answer.decode(errors="replace"))
         finally:
             done.set_result(None)
 
-    if rate is None:
-        index = iter(range(len(requests)))
+    async def closed_loop(self, connections: int, deadline: float | None) -> None:
+        index = iter(range(len(self.requests)))
 
         async def sender() -> None:
             for i in index:
                 if deadline is not None and time.perf_counter() >= deadline:
                     return
-                results.sent += 1
-                await send(i, time.perf_counter())
+                self.results.sent += 1
+                await self.send(i, time.perf_counter())
 
         await asyncio.gather(*(sender() for _ in range(connections)))
-    else:
+
+    async def open_loop(
+        self, rate: float, connections: int, started: float, deadline: float | None
+    ) -> None:
         tasks: set[asyncio.Task[None]] = set()
         limit = asyncio.Semaphore(connections * 4)
-        for i in range(len(requests)):
+        for i in range(len(self.requests)):
             due = started + i / rate
             if deadline is not None and due >= deadline:
                 break
@@ -194,18 +218,13 @@ async def post_all(
             if delay > 0.0005:
                 await asyncio.sleep(delay)
             await limit.acquire()
-            results.sent += 1
-            task = asyncio.create_task(send(i, due))
+            self.results.sent += 1
+            task = asyncio.create_task(self.send(i, due))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             task.add_done_callback(lambda _t: limit.release())
         if tasks:
             await asyncio.gather(*tasks)
-    results.seconds = time.perf_counter() - started
-    while not pool.empty():
-        with contextlib.suppress(Exception):
-            pool.get_nowait().close()
-    return results
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:

@@ -59,6 +59,7 @@ from p2p_energy_client.protocol import Assets
 from p2p_energy_client.units import format_utc, paid_micro, parse_price, parse_rate, parse_utc
 
 from . import settlement_port
+from .meters import ACCEPTED_LINE
 
 if TYPE_CHECKING:
     from grid_server.domain.sharing import SharingRule
@@ -663,6 +664,10 @@ class Replay:
             )
             for line in settled
         )
+        # Readings the operator accepted later are booked by whichever settlement
+        # comes next, beside what the interval's own inputs give: they are not
+        # settled again here (the flag decisions are replayed on their own).
+        logged = [line for line in logged if not line[1].endswith(ACCEPTED_LINE)]
         differ = (again - Counter(logged)) + (Counter(logged) - again)
         if differ:
             first = min(differ, key=lambda row: tuple(map(str, row)))
@@ -683,7 +688,7 @@ class Replay:
             category = self._category(address, asset, t, end)
             if category is not None:
                 counter = produced if category == "source" else consumed
-                counter[self._id(address)] += wh
+                counter[self._id(address)] += self._believed(address, t, asset, wh)
         fills = tuple(
             settlement_port.FillInput(self._id(address), order_id, side, zone, filled, price)
             for (address, order_id), ((side, zone, _e, filled, price, _l), _s) in part.fills.items()
@@ -708,6 +713,12 @@ class Replay:
             addresses={pid: names[pid] for pid in pids},
             sharing=rule,
         )
+
+    def _believed(self, address: str, t: datetime, asset: str, wh: int) -> int:
+        """A reading as settlement took it: at its bound when the interval's
+        ``reading_flags`` entry (logged just before the settlement) flagged it."""
+        flagged = self.flags.rows.get((address, t, asset))
+        return wh if flagged is None else int(flagged[0][1])
 
     def _id(self, address: str) -> int:
         """A number for ``address`` (settlement keys participants by number)."""

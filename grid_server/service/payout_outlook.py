@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grid_server.domain.clock import Clock
-from grid_server.domain.ledger import StatementPosition, plan_payouts
+from grid_server.domain.ledger import plan_payouts
 from grid_server.storage import payout_queries
 from grid_server.storage.db import Database
 from p2p_energy_client.ledger.base import LedgerError
@@ -77,21 +77,8 @@ class PayoutOutlook:
 async def payout_outlook(payments: PaymentService, db: Database, clock: Clock) -> PayoutOutlook:
     """The outlook of the grid's payouts now (reads only)."""
     async with db.read() as conn:
-        owed = await payout_queries.owed(conn, str(payments.kind))
-        billed = await payout_queries.billed(conn, {r.period_start for r in owed}) if owed else []
-        in_flight = await payout_queries.in_flight(conn)
+        positions = await payout_queries.positions(conn, str(payments.kind))
         local_balance, _ = await payments.store.account(conn, payments.address)
-    positions = [
-        StatementPosition(
-            r.id,
-            r.participant_id,
-            r.period_start,
-            int(r.amount_due),
-            int(r.paid),
-            in_flight.get(r.id, 0),
-        )
-        for r in (*owed, *billed)
-    ]
     config = payments.config
     rate = (await payments.terms_factory(clock.now())).rate
     threshold = -ledger_amount(-config.payout_threshold_micro, rate)
@@ -102,7 +89,7 @@ async def payout_outlook(payments: PaymentService, db: Database, clock: Clock) -
         unit=payments.unit,
         available=await _available(payments, local_balance),
         payable_now=sum(plan.total for plan in plans),
-        owed=sum(int(r.paid) - int(r.amount_due) - in_flight.get(r.id, 0) for r in owed),
+        owed=sum(p.paid - p.amount_due - p.in_flight for p in positions if p.amount_due < 0),
         address=payments.address,
         kind=payments.kind,
     )

@@ -52,7 +52,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.clock import Clock
-from grid_server.domain.ledger import PayoutPlan, StatementPosition, TransferRefused, plan_payouts
+from grid_server.domain.ledger import PayoutPlan, TransferRefused, plan_payouts
 from grid_server.storage import audit_log
 from grid_server.storage import payout_queries as oq
 from grid_server.storage import statements as stored_statements
@@ -207,22 +207,9 @@ class PayoutWorker:
 
     async def _plan(self, report: PayoutReport) -> list[PayoutPlan]:
         async with self.db.read() as conn:
-            owed = await oq.owed(conn, str(self.payments.kind))
-            if not owed:
-                return []
-            billed = await oq.billed(conn, {r.period_start for r in owed})
-            in_flight = await oq.in_flight(conn)
-        positions = [
-            StatementPosition(
-                r.id,
-                r.participant_id,
-                r.period_start,
-                int(r.amount_due),
-                int(r.paid),
-                in_flight.get(r.id, 0),
-            )
-            for r in (*owed, *billed)
-        ]
+            positions = await oq.positions(conn, str(self.payments.kind))
+        if not positions:
+            return []
         config = self.payments.config
         factory = await self.payments.terms_factory(self.clock.now())
         threshold = ledger_amount(-config.payout_threshold_micro, factory.rate) * -1

@@ -15,6 +15,8 @@ import orjson
 from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grid_server.domain.ledger import StatementPosition
+
 from .meter_queries import held_statement
 from .schema import (
     participants,
@@ -72,6 +74,27 @@ async def in_flight(conn: AsyncConnection) -> dict[str, int]:
         .group_by(payout_items.c.statement_id)
     )
     return {r.statement_id: int(r.amount) for r in await conn.execute(query)}
+
+
+async def positions(conn: AsyncConnection, ledger: str) -> list[StatementPosition]:
+    """What the payout plan weighs: the statements the grid owes on ``ledger`` and
+    those billed in the same periods, each with what prepared payouts already pay."""
+    owing = await owed(conn, ledger)
+    if not owing:
+        return []
+    others = await billed(conn, {r.period_start for r in owing})
+    paying = await in_flight(conn)
+    return [
+        StatementPosition(
+            r.id,
+            r.participant_id,
+            r.period_start,
+            int(r.amount_due),
+            int(r.paid),
+            paying.get(r.id, 0),
+        )
+        for r in (*owing, *others)
+    ]
 
 
 # --- batches ----------------------------------------------------------------------

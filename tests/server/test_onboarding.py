@@ -74,6 +74,17 @@ async def test_joined_households_use_the_grid(grid: RunningGrid) -> None:
     assert [m.id for m in (await member.me()).assets.meters] == ["main"]
 
 
+async def test_a_street_larger_than_an_ordinary_request_joins(grid: RunningGrid) -> None:
+    """300 joins (about 170 kB) pass the operator routes' 64 KiB cap: onboarding has its own."""
+    keys, joins = await signed_joins(grid, 300)
+    body = {"joins": joins, "funds_micro": FUNDS}
+    size = len(httpx.Request("POST", "/", json=body).content)
+    assert size > grid.grid.settings.max_small_body_bytes
+    result = (await onboard(grid, body)).json()
+    assert sorted(result["joined"]) == sorted(k.address for k in keys)
+    assert result["funded"] == 300
+
+
 def _not_a_join(grid: RunningGrid) -> dict[str, Any]:
     t = grid.grid.schedule.start_of(grid.clock.now())
     return envelope(KeyPair.generate(), Readings((Reading(t, "main", 1),)), 1, grid.clock.now())

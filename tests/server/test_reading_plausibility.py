@@ -22,7 +22,7 @@ from grid_server.storage.schema import line_items, log_entries, reading_flags, r
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.protocol import MeterDecl, Reading, SourceDecl, SourceKind
 from p2p_energy_client.units import format_utc
-from tests.support.factories import PV
+from tests.support.factories import MAIN, PV
 from tests.support.grid_server import RunningGrid, run_grid_server
 from tests.support.market import issue_statements, only_statement
 from tests.support.meters import demo_grid, first_event, operator_api
@@ -247,6 +247,57 @@ async def test_a_battery_cannot_give_out_more_than_it_held_and_charged(
         async with grid.grid.db.write() as conn:
             await conn.execute(update(reading_flags).values(bound_wh=reading_flags.c.bound_wh + 1))
         assert await audit_verify(database_url) != 0
+
+
+async def test_with_sharing_a_flagged_reading_is_shared_at_its_bound_and_verified(
+    database_url: str,
+) -> None:
+    """Sharing after delivery works on the readings as the grid believes them, and
+    ``audit verify``, settling such an interval again, takes them the same way."""
+    config = demo_grid(
+        id="test-grid",
+        settlement_window_seconds=600,
+        settlement_period_seconds=3600,
+        sharing={"enabled": True},
+    )
+    async with run_grid_server(database_url, grid=config) as grid:
+        owl = await grid.member("Night owl")
+        neighbour = await grid.member("Neighbour", role="consumer")
+        await owl.set_assets([PV], [])
+        await neighbour.set_assets([], [MAIN])
+        night = datetime.fromisoformat("2026-11-27T20:00:00+00:00")
+        grid.clock.set(night + timedelta(minutes=15, seconds=1))
+        await grid.run_cycle()
+        # 500 Wh of PV at night: believed, it would be shared with the neighbour's 300.
+        await owl.send_readings([Reading(night, "pv", 500)])
+        await neighbour.send_readings([Reading(night, "main", 300)])
+        await issue_statements(grid, night)
+        (flag,) = await _flags(grid)
+        assert (flag["bound_wh"], flag["code"]) == (0, "above_clear_sky")
+        owl_id, neighbour_id = await _participant_ids(grid, owl, neighbour)
+        lines = await _lines(grid, night)
+        assert (neighbour_id, "shortfall_retail") in lines
+        assert not {kind for _pid, kind in lines if kind.startswith("shared")}
+        assert await audit_verify(database_url) == 0
+
+        # Accepted later: booked with the next settlement, which verify also settles again.
+        decided = await operator_api(
+            grid,
+            "POST",
+            "/flags/decision",
+            {
+                "participant": owl.address,
+                "interval": format_utc(night),
+                "asset": "pv",
+                "decision": "reading",
+            },
+        )
+        assert decided.status_code == 200, decided.text
+        later = grid.grid.schedule.start_of(grid.clock.now())
+        grid.clock.set(later + timedelta(minutes=26))
+        await grid.run_cycle()
+        assert (await _lines(grid, later))[(owl_id, "accepted_reading")] == 500
+        assert await audit_verify(database_url) == 0
 
 
 async def _participant_ids(grid: RunningGrid, *clients: GridClient) -> list[int]:
