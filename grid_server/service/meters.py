@@ -448,7 +448,14 @@ class Meters:
                 [("operator", f"{address}/{asset_id}", canonical_json(record))],
                 now,
             )
-            return {**record, "statement": await mq.statement_of(conn, pid, interval)}
+            decided = {**record, "statement": await mq.statement_of(conn, pid, interval)}
+            # The household learns the decision as it learned the flag (its repair
+            # issue goes, its payout goes on), with the note, as an asset's refusal has it.
+            told = {k: decided[k] for k in ("asset", "interval", "decision", "note", "statement")}
+            await add_events(
+                conn, [(pid, "flag_decision", told)], now, postgres=self.db.is_postgres
+            )
+            return decided
 
 
 def _asset_wire(row: Any, approval: Approval) -> dict[str, Any]:
