@@ -15,7 +15,8 @@ from .entity import P2PEntity
 
 PARALLEL_UPDATES = 0
 
-# The details Household._emit gives trades, statements, payments and the meters' events.
+# The details Household._emit gives trades, statements, payments, shared energy and the
+# meters' events (tests/integration: each kind's recorded attributes are checked).
 EVENT_DETAILS = frozenset(
     {
         "amount_due_micro",
@@ -27,6 +28,7 @@ EVENT_DETAILS = frozenset(
         "currency",
         "decision",
         "energy_wh",
+        "given_wh",
         "interval",
         "note",
         "order_id",
@@ -35,11 +37,13 @@ EVENT_DETAILS = frozenset(
         "period_start",
         "price",
         "reading_wh",
+        "received_wh",
         "reason",
         "side",
         "statement_id",
         "status",
         "tx_id",
+        "value_nano",
         "zone",
     }
 )

@@ -34,6 +34,7 @@ from tests.support.home_assistant import (
     Meters,
     add_asset,
     entity_of,
+    recorded_attributes,
     setup_member,
     source,
     wait_for,
@@ -121,6 +122,10 @@ async def test_waiting_asset_keeps_its_readings_until_the_operator_approves(
     market = hass.states.get(entity_of(hass, entry, "event", "market"))
     assert market is not None
     assert market.attributes["event_type"] == "asset_approval"
+    assert recorded_attributes(market) == {
+        "event_type": "asset_approval",
+        "friendly_name": market.name,
+    }
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
