@@ -16,7 +16,7 @@ from .entity import P2PEntity
 PARALLEL_UPDATES = 0
 
 # The details Household._emit gives trades, statements, payments, shared energy and the
-# meters' events (tests/integration: each kind's recorded attributes are checked).
+# meters' events; none is recorded (tests check a trade's, a shared and an approval event's).
 EVENT_DETAILS = frozenset(
     {
         "amount_due_micro",
