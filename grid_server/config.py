@@ -631,8 +631,8 @@ class Settings(BaseSettings):
     # Live streams (WebSockets) open at once: per participant and in total.
     max_streams_per_participant: int = Field(default=4, ge=1)
     max_streams: int = Field(default=1000, ge=1)
-    # The OpenAPI pages (/docs, /redoc) load nothing from outside; off by
-    # default (the document itself is always at /openapi.json).
+    # /docs, Swagger UI served from the grid's own files (grid_server/api/docs.py);
+    # off by default (the OpenAPI document itself is always at /openapi.json).
     api_docs: bool = False
     writer_max_batch: int = 512
     # The grid's ledger key (its account; signs payouts): a 32-byte hex seed or
