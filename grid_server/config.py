@@ -44,6 +44,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grid_server.domain.approval import ApprovalLimits
+from grid_server.domain.plausibility import BatteryRule, Rules
 from p2p_energy_client.crypto import is_address
 from p2p_energy_client.invitation import InvitationError, check_grid_url
 from p2p_energy_client.models import SHARING_OFF, SharingInfo
@@ -256,7 +258,6 @@ class ApprovalLimitsConfig(BaseModel):
         return self
 
     def limits(self) -> ApprovalLimits:
-        from grid_server.domain.approval import ApprovalLimits  # noqa: PLC0415
 
         return ApprovalLimits(
             solar_w=self.solar_w,
@@ -314,7 +315,7 @@ class SolarRuleConfig(BaseModel):
         return value
 
     def margins(self) -> SolarMargins:
-        from grid_server.domain.clear_sky import SolarMargins  # noqa: PLC0415
+        from grid_server.domain.clear_sky import SolarMargins  # noqa: PLC0415 - pvlib, when used
 
         return SolarMargins(
             linke_turbidity=self.linke_turbidity,
@@ -341,7 +342,6 @@ class BatteryRuleConfig(BaseModel):
     fallback_hours: float = Field(default=4.0, gt=0.0, le=48.0)
 
     def rule(self) -> BatteryRule:
-        from grid_server.domain.plausibility import BatteryRule  # noqa: PLC0415
 
         return BatteryRule(
             round_trip_efficiency=self.round_trip_efficiency,
@@ -369,11 +369,10 @@ class MetersConfig(BaseModel):
 
     def rules(self, household_max_power_w: int) -> Rules:
         """The plausibility rules (the clear-sky envelope only with a location)."""
-        from grid_server.domain.plausibility import Rules  # noqa: PLC0415
 
         solar = None
         if self.location is not None:
-            from grid_server.domain.clear_sky import ClearSkyEnvelope, Site  # noqa: PLC0415
+            from grid_server.domain.clear_sky import ClearSkyEnvelope, Site  # noqa: PLC0415 - pvlib
 
             site = Site(self.location.latitude, self.location.longitude, self.location.altitude_m)
             solar = ClearSkyEnvelope(site, self.solar.margins())
@@ -411,7 +410,7 @@ class SharingConfig(BaseModel):
     @field_validator("key")
     @classmethod
     def _key(cls, value: str) -> str:
-        from grid_server.domain.sharing import ALLOCATION_KEYS  # noqa: PLC0415
+        from grid_server.domain.sharing import ALLOCATION_KEYS  # noqa: PLC0415 - NumPy, when used
 
         if value not in ALLOCATION_KEYS:
             raise ValueError(f"must be one of {', '.join(ALLOCATION_KEYS)}, not {value!r}")
@@ -435,7 +434,7 @@ class SharingConfig(BaseModel):
     @field_validator("static_shares")
     @classmethod
     def _weights(cls, value: dict[str, int]) -> dict[str, int]:
-        from grid_server.domain.sharing import MAX_STATIC_WEIGHT  # noqa: PLC0415
+        from grid_server.domain.sharing import MAX_STATIC_WEIGHT  # noqa: PLC0415 - NumPy, when used
 
         for address, weight in value.items():
             if not is_address(address):
@@ -464,7 +463,7 @@ class SharingConfig(BaseModel):
 
     def rule(self) -> SharingRule | None:
         """The domain's rule, or None when sharing is off."""
-        from grid_server.domain.sharing import SharingRule  # noqa: PLC0415
+        from grid_server.domain.sharing import SharingRule  # noqa: PLC0415 - NumPy, when used
 
         if not self.enabled:
             return None
@@ -632,8 +631,8 @@ class Settings(BaseSettings):
     # Live streams (WebSockets) open at once: per participant and in total.
     max_streams_per_participant: int = Field(default=4, ge=1)
     max_streams: int = Field(default=1000, ge=1)
-    # The OpenAPI pages (/docs, /redoc) load nothing from outside; off by
-    # default (the document itself is always at /openapi.json).
+    # /docs, Swagger UI served from the grid's own files (grid_server/api/docs.py);
+    # off by default (the OpenAPI document itself is always at /openapi.json).
     api_docs: bool = False
     writer_max_batch: int = 512
     # The grid's ledger key (its account; signs payouts): a 32-byte hex seed or

@@ -47,6 +47,9 @@ EVENT_TRADE: Final = f"{DOMAIN}_trade"
 EVENT_STATEMENT: Final = f"{DOMAIN}_statement"
 EVENT_PAYMENT: Final = f"{DOMAIN}_payment"
 EVENT_SHARED: Final = f"{DOMAIN}_shared"
+EVENT_ASSET_APPROVAL: Final = f"{DOMAIN}_asset_approval"
+EVENT_READING_FLAGGED: Final = f"{DOMAIN}_reading_flagged"
+EVENT_FLAG_DECISION: Final = f"{DOMAIN}_flag_decision"
 
 # Repair issues
 ISSUE_UNREACHABLE: Final = "grid_unreachable"
@@ -69,6 +72,24 @@ REFUSAL_ISSUES: Final = {
     "unknown_asset": ISSUE_REFUSED_UNKNOWN_ASSET,
     "reading_conflict": ISSUE_REFUSED_CONFLICT,
     "invalid_field": ISSUE_REFUSED_INVALID,
+}
+# What the grid does not believe of a meter (docs/operators/meters.md): an
+# asset waiting for the operator's approval or refused by the operator, and
+# readings settled at their plausible bound (a text per flag code; any other
+# code, also one a newer grid sends, gets the generic text with the grid's words).
+ISSUE_ASSET_WAITING: Final = "asset_waiting"
+ISSUE_ASSET_REFUSED: Final = "asset_refused"
+FLAG_ISSUE_KIND: Final = "reading_flagged"
+ISSUE_FLAGGED_OVER_RATING: Final = "reading_flagged_over_rating"
+ISSUE_FLAGGED_CLEAR_SKY: Final = "reading_flagged_above_clear_sky"
+ISSUE_FLAGGED_BATTERY: Final = "reading_flagged_battery_over_discharge"
+ISSUE_FLAGGED_NOT_APPROVED: Final = "reading_flagged_not_approved"
+ISSUE_FLAGGED_OTHER: Final = "reading_flagged_other"
+FLAG_ISSUES: Final = {
+    "over_rating": ISSUE_FLAGGED_OVER_RATING,
+    "above_clear_sky": ISSUE_FLAGGED_CLEAR_SKY,
+    "battery_over_discharge": ISSUE_FLAGGED_BATTERY,
+    "not_approved": ISSUE_FLAGGED_NOT_APPROVED,
 }
 UNREACHABLE_INTERVALS: Final = 4  # intervals without contact before a repair issue
 

@@ -38,17 +38,28 @@ from homeassistant.util import dt as dt_util
 from .client.backoff import retry_delay
 from .client.grid_client import GridClient, GridUnavailable
 from .client.household import Household, HouseholdEvent, Snapshot
+from .client.meter_trust import WAITING, ReadingFlag
 from .client.metering import MeteringError, parse_state, to_wh
 from .client.protocol import ErrorCode, ProtocolError
 from .client.units import format_money_micro
 from .const import (
     CONF_ADDRESS,
     CONF_GRID_URL,
+    CONF_KIND,
+    CONF_RATED_POWER,
     DOMAIN,
+    EVENT_ASSET_APPROVAL,
+    EVENT_FLAG_DECISION,
     EVENT_PAYMENT,
+    EVENT_READING_FLAGGED,
     EVENT_SHARED,
     EVENT_STATEMENT,
     EVENT_TRADE,
+    FLAG_ISSUE_KIND,
+    FLAG_ISSUES,
+    ISSUE_ASSET_REFUSED,
+    ISSUE_ASSET_WAITING,
+    ISSUE_FLAGGED_OTHER,
     ISSUE_KEY_REJECTED,
     ISSUE_OVER_CAP,
     ISSUE_PAYMENT_FAILED,
@@ -58,6 +69,7 @@ from .const import (
     REFUSAL_ISSUE_KIND,
     REFUSAL_ISSUES,
     STORAGE_VERSION,
+    SUBENTRY_SOURCE,
     UNREACHABLE_INTERVALS,
 )
 from .data import P2PConfigEntry
@@ -72,7 +84,12 @@ BUS_EVENTS: Final = {
     "statement": EVENT_STATEMENT,
     "payment": EVENT_PAYMENT,
     "shared": EVENT_SHARED,
+    "asset_approval": EVENT_ASSET_APPROVAL,
+    "reading_flagged": EVENT_READING_FLAGGED,
+    "flag_decision": EVENT_FLAG_DECISION,
 }
+# Stream events about the household's meters: their repair issues follow them.
+METER_EVENTS: Final = frozenset({"asset_approval", "reading_flagged", "flag_decision"})
 
 
 def signal_event(entry_id: str) -> str:
@@ -129,6 +146,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         self._saved: dict[str, Any] | None = None
         self._traded: tuple[datetime, int | None] | None = None
         self._refusals_shown: dict[str, int] | None = None
+        self._meter_issues_shown: object = None
         household.on_event = self._on_household_event
 
     # -- start and stop -----------------------------------------------------------------
@@ -278,6 +296,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             asked = household.snapshot(now).readings_pending > 0  # report() calls the grid
             changed |= await household.report(now) > 0
             self.update_refusal_issues()
+            self.update_meter_issues()
             # While the grid is unreachable one failed call per tick is
             # enough; the rest would only wait for the same timeouts.
             if household.connected or household.last_contact is None:
@@ -393,6 +412,8 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             self.household.handle_event(event)
             if event.kind in WALLET_EVENTS:
                 self._wallet_checked = None  # read the balance at the next tick
+            if event.kind in METER_EVENTS:
+                self._on_meter_event(event.kind)
             self.async_publish()
             # Events come in bursts at gate closure and settlement: one
             # write for the burst (a lost one only means events resent).
@@ -421,6 +442,17 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         if self.household.connected:
             self.household.note_lost_contact(exc)
             self.async_publish()
+
+    @callback
+    def _on_meter_event(self, kind: str) -> None:
+        """The grid's answer about a meter: its issues follow; an approval lets held work go."""
+        self.update_meter_issues()
+        if kind == "asset_approval":
+            # Held readings and orders go out now, not at the next minute.
+            self._traded = None
+            self.config_entry.async_create_task(
+                self.hass, self.async_tick(), "p2p_energy tick after an approval"
+            )
 
     @callback
     def _on_household_event(self, event: HouseholdEvent) -> None:
@@ -543,6 +575,86 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                     "message": latest.message,
                 },
                 data={"kind": REFUSAL_ISSUE_KIND, "entry_id": entry.entry_id, "asset_id": asset},
+            )
+
+    @callback
+    def update_meter_issues(self) -> None:
+        """Repair issues per asset for what the grid does not believe of it.
+
+        An asset waiting for the operator's approval, or refused by the
+        operator; readings settled at their plausible bound whose payout waits
+        for the operator (the latest one shown, with how many wait). None is
+        fixable: the operator decides, and each goes when the grid says so.
+        """
+        household = self.household
+        holds = household.asset_holds()
+        flags = household.reading_flags()
+        shown = (holds, [f.key for f in flags])
+        if shown == self._meter_issues_shown:
+            return
+        self._meter_issues_shown = shown
+        subentries = {str(s.data["asset_id"]): s for s in self.config_entry.subentries.values()}
+        wanted: dict[str, tuple[str, dict[str, str]]] = {}
+        for asset, hold in holds.items():
+            sub = subentries.get(asset)
+            declared = hold.declared_power_w
+            placeholders = {
+                "asset": sub.title if sub is not None else asset,
+                "declared": "?" if declared is None else f"{declared} W",
+                "limit": self._approval_limit(sub),
+                "message": hold.message,
+            }
+            kind = ISSUE_ASSET_WAITING if hold.status == WAITING else ISSUE_ASSET_REFUSED
+            wanted[f"{kind}_{self.config_entry.entry_id}_{asset}"] = (kind, placeholders)
+        by_asset: dict[str, list[ReadingFlag]] = {}
+        for flag in flags:
+            by_asset.setdefault(flag.asset, []).append(flag)
+        for asset, asset_flags in by_asset.items():
+            latest = max(asset_flags, key=lambda f: f.interval)
+            sub = subentries.get(asset)
+            flag_key = FLAG_ISSUES.get(latest.code, ISSUE_FLAGGED_OTHER)
+            wanted[f"{FLAG_ISSUE_KIND}_{self.config_entry.entry_id}_{asset}"] = (
+                flag_key,
+                {
+                    "asset": sub.title if sub is not None else asset,
+                    "count": str(len(asset_flags)),
+                    "interval": dt_util.as_local(latest.interval).strftime("%Y-%m-%d %H:%M"),
+                    "reading_wh": str(latest.reading_wh),
+                    "bound_wh": str(latest.bound_wh),
+                    "code": latest.code,
+                    "reason": latest.reason,
+                },
+            )
+        self._replace_issues((ISSUE_ASSET_WAITING, ISSUE_ASSET_REFUSED, FLAG_ISSUE_KIND), wanted)
+
+    def _approval_limit(self, sub: Any) -> str:
+        """What the grid approves without its operator for an asset of this kind, in words."""
+        limits = self.household.grid.approval_limits or {}
+        if sub is None:
+            return "?"
+        kind = sub.data.get(CONF_KIND) if sub.subentry_type == SUBENTRY_SOURCE else "meter"
+        limit = limits.get(f"{kind}_w")
+        return "?" if limit is None or sub.data.get(CONF_RATED_POWER) is None else f"{limit} W"
+
+    def _replace_issues(
+        self, kinds: tuple[str, ...], wanted: dict[str, tuple[str, dict[str, str]]]
+    ) -> None:
+        """Create the ``wanted`` issues (id → translation key, placeholders); delete the
+        membership's other issues of ``kinds``."""
+        prefixes = tuple(f"{kind}_{self.config_entry.entry_id}_" for kind in kinds)
+        registry = ir.async_get(self.hass)
+        for domain, issue_id in list(registry.issues):
+            if domain == DOMAIN and issue_id.startswith(prefixes) and issue_id not in wanted:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        for issue_id, (key, placeholders) in wanted.items():
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=key,
+                translation_placeholders=placeholders,
             )
 
     def _sync_issues(self, kind: str, wanted: dict[str, dict[str, str]], *, fixable: bool) -> None:

@@ -41,6 +41,8 @@ async def async_get_config_entry_diagnostics(
         "unpaid_statements": [s.id for s in snapshot.unpaid],
         "failed_payments": dict(snapshot.failed_payments),
         "meters": state["trackers"],
+        # Assets the grid holds (waiting for approval, refused) and flagged readings.
+        "meter_trust": state["meter_trust"],
         "receipts": {
             "last_verified": state["receipts"]["last_verified"],
             "verified": state["receipts"]["verified_count"],

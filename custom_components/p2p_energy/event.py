@@ -1,4 +1,5 @@
-"""Event entity: trades, statements, payments and sharing after delivery as they happen."""
+"""Event entity: trades, statements, payments, sharing after delivery and the grid's answers
+about the household's meters (approvals, flagged readings, the operator's decisions)."""
 
 from __future__ import annotations
 
@@ -14,23 +15,35 @@ from .entity import P2PEntity
 
 PARALLEL_UPDATES = 0
 
-# The details Household._emit gives each trade, statement and payment.
+# The details Household._emit gives trades, statements, payments, shared energy and the
+# meters' events; none is recorded (tests check a trade's, a shared and an approval event's).
 EVENT_DETAILS = frozenset(
     {
         "amount_due_micro",
         "amount_micro",
+        "approved_power_w",
+        "asset",
+        "bound_wh",
+        "code",
         "currency",
+        "decision",
         "energy_wh",
+        "given_wh",
         "interval",
+        "note",
         "order_id",
         "paid_micro",
         "period_end",
         "period_start",
         "price",
+        "reading_wh",
+        "received_wh",
+        "reason",
         "side",
         "statement_id",
         "status",
         "tx_id",
+        "value_nano",
         "zone",
     }
 )
@@ -46,7 +59,15 @@ async def async_setup_entry(
 
 class P2PMarketEvent(P2PEntity, EventEntity):
     _attr_translation_key = "market"
-    _attr_event_types = ["trade", "statement", "payment", "shared"]  # noqa: RUF012 - HA's attribute
+    _attr_event_types = [  # noqa: RUF012 - HA's attribute
+        "trade",
+        "statement",
+        "payment",
+        "shared",
+        "asset_approval",
+        "reading_flagged",
+        "flag_decision",
+    ]
     # Each event's details differ from the last, so the recorder would keep a
     # new attribute row for every one; automations read them from the event
     # (or the bus events), the history keeps only the event type.

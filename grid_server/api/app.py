@@ -30,6 +30,7 @@ from grid_server.service.wiring import Grid, build_grid
 from p2p_energy_client.protocol import ERRORS, ErrorCode, ProtocolError
 
 from . import audit, dashboard, envelopes, join, limits, operator, reads, stream
+from . import docs as api_docs
 from . import payments as payment_routes
 from .common import error_response, error_responses
 
@@ -88,9 +89,9 @@ def create_app(settings: Settings, clock: Clock | None = None, grid: Grid | None
         version="1",
         summary="Peer-to-peer neighbourhood energy market: signed writes, reads, live events.",
         lifespan=lifespan,
-        # Pages that would load Swagger UI / ReDoc from a CDN: off unless asked for.
-        docs_url="/docs" if grid.settings.api_docs else None,
-        redoc_url="/redoc" if grid.settings.api_docs else None,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN: never (api/docs.py).
+        docs_url=None,
+        redoc_url=None,
         # A slash redirect is built from the Host header (an open redirect); none.
         redirect_slashes=False,
     )
@@ -105,6 +106,8 @@ def create_app(settings: Settings, clock: Clock | None = None, grid: Grid | None
     app.include_router(audit.router)
     app.include_router(join.router)
     dashboard.install(app)
+    if grid.settings.api_docs:
+        api_docs.install(app)
     _install_error_handlers(app, grid)
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app

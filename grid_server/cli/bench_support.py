@@ -93,11 +93,15 @@ def grid_server_process(
         "P2P_OPERATOR_TOKEN": token,
         "P2P_LOG_LEVEL": "WARNING",
         # The benchmark floods from one address, faster than any household
-        # sends: no per-address or per-key throttling.
+        # sends: no per-address or per-key throttling, and the first envelopes
+        # of thousands of new members at once (each a membership lookup that
+        # holds one of the address's refusal tokens meanwhile) are no attack.
         "P2P_RATE_PER_ADDRESS": "1000000",
         "P2P_BURST_PER_ADDRESS": "1000000",
         "P2P_RATE_PER_KEY": "1000000",
         "P2P_BURST_PER_KEY": "1000000",
+        "P2P_REFUSALS_PER_ADDRESS": "1000000",
+        "P2P_REFUSAL_BURST_PER_ADDRESS": "1000000",
         **(env or {}),
     }
     command = [

@@ -393,17 +393,8 @@ class Meters:
                 "note": note,
                 "status": str(approval.status),
             }
-            await audit_log.append(
-                conn,
-                self.db,
-                self.grid_id,
-                [("operator", f"{address}/{asset_id}", canonical_json(record))],
-                now,
-            )
             wire = _asset_wire(row, approval)
-            await add_events(
-                conn, [(pid, "asset_approval", wire)], now, postgres=self.db.is_postgres
-            )
+            await self._log_and_tell(conn, now, record, (pid, "asset_approval", wire))
         return wire
 
     async def flags(self, *, open_only: bool = True, limit: int = 500) -> list[dict[str, Any]]:
@@ -441,14 +432,22 @@ class Meters:
                 "decision": decision,
                 "note": note,
             }
-            await audit_log.append(
-                conn,
-                self.db,
-                self.grid_id,
-                [("operator", f"{address}/{asset_id}", canonical_json(record))],
-                now,
-            )
-            return {**record, "statement": await mq.statement_of(conn, pid, interval)}
+            decided = {**record, "statement": await mq.statement_of(conn, pid, interval)}
+            # The household learns the decision as it learned the flag (its repair
+            # issue goes, its payout goes on), with the note, as an asset's refusal has it.
+            told = {k: decided[k] for k in ("asset", "interval", "decision", "note", "statement")}
+            await self._log_and_tell(conn, now, record, (pid, "flag_decision", told))
+            return decided
+
+    async def _log_and_tell(
+        self, conn: AsyncConnection, now: datetime, record: dict[str, Any], event: Event
+    ) -> None:
+        """The operator's decision in the audit log, and the household's event about it."""
+        ref = f"{record['participant']}/{record['asset']}"
+        await audit_log.append(
+            conn, self.db, self.grid_id, [("operator", ref, canonical_json(record))], now
+        )
+        await add_events(conn, [event], now, postgres=self.db.is_postgres)
 
 
 def _asset_wire(row: Any, approval: Approval) -> dict[str, Any]:

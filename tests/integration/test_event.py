@@ -39,6 +39,14 @@ async def test_trade_event(
         assert {**shown, "config_entry_id": entry.entry_id} == {
             **bus,
             "event_type": "trade",
-            "event_types": ["trade", "statement", "payment", "shared"],
+            "event_types": [
+                "trade",
+                "statement",
+                "payment",
+                "shared",
+                "asset_approval",
+                "reading_flagged",
+                "flag_decision",
+            ],
             "friendly_name": shown["friendly_name"],
         }

@@ -9,13 +9,11 @@ an hour (the figure is in docs/households/home-assistant.md).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from freezegun.api import TickingDateTimeFactory
-from homeassistant.components.recorder.db_schema import StateAttributes
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import entity_registry as er
@@ -31,6 +29,7 @@ from tests.support.home_assistant import (
     add_asset,
     entity_of,
     meter,
+    recorded_attributes,
     setup_member,
     source,
     trade_between,
@@ -55,9 +54,7 @@ async def test_event_details_are_not_recorded(
     state = hass.states.get(market)
     assert state is not None
     assert state.attributes["order_id"] == "boiler"  # automations see the details
-    event = Event(EVENT_STATE_CHANGED, {"entity_id": market, "new_state": state})
-    recorded = json.loads(StateAttributes.shared_attrs_bytes_from_event(event, None))
-    assert recorded == {"event_type": "trade", "friendly_name": state.name}
+    assert recorded_attributes(state) == {"event_type": "trade", "friendly_name": state.name}
 
 
 async def test_state_changes_per_hour(

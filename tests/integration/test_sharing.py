@@ -9,6 +9,7 @@ utility's prices.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -33,6 +34,7 @@ from tests.support.home_assistant import (
     add_asset,
     entity_of,
     meter,
+    recorded_attributes,
     serve_grid,
     setup_member,
     source,
@@ -118,7 +120,14 @@ async def test_neighbours_share_after_delivery(
         assert value.attributes["unit_of_measurement"] == "EUR"
         # The event entity showed each one too (a statement may have followed since).
         market = entity_of(hass, entry, "event", "market")
-        shown = [c.data["new_state"].attributes for c in changes if c.data["entity_id"] == market]
+        states = [c.data["new_state"] for c in changes if c.data["entity_id"] == market]
+        shown = [state.attributes for state in states]
+        # The recorder keeps only which event it was; the details are for automations.
+        assert {
+            json.dumps(recorded_attributes(state), sort_keys=True)
+            for state in states
+            if state.attributes.get("event_type") == "shared"
+        } == {json.dumps({"event_type": "shared", "friendly_name": states[0].name})}
         assert sorted(
             (a["interval"], a["received_wh"], a["given_wh"], a["value_nano"])
             for a in shown

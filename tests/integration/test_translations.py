@@ -26,6 +26,17 @@ PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # coordinator._sync_issues(kind, ...) is only called with these issue constants.
 DYNAMIC_KEYS = {
     ("coordinator.py", "kind"): {"issues": ("ISSUE_OVER_CAP", "ISSUE_PAYMENT_FAILED")},
+    ("coordinator.py", "key"): {
+        "issues": (
+            "ISSUE_ASSET_WAITING",
+            "ISSUE_ASSET_REFUSED",
+            "ISSUE_FLAGGED_OVER_RATING",
+            "ISSUE_FLAGGED_CLEAR_SKY",
+            "ISSUE_FLAGGED_BATTERY",
+            "ISSUE_FLAGGED_NOT_APPROVED",
+            "ISSUE_FLAGGED_OTHER",
+        )
+    },
     ("coordinator.py", "issue_key"): {
         "issues": (
             "ISSUE_REFUSED_OVER_CAPACITY",

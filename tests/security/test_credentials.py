@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -92,6 +93,25 @@ async def test_api_docs_load_nothing_from_outside(hardened: RunningGrid) -> None
         for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
             assert (await http.get(page)).status_code == 404
         assert (await http.get("/openapi.json")).status_code == 200
+
+
+async def test_api_docs_when_on_are_served_from_the_grid_itself(database_url: str) -> None:
+    """``api_docs = true``: /docs is Swagger UI from the grid's own files, no CDN, no ReDoc."""
+    async with (
+        run_grid_server(database_url, default_limits=True, api_docs=True) as grid,
+        http_from(grid) as http,
+    ):
+        page = await http.get("/docs")
+        assert page.status_code == 200
+        assert "swagger-ui" in page.text
+        linked = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
+        assert linked and all(link.startswith("/") and not link.startswith("//") for link in linked)
+        for link in linked:
+            answer = await http.get(link)
+            assert answer.status_code == 200, link
+        script = await http.get("/docs/static/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert (await http.get("/redoc")).status_code == 404
 
 
 # --- files -------------------------------------------------------------------------------

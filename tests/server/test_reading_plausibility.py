@@ -136,6 +136,15 @@ async def test_over_rating_is_settled_at_the_bound_and_its_payout_waits(database
         assert decided.status_code == 200, decided.text
         assert decided.json()["statement"] == statement.id
         assert await _flags(grid) == []
+        # The household learns the decision on its stream, as it learned the flag.
+        told = await first_event(big, "flag_decision")
+        assert told.data == {
+            "asset": "pv",
+            "interval": format_utc(t),
+            "decision": "bound",
+            "note": "inverter limit",
+            "statement": statement.id,
+        }
         report = await grid.grid.payouts.run_once()
         assert [p["recipient"] for p in report.paid] == [big.address]
         paid = await only_statement(big)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -38,13 +39,14 @@ import pytest
 import voluptuous as vol
 from aiohttp import web
 from freezegun.api import TickingDateTimeFactory
+from homeassistant.components.recorder.db_schema import StateAttributes
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.repairs.issue_handler import async_process_repairs_platforms
 from homeassistant.components.sensor import DATA_COMPONENT as SENSOR_COMPONENT
 from homeassistant.components.sensor import DOMAIN as SENSOR_DOMAIN
 from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_RECONFIGURE
-from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import HomeAssistant
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import Event, HomeAssistant, State
 from homeassistant.data_entry_flow import FlowManager, FlowResult, FlowResultType
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -328,6 +330,15 @@ async def add_asset(
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], data)
     await hass.async_block_till_done()  # the membership reloads with the new asset
     return dict(result)
+
+
+def recorded_attributes(state: State) -> dict[str, Any]:
+    """The attributes of ``state`` the recorder would store (unrecorded ones left out)."""
+    event = Event(EVENT_STATE_CHANGED, {"entity_id": state.entity_id, "new_state": state})
+    recorded: dict[str, Any] = json.loads(
+        StateAttributes.shared_attrs_bytes_from_event(event, None)
+    )
+    return recorded
 
 
 def entity_of(hass: HomeAssistant, entry: MockConfigEntry, platform: str, key: str) -> str:

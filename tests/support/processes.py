@@ -209,18 +209,21 @@ class GridProcess:
 
     async def stop(self, within: float = 20.0) -> None:
         """SIGTERM the group, SIGKILL it after ``within`` seconds; reap the process."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(proc.wait, within)
-        # Whatever is left of the group (a worker halted at a fault point) goes too.
+        if self.proc is not None:
+            await stop_group(self.proc, within)
+
+
+async def stop_group(proc: subprocess.Popen[bytes], within: float) -> None:
+    """SIGTERM ``proc``'s process group, SIGKILL what is left after ``within`` seconds
+    (a worker halted at a fault point, say), and reap the process."""
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(proc.wait, within)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def kill(pid: int) -> None:

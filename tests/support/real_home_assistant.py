@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,7 +40,7 @@ import aiohttp
 
 from tests.support.grid_server import sqlite_url
 from tests.support.operator_cli import write_config
-from tests.support.processes import P2P_GRID, START_TIMEOUT, GridProcess, free_port
+from tests.support.processes import P2P_GRID, START_TIMEOUT, GridProcess, free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 INTEGRATION = REPO / "custom_components" / "p2p_energy"
@@ -168,17 +167,8 @@ class HomeAssistantProcess:
 
     async def stop(self, within: float = 30.0) -> None:
         """SIGTERM the group, SIGKILL it after ``within`` seconds; reap the process."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(proc.wait, within)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if self.proc is not None:
+            await stop_group(self.proc, within)
 
 
 class HomeAssistantApi:

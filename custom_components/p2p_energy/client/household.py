@@ -8,7 +8,9 @@ every simulated household runs exactly what a real one runs:
 * :meth:`Household.report`: finished intervals go to the outbox and are sent.
 * :meth:`Household.trade`: the strategy's orders for the next intervals.
 * :meth:`Household.handle_event`: live events (market results, fills,
-  statements, payments) update prices and running totals, exactly once.
+  statements, payments) update prices and running totals, exactly once;
+  the grid's answers about its meters (approvals, flagged readings) update
+  what it holds back (:mod:`.meter_trust`).
 * :meth:`Household.refresh`: the polling fallback when the stream is down.
 * :meth:`Household.pay_due`: statements are paid within the daily cap.
 
@@ -27,6 +29,7 @@ from typing import Any, Final, Protocol
 from .backoff import retry_delay
 from .grid_client import GridClient, GridUnavailable
 from .ledger.base import LedgerError
+from .meter_trust import AssetHold, MeterTrust, ReadingFlag
 from .metering import MeterTracker
 from .models import SHARED_LINE_KINDS, Event, Fill, GridInfo, LineItem, MarketResult, Statement
 from .outbox import Outbox, Rejected
@@ -90,7 +93,9 @@ class TradingOptions:
 @dataclass(frozen=True, slots=True)
 class HouseholdEvent:
     """Something an owner may want to automate on: ``trade``, ``statement``, ``payment``,
-    ``shared`` (neighbours shared energy with it after delivery, once per settled interval)."""
+    ``shared`` (neighbours shared energy with it after delivery, once per settled interval),
+    ``asset_approval`` (the operator approved or refused an asset), ``reading_flagged`` (a
+    reading was settled at its plausible bound) and ``flag_decision`` (the operator decided)."""
 
     kind: str
     data: dict[str, Any]
@@ -152,6 +157,10 @@ class Snapshot:
     receipts_pending: int = 0
     receipt_failures: int = 0
     grid_costs: GridCosts = field(default_factory=GridCosts)
+    # Assets the grid does not take readings and orders of (yet), and flagged
+    # readings the operator has not decided on (see .meter_trust).
+    asset_holds: Mapping[str, AssetHold] = field(default_factory=dict)
+    reading_flags: tuple[ReadingFlag, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +199,7 @@ class _State:
     settled: dict[str, None] = field(default_factory=dict)  # intervals counted (ordered set)
     # asset → the last refused interval its owner has seen (ISO), see refusals()
     refusals_seen: dict[str, str] = field(default_factory=dict)
+    trust: MeterTrust = field(default_factory=MeterTrust)
 
 
 class Household:
@@ -215,6 +225,7 @@ class Household:
         self.payer = payer
         self.on_event = on_event
         self._s = _load_state(state, grid.interval_minutes)
+        self._s.trust.forget_outdated({a.id: a.rated_power_w for a in self.assets.values()})
         self.connected = False
         self.last_contact: datetime | None = None
         self.key_rejected: ProtocolError | None = None
@@ -296,19 +307,21 @@ class Household:
     async def report(self, now: datetime) -> int:
         """Collect finished intervals and send everything pending; returns readings acknowledged."""
         self.collect(now)
+        self._set_aside_refused()
         sent = 0
-        while len(self._s.outbox):
-            batch = self._s.outbox.batch(MAX_READINGS_PER_ENVELOPE)
+        outbox, trust = self._s.outbox, self._s.trust
+        while batch := outbox.batch(MAX_READINGS_PER_ENVELOPE, skip=trust.held_assets(now)):
             try:
                 await self.client.send_readings(batch)
             except GridUnavailable as exc:
                 self._lost_contact(exc)
                 break
             except ProtocolError as exc:
-                if not self._handle_refusal(exc, batch):
+                if not self._handle_refusal(exc, batch, now):
                     break
                 continue
-            self._s.outbox.acknowledge(batch)
+            outbox.acknowledge(batch)
+            trust.accepted({r.asset for r in batch})  # taken: approved meanwhile
             # What the grid accepted, in interval order: a refused reading is
             # never shown as reported.
             for reading in batch:
@@ -319,12 +332,15 @@ class Household:
         self.track_sent()
         return sent
 
-    def _handle_refusal(self, exc: ProtocolError, batch: list[Reading]) -> bool:
-        """Set aside the reading a permanent refusal names; False when nothing can proceed."""
+    def _handle_refusal(self, exc: ProtocolError, batch: list[Reading], now: datetime) -> bool:
+        """Hold or set aside the reading a refusal names; False when nothing can proceed."""
         if exc.code in _AUTH_LOST:
             self.key_rejected = exc
             return False
         index = _reading_index(exc.field)
+        if index is not None and index < len(batch) and _waits_for_operator(exc):
+            self._hold(batch[index].asset, exc.message, now)
+            return True
         if _is_permanent(exc) and index is not None and index < len(batch):
             reading = batch[index]
             _LOGGER.warning("grid refused reading %s: %s", reading, exc.message)
@@ -333,10 +349,42 @@ class Household:
         _LOGGER.warning("grid refused readings: %s", exc.message)
         return False
 
+    def _hold(self, asset_id: str, message: str, now: datetime) -> None:
+        """The grid does not take the asset's readings until the operator approves it."""
+        asset = self.assets.get(asset_id)
+        hold = self._s.trust.refused_asset(
+            asset_id,
+            message,
+            rated_power_w=asset.rated_power_w if asset is not None else None,
+            now=now,
+            interval=self.interval,
+            absolute_power_w=(self.grid.approval_limits or {}).get("absolute_power_w"),
+        )
+        _LOGGER.info("grid holds readings of %s (%s): %s", asset_id, hold.status, message)
+        self._set_aside_refused()
+
+    def _set_aside_refused(self) -> None:
+        """Readings of refused assets can never be accepted: out of the queue, with why."""
+        holds = self._s.trust.assets
+        refused = self._s.trust.refused_assets()
+        for reading in [r for r in self._s.outbox.pending.values() if r.asset in refused]:
+            code = str(ErrorCode.ASSET_NOT_APPROVED)
+            self._s.outbox.set_aside(reading, code, holds[reading.asset].message)
+
+    def asset_holds(self) -> dict[str, AssetHold]:
+        """Declared assets the grid does not take readings and orders of: waiting or refused."""
+        return {a: h for a, h in self._s.trust.assets.items() if a in self.assets}
+
+    def reading_flags(self) -> list[ReadingFlag]:
+        """Readings of declared assets settled at their bound, undecided, oldest first."""
+        return [f for f in self._s.trust.flags.values() if f.asset in self.assets]
+
     def refusals(self) -> dict[str, list[Rejected]]:
         """Readings the grid refused for good that the owner has not seen, by asset, in order."""
         found: dict[str, list[Rejected]] = {}
         for item in self._s.outbox.rejected:
+            if item.code == ErrorCode.ASSET_NOT_APPROVED:
+                continue  # the asset's refusal says it (asset_holds)
             asset = item.reading.asset
             seen = self._s.refusals_seen.get(asset)
             if asset in self.assets and (seen is None or item.reading.interval.isoformat() > seen):
@@ -386,14 +434,13 @@ class Household:
             expectation = self._forecaster().expect(interval, forecast)
             if expectation is None:
                 return changed
-            plan = plan_orders(self.options.strategy, expectation, limits)
+            plan = self._tradable(plan_orders(self.options.strategy, expectation, limits), now)
             key = interval.isoformat()
             previous = self._s.placed.get(key, ())
             if _close_enough(plan, previous):
                 continue
-            stale = tuple(o.id for o in previous if o.id not in {p.id for p in plan})
             try:
-                await self.client.submit_orders(interval, place=plan, cancel=stale)
+                plan = await self._submit(interval, plan, previous, now)
             except GridUnavailable as exc:
                 self._lost_contact(exc)
                 return changed
@@ -410,6 +457,44 @@ class Household:
         self._s.last_seq = self.client.last_seq
         self.track_sent()
         return changed
+
+    def _tradable(self, plan: tuple[OrderSpec, ...], now: datetime) -> tuple[OrderSpec, ...]:
+        """The plan without the sides the grid holds (an asset that could back them waits)."""
+        roles = {a.id: a.role for a in self.assets.values()}
+        held = self._s.trust.held_sides(now, roles)
+        return tuple(o for o in plan if str(o.side) not in held)
+
+    async def _submit(
+        self,
+        interval: datetime,
+        plan: tuple[OrderSpec, ...],
+        previous: tuple[OrderSpec, ...],
+        now: datetime,
+    ) -> tuple[OrderSpec, ...]:
+        """Place ``plan`` instead of ``previous``; returns what the grid took.
+
+        A side the grid refuses with ``asset_not_approved`` is held (see
+        :mod:`.meter_trust`) and the rest placed at once: the other side
+        need not wait for the operator.
+        """
+        while True:
+            stale = tuple(o.id for o in previous if o.id not in {p.id for p in plan})
+            if not plan and not stale:
+                return plan
+            try:
+                await self.client.submit_orders(interval, place=plan, cancel=stale)
+            except ProtocolError as exc:
+                index = _order_index(exc.field)
+                if not _waits_for_operator(exc) or index is None or index >= len(plan):
+                    raise
+                side = str(plan[index].side)
+                _LOGGER.info("grid holds %s orders: %s", side, exc.message)
+                self._s.trust.refused_side(side, exc.message, now, self.interval)
+                plan = tuple(o for o in plan if str(o.side) != side)
+                continue
+            for side in {str(o.side) for o in plan}:
+                self._s.trust.accepted_side(side)
+            return plan
 
     def _forget_old(self, now: datetime) -> None:
         horizon = self.current_interval(now) - timedelta(days=2)
@@ -435,6 +520,23 @@ class Household:
         elif event.kind == "settled":
             lines = [LineItem.from_wire(x) for x in event.data.get("lines", ())]
             self._apply_settlement(parse_utc(event.data["interval"]), lines)
+        else:
+            self._apply_meter_event(event)
+
+    def _apply_meter_event(self, event: Event) -> None:
+        """The grid's answers about the household's meters (see :mod:`.meter_trust`)."""
+        trust, data = self._s.trust, event.data
+        if event.kind == "asset_approval":
+            trust.approval(data)
+            self._set_aside_refused()
+            keys = ("asset", "status", "approved_power_w", "reason")
+            self._emit("asset_approval", {k: data.get(k) for k in keys})
+        elif event.kind == "reading_flagged":
+            self._emit("reading_flagged", trust.flagged(data).to_wire())
+        elif event.kind == "flag_decision":
+            trust.decided(data)
+            keys = ("asset", "interval", "decision", "note")
+            self._emit("flag_decision", {k: data.get(k) for k in keys})
 
     @property
     def last_event_id(self) -> int:
@@ -763,6 +865,8 @@ class Household:
             grid_costs=GridCosts(
                 **{k: getattr(self._s.grid_costs, k) for k in GridCosts.__dataclass_fields__}
             ),
+            asset_holds=self.asset_holds(),
+            reading_flags=tuple(self.reading_flags()),
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -784,6 +888,7 @@ class Household:
             "grid_costs": {k: getattr(s.grid_costs, k) for k in GridCosts.__dataclass_fields__},
             "settled": list(s.settled),
             "refusals_seen": dict(s.refusals_seen),
+            "meter_trust": s.trust.to_state(),
         }
 
 
@@ -810,6 +915,7 @@ def _load_state(state: Mapping[str, Any] | None, interval_minutes: int) -> _Stat
     s.grid_costs = GridCosts(**state.get("grid_costs", {}))
     s.settled = dict.fromkeys(state.get("settled", ()))
     s.refusals_seen = dict(state.get("refusals_seen", {}))
+    s.trust = MeterTrust.from_state(state.get("meter_trust"))
     for tracker in s.trackers.values():
         if tracker.interval_minutes != interval_minutes:
             raise ValueError("stored meter state is for another interval length")
@@ -839,9 +945,22 @@ def _is_permanent(exc: ProtocolError) -> bool:
     return unknown_code or exc.code not in _TRANSIENT
 
 
+def _waits_for_operator(exc: ProtocolError) -> bool:
+    """The grid refused for an asset the operator has not approved (see .meter_trust)."""
+    return exc.code is ErrorCode.ASSET_NOT_APPROVED and exc.wire_code == str(exc.code)
+
+
 def _reading_index(field_path: str | None) -> int | None:
     """``payload.readings[3].energy_wh`` → 3."""
-    prefix = "payload.readings["
+    return _list_index(field_path, "payload.readings[")
+
+
+def _order_index(field_path: str | None) -> int | None:
+    """``payload.place[2].side`` → 2."""
+    return _list_index(field_path, "payload.place[")
+
+
+def _list_index(field_path: str | None, prefix: str) -> int | None:
     if not field_path or not field_path.startswith(prefix):
         return None
     digits = field_path[len(prefix) :].split("]", 1)[0]

@@ -10,7 +10,7 @@ The state is JSON-able so Home Assistant can keep it in its storage.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,9 +41,10 @@ class Outbox:
         for reading in readings:
             self.pending[(reading.interval, reading.asset)] = reading
 
-    def batch(self, limit: int) -> list[Reading]:
-        """The oldest ``limit`` readings, in interval order."""
-        return sorted(self.pending.values(), key=lambda r: (r.interval, r.asset))[:limit]
+    def batch(self, limit: int, skip: Set[str] = frozenset()) -> list[Reading]:
+        """The oldest ``limit`` readings, in interval order, without those of ``skip``'s assets."""
+        ready = (r for r in self.pending.values() if r.asset not in skip)
+        return sorted(ready, key=lambda r: (r.interval, r.asset))[:limit]
 
     def acknowledge(self, readings: Iterable[Reading]) -> None:
         for reading in readings:
