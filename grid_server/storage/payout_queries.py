@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.ledger import StatementPosition
 
+from .cycle_queries import IN_LIST_SLICE
 from .meter_queries import held_statement
 from .schema import (
     participants,
@@ -101,10 +102,16 @@ async def positions(conn: AsyncConnection, ledger: str) -> list[StatementPositio
 
 
 async def addresses_of(conn: AsyncConnection, participant_ids: Collection[int]) -> dict[int, str]:
-    query = select(participants.c.id, participants.c.address).where(
-        participants.c.id.in_(participant_ids)
-    )
-    return {int(r.id): r.address for r in await conn.execute(query)}
+    """Each participant's address, read in slices (a regional grid pays tens of
+    thousands of producers in one pass; asyncpg takes at most 32,767 parameters)."""
+    ids = sorted(participant_ids)
+    found: dict[int, str] = {}
+    for first in range(0, len(ids), IN_LIST_SLICE):
+        query = select(participants.c.id, participants.c.address).where(
+            participants.c.id.in_(ids[first : first + IN_LIST_SLICE])
+        )
+        found.update((int(r.id), r.address) for r in await conn.execute(query))
+    return found
 
 
 async def insert_batch(

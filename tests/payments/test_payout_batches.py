@@ -18,7 +18,14 @@ from sqlalchemy import func, select
 from grid_server.service import payouts as payout_module
 from grid_server.service.local_ledger import verify_ledger
 from grid_server.service.payouts import PayoutWorker
-from grid_server.storage.schema import ledger_entries, log_entries, payout_batches, payouts
+from grid_server.storage import payout_queries
+from grid_server.storage.schema import (
+    ledger_entries,
+    log_entries,
+    participants,
+    payout_batches,
+    payouts,
+)
 from p2p_energy_client.grid_client import GridClient
 from p2p_energy_client.ledger.base import Payment
 from p2p_energy_client.ledger.iota import IotaLedger
@@ -295,3 +302,16 @@ async def test_iota_partial_failure_pays_the_failed_batch_again_once(
             assert received_by(iota_node, seller.address) == [owed[seller.address]]
             assert (await only_statement(seller)).status == "paid"
         assert await states(grid, payout_batches) == {"done": 3, "failed": 1}
+
+
+async def test_a_pass_reads_the_addresses_of_more_producers_than_a_query_may_name(
+    database_url: str,
+) -> None:
+    """A regional pass pays tens of thousands of producers: their addresses are read in
+    slices (one list of 50,000 ids broke asyncpg's 32,767 parameters at 100,000 households)."""
+    async with local_grid(database_url) as grid:
+        member = await grid.member("Producer")
+        async with grid.grid.db.read() as conn:
+            (pid,) = (await conn.execute(select(participants.c.id))).scalars().all()
+            found = await payout_queries.addresses_of(conn, {pid, *range(10**6, 10**6 + 50_000)})
+    assert found == {pid: member.address}
