@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, text, update
+from sqlalchemy import Row, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.approval import AssetKind, Decision
@@ -23,6 +23,7 @@ from grid_server.domain.registry import AssetVersion
 from p2p_energy_client.models import OrderView
 from p2p_energy_client.units import parse_price
 
+from .cycle_queries import IN_LIST_SLICE
 from .schema import (
     asset_decisions,
     assets,
@@ -398,13 +399,17 @@ async def replace_order_books(
     the log seq of the envelope that last changed its book (``changed``)."""
     if not changed:
         return
-    await conn.execute(
-        delete(orders).where(
-            orders.c.interval_start == bindparam("k_interval"),
-            orders.c.participant_id == bindparam("k_pid"),
-        ),
-        [{"k_interval": interval, "k_pid": pid} for pid, interval in changed],
-    )
+    # One statement per slice of books, not one per book: at 100,000 households on
+    # PostgreSQL the per-book deletes were what the orders phase waited on (227 s
+    # wall, 13 s of the server's CPU; sampled in pg_stat_activity).
+    keys = sorted(changed)
+    for first in range(0, len(keys), IN_LIST_SLICE // 2):
+        pairs = [(interval, pid) for pid, interval in keys[first : first + IN_LIST_SLICE // 2]]
+        await conn.execute(
+            delete(orders).where(
+                tuple_(orders.c.interval_start, orders.c.participant_id).in_(pairs)
+            )
+        )
     rows = [
         {
             "interval_start": interval,
