@@ -19,6 +19,7 @@ loses nothing and repeats nothing.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -547,24 +548,13 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             return
         self._refusals_shown = shown
         entry = self.config_entry
-        prefix = f"{REFUSAL_ISSUE_KIND}_{entry.entry_id}_"
-        registry = ir.async_get(self.hass)
-        for domain, issue_id in list(registry.issues):
-            stale = issue_id.startswith(prefix) and issue_id.removeprefix(prefix) not in refusals
-            if domain == DOMAIN and stale:
-                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
         titles = {str(sub.data["asset_id"]): sub.title for sub in entry.subentries.values()}
+        wanted: dict[str, _Issue] = {}
         for asset, items in refusals.items():
             latest = items[-1]
-            issue_key = REFUSAL_ISSUES.get(latest.code, ISSUE_REFUSED_OTHER)
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                prefix + asset,
-                is_fixable=True,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=issue_key,
-                translation_placeholders={
+            wanted[f"{REFUSAL_ISSUE_KIND}_{entry.entry_id}_{asset}"] = _Issue(
+                REFUSAL_ISSUES.get(latest.code, ISSUE_REFUSED_OTHER),
+                {
                     "asset": titles.get(asset, asset),
                     "count": str(len(items)),
                     "interval": dt_util.as_local(latest.reading.interval).strftime(
@@ -574,8 +564,9 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                     "code": latest.code,
                     "message": latest.message,
                 },
-                data={"kind": REFUSAL_ISSUE_KIND, "entry_id": entry.entry_id, "asset_id": asset},
+                {"kind": REFUSAL_ISSUE_KIND, "entry_id": entry.entry_id, "asset_id": asset},
             )
+        self._replace_issues((REFUSAL_ISSUE_KIND,), wanted)
 
     @callback
     def update_meter_issues(self) -> None:
@@ -594,7 +585,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             return
         self._meter_issues_shown = shown
         subentries = {str(s.data["asset_id"]): s for s in self.config_entry.subentries.values()}
-        wanted: dict[str, tuple[str, dict[str, str]]] = {}
+        wanted: dict[str, _Issue] = {}
         for asset, hold in holds.items():
             sub = subentries.get(asset)
             declared = hold.declared_power_w
@@ -605,7 +596,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
                 "message": hold.message,
             }
             kind = ISSUE_ASSET_WAITING if hold.status == WAITING else ISSUE_ASSET_REFUSED
-            wanted[f"{kind}_{self.config_entry.entry_id}_{asset}"] = (kind, placeholders)
+            wanted[f"{kind}_{self.config_entry.entry_id}_{asset}"] = _Issue(kind, placeholders)
         by_asset: dict[str, list[ReadingFlag]] = {}
         for flag in flags:
             by_asset.setdefault(flag.asset, []).append(flag)
@@ -613,7 +604,7 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
             latest = max(asset_flags, key=lambda f: f.interval)
             sub = subentries.get(asset)
             flag_key = FLAG_ISSUES.get(latest.code, ISSUE_FLAGGED_OTHER)
-            wanted[f"{FLAG_ISSUE_KIND}_{self.config_entry.entry_id}_{asset}"] = (
+            wanted[f"{FLAG_ISSUE_KIND}_{self.config_entry.entry_id}_{asset}"] = _Issue(
                 flag_key,
                 {
                     "asset": sub.title if sub is not None else asset,
@@ -636,48 +627,50 @@ class P2PCoordinator(DataUpdateCoordinator[Snapshot]):
         limit = limits.get(f"{kind}_w")
         return "?" if limit is None or sub.data.get(CONF_RATED_POWER) is None else f"{limit} W"
 
-    def _replace_issues(
-        self, kinds: tuple[str, ...], wanted: dict[str, tuple[str, dict[str, str]]]
-    ) -> None:
-        """Create the ``wanted`` issues (id → translation key, placeholders); delete the
-        membership's other issues of ``kinds``."""
+    def _replace_issues(self, kinds: tuple[str, ...], wanted: dict[str, _Issue]) -> None:
+        """Create the ``wanted`` issues (by id); delete the membership's other issues of
+        ``kinds`` (their ids start with the kind and the entry)."""
         prefixes = tuple(f"{kind}_{self.config_entry.entry_id}_" for kind in kinds)
         registry = ir.async_get(self.hass)
         for domain, issue_id in list(registry.issues):
             if domain == DOMAIN and issue_id.startswith(prefixes) and issue_id not in wanted:
                 ir.async_delete_issue(self.hass, DOMAIN, issue_id)
-        for issue_id, (key, placeholders) in wanted.items():
+        for issue_id, issue in wanted.items():
+            key = issue.translation_key
             ir.async_create_issue(
                 self.hass,
                 DOMAIN,
                 issue_id,
-                is_fixable=False,
+                is_fixable=issue.data is not None,
                 severity=ir.IssueSeverity.WARNING,
                 translation_key=key,
-                translation_placeholders=placeholders,
+                translation_placeholders=issue.placeholders,
+                data=issue.data,
             )
 
     def _sync_issues(self, kind: str, wanted: dict[str, dict[str, str]], *, fixable: bool) -> None:
-        """Create one issue per statement in ``wanted``; delete the ones that resolved."""
-        prefix = f"{kind}_{self.config_entry.entry_id}_"
-        registry = ir.async_get(self.hass)
-        for (domain, issue_id), _issue in list(registry.issues.items()):
-            stale = issue_id.startswith(prefix) and issue_id.removeprefix(prefix) not in wanted
-            if domain == DOMAIN and stale:
-                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
-        for statement_id, placeholders in wanted.items():
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                prefix + statement_id,
-                is_fixable=fixable,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=kind,
-                translation_placeholders=placeholders,
-                data={"entry_id": self.config_entry.entry_id, "statement_id": statement_id}
-                if fixable
-                else None,
-            )
+        """One issue per statement in ``wanted``; the ones that resolved go."""
+        entry_id = self.config_entry.entry_id
+        self._replace_issues(
+            (kind,),
+            {
+                f"{kind}_{entry_id}_{statement_id}": _Issue(
+                    kind,
+                    placeholders,
+                    {"entry_id": entry_id, "statement_id": statement_id} if fixable else None,
+                )
+                for statement_id, placeholders in wanted.items()
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Issue:
+    """A repair issue to show: its text and, for one the owner can fix, its flow's data."""
+
+    translation_key: str
+    placeholders: dict[str, str]
+    data: dict[str, str | int | float | None] | None = None
 
 
 @callback

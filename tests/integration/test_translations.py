@@ -23,11 +23,13 @@ TRANSLATIONS = sorted((COMPONENT / "translations").glob("*.json"))
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 # translation_key=<name> whose value is not a constant, with the keys it can take.
-# coordinator._sync_issues(kind, ...) is only called with these issue constants.
 DYNAMIC_KEYS = {
-    ("coordinator.py", "kind"): {"issues": ("ISSUE_OVER_CAP", "ISSUE_PAYMENT_FAILED")},
+    # coordinator._replace_issues(...) creates every membership issue from an _Issue
+    # whose translation key is one of these constants.
     ("coordinator.py", "key"): {
         "issues": (
+            "ISSUE_OVER_CAP",
+            "ISSUE_PAYMENT_FAILED",
             "ISSUE_ASSET_WAITING",
             "ISSUE_ASSET_REFUSED",
             "ISSUE_FLAGGED_OVER_RATING",
@@ -35,10 +37,6 @@ DYNAMIC_KEYS = {
             "ISSUE_FLAGGED_BATTERY",
             "ISSUE_FLAGGED_NOT_APPROVED",
             "ISSUE_FLAGGED_OTHER",
-        )
-    },
-    ("coordinator.py", "issue_key"): {
-        "issues": (
             "ISSUE_REFUSED_OVER_CAPACITY",
             "ISSUE_REFUSED_WINDOW_CLOSED",
             "ISSUE_REFUSED_UNKNOWN_ASSET",
