@@ -193,11 +193,15 @@ class MeterChecks:
             self.rules, t, int(self.schedule.length.total_seconds()), readings, previous
         )
         checked = result.checked
+        # Each array once: settle_wh and flagged are computed per access, and indexing
+        # them per reading made this quadratic (150,000 readings: tens of seconds).
+        settle, bounds = checked.settle_wh.tolist(), checked.bound_wh.tolist()
+        flagged, rules = checked.flagged.tolist(), checked.rule.tolist()
         for j, i in enumerate(usable):
-            verdict.settle[i] = int(checked.settle_wh[j])
-            verdict.bounds[i] = int(checked.bound_wh[j])
-            if checked.flagged[j]:
-                verdict.codes[i] = str(RULES[int(checked.rule[j])])
+            verdict.settle[i] = settle[j]
+            verdict.bounds[i] = bounds[j]
+            if flagged[j]:
+                verdict.codes[i] = str(RULES[rules[j]])
         for j, row in enumerate(result.battery_rows):
             verdict.headroom[_key(rows[usable[int(row)]])] = int(result.headroom_wh[j])
         return verdict
