@@ -230,6 +230,6 @@ def format_utc(moment: datetime) -> str:
     """Format a UTC instant as ``YYYY-MM-DDTHH:MM:SSZ`` (microseconds only when present)."""
     if moment.tzinfo is None:
         raise UnitError("naive datetime: time must be UTC")
-    moment = moment.astimezone(UTC)
-    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return moment.strftime(spec)
+    # isoformat writes the same text as strftime("%Y-%m-%dT%H:%M:%S[.%f]") ten times
+    # faster: settling a large grid formats hundreds of thousands of times.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
