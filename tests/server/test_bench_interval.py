@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from grid_server.cli import bench
-from grid_server.cli.bench_interval import PHASES, TARGET_SECONDS
+from grid_server.cli.bench_interval import PHASES
 from grid_server.cli.bench_interval import bench as bench_interval
 
 
@@ -35,8 +35,9 @@ async def test_a_whole_interval_for_40_households(tmp_path: Path) -> None:
     assert report["total_cpu_seconds"] > 0
     phases = sum(report[f"{phase}_seconds"] for phase in PHASES)
     assert abs(report["total_seconds"] - phases) < 0.05
-    assert report["target_seconds"] == TARGET_SECONDS
-    assert isinstance(report["met"], bool)
+    # SQLite's target is set at 10,000 households: 40 neither meet nor miss it.
+    assert report["target"] == {"households": 10_000, "seconds": 10}
+    assert report["met"] is None
     for key in ("setup_seconds", "signing_seconds", "peak_rss_mb"):
         assert report[key] > 0, key
     assert "load_before" in report and "load_after" in report
