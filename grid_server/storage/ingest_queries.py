@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, text, tuple_, update
+from sqlalchemy import Row, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grid_server.domain.approval import AssetKind, Decision
@@ -399,17 +399,22 @@ async def replace_order_books(
     the log seq of the envelope that last changed its book (``changed``)."""
     if not changed:
         return
-    # One statement per slice of books, not one per book: at 100,000 households on
-    # PostgreSQL the per-book deletes were what the orders phase waited on (227 s
-    # wall, 13 s of the server's CPU; sampled in pg_stat_activity).
-    keys = sorted(changed)
-    for first in range(0, len(keys), IN_LIST_SLICE // 2):
-        pairs = [(interval, pid) for pid, interval in keys[first : first + IN_LIST_SLICE // 2]]
-        await conn.execute(
-            delete(orders).where(
-                tuple_(orders.c.interval_start, orders.c.participant_id).in_(pairs)
+    # One statement per interval and slice of households, not one per book (at 100,000
+    # households on PostgreSQL the per-book deletes were what the orders phase waited
+    # on: 227 s), and not a list of (interval, participant) pairs either: PostgreSQL
+    # plans that as an OR of row comparisons, which still held it 0.48 of the time.
+    # "interval_start = … AND participant_id IN (…)" walks the primary key.
+    by_interval: dict[datetime, list[int]] = {}
+    for pid, interval in sorted(changed):
+        by_interval.setdefault(interval, []).append(pid)
+    for interval, pids in by_interval.items():
+        for first in range(0, len(pids), IN_LIST_SLICE):
+            await conn.execute(
+                delete(orders).where(
+                    orders.c.interval_start == interval,
+                    orders.c.participant_id.in_(pids[first : first + IN_LIST_SLICE]),
+                )
             )
-        )
     rows = [
         {
             "interval_start": interval,
