@@ -59,7 +59,7 @@ from p2p_energy_client.units import energy_cost_nano, format_utc, micro_ceil, mi
 from .events import add_events
 from .operator import OperatorError
 from .settlement_port import LineOut
-from .transaction import Event
+from .transaction import Event, LogItem
 
 # The operator's answers to a flagged reading.
 SETTLE_AT_BOUND: Final = "bound"  # pay what was settled (at the plausible bound)
@@ -204,11 +204,15 @@ class MeterChecks:
 
     async def record(
         self, conn: AsyncConnection, t: datetime, checked: CheckedInterval, now: datetime
-    ) -> None:
-        """Store the flags and the carried headroom; log and announce the flags."""
+    ) -> tuple[list[LogItem], list[Event]]:
+        """Store the flags and the carried headroom; the flags' log entry and events.
+
+        The caller appends the entry with its own, last (see
+        :mod:`grid_server.storage.audit_log`), and adds the events.
+        """
         await mq.save_headrooms(conn, t, checked.headroom)
         if not checked.flags:
-            return
+            return [], []
         await mq.insert_flags(
             conn,
             [
@@ -231,17 +235,10 @@ class MeterChecks:
                 {k: v for k, v in f.to_wire().items() if k != "reason"} for f in checked.flags
             ],
         }
-        await audit_log.append(
-            conn,
-            self.db,
-            self.grid_id,
-            [("reading_flags", format_utc(t), canonical_json(record))],
-            now,
-        )
         events: list[Event] = [
             (f.participant_id, "reading_flagged", f.to_wire()) for f in checked.flags
         ]
-        await add_events(conn, events, now, postgres=self.db.is_postgres)
+        return [("reading_flags", format_utc(t), canonical_json(record))], events
 
     async def accepted_lines(self, conn: AsyncConnection, now: datetime) -> list[LineOut]:
         """Lines for readings the operator accepted since the last settlement (booked once).

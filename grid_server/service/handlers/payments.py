@@ -15,11 +15,14 @@ a dozen times, so the batch is handled like readings are:
    first; a refused envelope changes nothing.
 3. :func:`flush` writes it all with one ``executemany`` per table, appends the
    ledger and payment audit entries after the batch's envelope entries, and
-   adds the live events — all in the writer's transaction.
+   adds the live events — all in the writer's transaction; the ``payments``
+   rows, which name their envelopes' log entries, are handed to the writer,
+   which inserts them once it holds the chain head and knows those entries.
 
-Balances never go negative: the in-memory check, the row locks (and the
-audit chain head lock every ledger writer takes first), and the database's
-``CHECK (balance >= 0)`` behind them.
+Balances never go negative: the in-memory check, the row locks (the ledger
+head every ledger writer locks before the accounts, see
+:mod:`grid_server.storage.audit_log` for the whole order), and the
+database's ``CHECK (balance >= 0)`` behind them.
 """
 
 from __future__ import annotations
@@ -401,7 +404,7 @@ def _record_payment(
             "ledger": str(body.ledger),
             "received": received,
             "credited": credited,
-            "envelope": ctx.next_log_seq(),
+            "envelope": ctx.next_log_pos(),
             "recorded_at": ctx.now,
         }
     )
@@ -450,8 +453,8 @@ async def flush(ctx: TxContext) -> None:
         await pq.set_paid_many(
             conn, [(s.id, s.terms.paid, s.view.paid_micro, s.view.status) for s in changed]
         )
-    if state.payment_rows:
-        await pq.insert_payments(conn, state.payment_rows)
+    # The payments name their envelopes' log entries: written once those are placed.
+    ctx.payment_rows.extend(state.payment_rows)
     # After the batch's envelope entries, in the writer's transaction.
     ctx.log_items.extend(state.log)
     if state.events:
