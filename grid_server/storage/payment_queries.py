@@ -59,6 +59,13 @@ async def statements_with_terms(
     return list(await conn.execute(query))
 
 
+async def lock_statements(conn: AsyncConnection, ids: Collection[str]) -> None:
+    """PostgreSQL: lock the statements among ``ids`` ``FOR UPDATE``, in id order (see
+    audit_log), with or without terms: a later ``statement_for_update`` then never waits."""
+    query = select(statements.c.id).where(statements.c.id.in_(ids))
+    await conn.execute(query.order_by(statements.c.id).with_for_update())
+
+
 async def statement_for_update(
     conn: AsyncConnection, statement_id: str, *, lock: bool
 ) -> Row[Any] | None:

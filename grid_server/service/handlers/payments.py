@@ -125,6 +125,10 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
 async def _load_statements(
     service: PaymentService, ctx: TxContext, state: PaymentBatch, ids: set[str]
 ) -> None:
+    if ctx.postgres:
+        # Every statement named, also one without terms that a payment gives terms
+        # (statement_for_update, later): locked now, in the order every writer uses.
+        await pq.lock_statements(ctx.conn, ids)
     rows = await pq.statements_with_terms(ctx.conn, ids, lock=service.db.is_postgres)
     extras = await stored_statements.statement_extras(ctx.conn, [r.id for r in rows])
     for r in rows:
