@@ -39,7 +39,9 @@ class ReadingStatus(StrEnum):
 
 
 # Not frozen (a frozen dataclass is four times slower to build): these are made for
-# every reading on the ingest hot path, and nothing changes them after.
+# every reading on the ingest hot path, and nothing changes them after but the
+# writer, which turns ``envelope`` from a position in its batch into the chain's
+# seq once it holds the chain head (grid_server.service.transaction.TxContext.place).
 @dataclass(slots=True)
 class RecordedReading:
     """A stored reading: its value, revision, the log seq of the envelope that sent it, when."""

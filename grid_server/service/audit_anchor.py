@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from grid_server.config import AuditConfig, LedgerConfig
-from grid_server.domain.audit_chain import link
 from grid_server.domain.audit_roots import (
     ANCHOR_KIND,
     Batch,
@@ -231,11 +230,13 @@ class Anchoring:
             known = await aq.anchor_log_seq(conn, anchored.digest)
             if known is not None:
                 return known  # recorded by an earlier pass
-            seq, head = await audit_log.lock_head(conn, db, self.grid_id)
-            entries = link(
-                seq, head, [(ANCHOR_KIND, str(batch.last_root_seq), canonical_json(record))]
+            entries = await audit_log.append(
+                conn,
+                db,
+                self.grid_id,
+                [(ANCHOR_KIND, str(batch.last_root_seq), canonical_json(record))],
+                now,
             )
-            await audit_log.write_entries(conn, self.grid_id, entries, now)
             await aq.insert_anchor(
                 conn,
                 grid=self.grid_id,

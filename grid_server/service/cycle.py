@@ -441,7 +441,7 @@ class IntervalCycle:
                     conn, {a.participant_id for a in accepted if a.participant_id is not None}
                 )
                 addresses = {**addresses, **extra}
-            await self.meters.record(conn, t, checked, now)
+            flag_log, flag_events = await self.meters.record(conn, t, checked, now)
             await cq.move_interval(
                 conn,
                 t,
@@ -458,10 +458,12 @@ class IntervalCycle:
                     t, lines, addresses, self.sharing.info(), self.schedule.interval_minutes
                 )
             )
+            # The chain head last (storage.audit_log): the flags' entry, then the settlement's.
             await audit_log.append(
-                conn, db, self.grid_id, [("settlement", format_utc(t), record)], now
+                conn, db, self.grid_id, [*flag_log, ("settlement", format_utc(t), record)], now
             )
-            await add_events(conn, _settlement_events(t, lines), now, postgres=db.is_postgres)
+            events = [*flag_events, *_settlement_events(t, lines)]
+            await add_events(conn, events, now, postgres=db.is_postgres)
             await self.faults.reach("cycle.settle", format_utc(t))
         self._done("settled", self.metrics.settlement_seconds, started)
         return True

@@ -45,7 +45,7 @@ from grid_server.domain.audit_chain import link
 from grid_server.domain.clock import Clock
 from grid_server.storage import audit_log
 from grid_server.storage import ingest_queries as q
-from grid_server.storage.db import Database, interval_lock_key
+from grid_server.storage.db import Database, interval_lock_key, join_lock_key
 from p2p_energy_client.protocol import (
     Envelope,
     ErrorCode,
@@ -154,17 +154,26 @@ class Writer:
         db = self.db
         grid_id = self.rules.grid_id
         async with db.write_batch() as conn:
-            # Interval locks before the chain head (the cycle takes them in the
-            # same order), so a worker clearing an interval never deadlocks
-            # with one accepting orders or readings for it.
+            # Locks in the order every writer takes them (storage.audit_log): the
+            # intervals' advisory locks, shared (a worker clearing or settling one
+            # holds it alone), then the keys that join (two workers never insert
+            # the same participant), then the senders' rows — so a sender's
+            # envelopes are checked against its last accepted seq by one batch
+            # at a time — and, in the handlers' prefetch, the invitations, the
+            # ledger and the statements. The chain head comes last (_flush).
             if db.is_postgres:
                 keys = [interval_lock_key(grid_id, t) for t in sorted(_intervals_touched(batch))]
                 await q.lock_shared(conn, keys)
-            head_seq, head_hash = await audit_log.lock_head(conn, db, grid_id)
-            ctx = TxContext(conn, self.rules, self.clock.now(), head_seq, head_hash)
-            stored = await q.stored_results(conn, [sub.envelope.identity for sub in batch])
+                joining = sorted({s.envelope.sender for s in batch if s.type == "join"})
+                await q.lock_exclusive(conn, [join_lock_key(grid_id, a) for a in joining])
             senders = {sub.envelope.sender for sub in batch}
-            for row in await q.participants_by_address(conn, senders):
+            found = await q.participants_by_address(conn, senders, lock=db.is_postgres)
+            # The clock after the waits: what the batch stores happened now.
+            ctx = TxContext(conn, self.rules, self.clock.now(), db.is_postgres)
+            # Read after the senders' rows are locked: a batch that waited for
+            # another sees the envelopes it accepted.
+            stored = await q.stored_results(conn, [sub.envelope.identity for sub in batch])
+            for row in found:
                 ctx.participants[row.address] = ParticipantRow(
                     row.id,
                     row.address,
@@ -235,11 +244,11 @@ class Writer:
     def _accept(self, ctx: TxContext, sub: Submission, participant_id: int, result: bytes) -> None:
         env = sub.envelope
         header = env.payload.header
-        log_seq = ctx.next_log_seq()
+        log_pos = ctx.next_log_pos()
         ctx.log_items.append(("envelope", f"{header.sender}/{header.seq}", sub.raw))
         ctx.envelope_rows.append(
             {
-                "log_seq": log_seq,
+                "log_seq": log_pos,  # the chain's seq once placed (TxContext.place)
                 "signature": env.signature,
                 "participant_id": participant_id,
                 "sender": header.sender,
@@ -260,14 +269,20 @@ class Writer:
         ctx.count(f"accepted:{env.payload.type}")
 
     async def _flush(self, ctx: TxContext) -> None:
+        """Write the batch: what names no log entry, then — holding the chain head,
+        the last lock — the envelopes, what names them, and the entries."""
         await handlers.flush(ctx)
         if not ctx.envelope_rows:
             return
         conn = ctx.conn
-        entries = link(ctx.head_seq, ctx.head_hash, ctx.log_items)
-        await q.insert_envelopes(conn, ctx.envelope_rows)
-        await audit_log.write_entries(conn, self.rules.grid_id, entries, ctx.now)
+        grid_id = self.rules.grid_id
         await q.update_last_seqs(conn, ctx.seq_updates)
+        head_seq, head_hash = await audit_log.lock_head(conn, self.db, grid_id)
+        ctx.place(head_seq)
+        entries = link(head_seq, head_hash, ctx.log_items)
+        await q.insert_envelopes(conn, ctx.envelope_rows)
+        await handlers.write_placed(ctx)
+        await audit_log.write_entries(conn, grid_id, entries, ctx.now)
 
 
 def _answer_again(ctx: TxContext, previous: tuple[bytes, str]) -> Outcome:

@@ -1,11 +1,11 @@
 """The local ledger in the grid's database: accounts, hash-chained entries, minting.
 
 Every function works inside the caller's transaction. Writers of the ledger
-lock the audit chain head first (the envelope writer does at the start of
-each batch; the payout worker and minting call
-:func:`grid_server.storage.audit_log.lock_head`) and then the ledger head
-(``SELECT … FOR UPDATE`` on PostgreSQL), always in that order, so ledger
-changes are serialised without deadlocks. On top of that a debit is a
+(the envelope writer's transfers and payments, the payout worker, minting)
+lock the ledger head (``SELECT … FOR UPDATE`` on PostgreSQL) before the
+accounts, and append their audit entries (the chain head) last, as every
+writer does (the whole order: :mod:`grid_server.storage.audit_log`), so
+ledger changes are serialised without deadlocks. On top of that a debit is a
 conditional ``UPDATE … WHERE balance >= amount AND seq < :seq``: a balance
 can never go negative even if a future code path forgot the lock, and the
 ``CHECK (balance >= 0)`` constraint backs it in the database itself.

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,7 +59,7 @@ from p2p_energy_client.units import energy_cost_nano, format_utc, micro_ceil, mi
 from .events import add_events
 from .operator import OperatorError
 from .settlement_port import LineOut
-from .transaction import Event
+from .transaction import Event, LogItem
 
 # The operator's answers to a flagged reading.
 SETTLE_AT_BOUND: Final = "bound"  # pay what was settled (at the plausible bound)
@@ -195,8 +195,10 @@ class MeterChecks:
         checked = result.checked
         # Each array once: settle_wh and flagged are computed per access, and indexing
         # them per reading made this quadratic (150,000 readings: tens of seconds).
-        settle, bounds = checked.settle_wh.tolist(), checked.bound_wh.tolist()
-        flagged, rules = checked.flagged.tolist(), checked.rule.tolist()
+        settle = cast(list[int], checked.settle_wh.tolist())
+        bounds = cast(list[int], checked.bound_wh.tolist())
+        flagged = cast(list[bool], checked.flagged.tolist())
+        rules = cast(list[int], checked.rule.tolist())
         for j, i in enumerate(usable):
             verdict.settle[i] = settle[j]
             verdict.bounds[i] = bounds[j]
@@ -208,11 +210,15 @@ class MeterChecks:
 
     async def record(
         self, conn: AsyncConnection, t: datetime, checked: CheckedInterval, now: datetime
-    ) -> None:
-        """Store the flags and the carried headroom; log and announce the flags."""
+    ) -> tuple[list[LogItem], list[Event]]:
+        """Store the flags and the carried headroom; the flags' log entry and events.
+
+        The caller appends the entry with its own, last (see
+        :mod:`grid_server.storage.audit_log`), and adds the events.
+        """
         await mq.save_headrooms(conn, t, checked.headroom)
         if not checked.flags:
-            return
+            return [], []
         await mq.insert_flags(
             conn,
             [
@@ -235,17 +241,10 @@ class MeterChecks:
                 {k: v for k, v in f.to_wire().items() if k != "reason"} for f in checked.flags
             ],
         }
-        await audit_log.append(
-            conn,
-            self.db,
-            self.grid_id,
-            [("reading_flags", format_utc(t), canonical_json(record))],
-            now,
-        )
         events: list[Event] = [
             (f.participant_id, "reading_flagged", f.to_wire()) for f in checked.flags
         ]
-        await add_events(conn, events, now, postgres=self.db.is_postgres)
+        return [("reading_flags", format_utc(t), canonical_json(record))], events
 
     async def accepted_lines(self, conn: AsyncConnection, now: datetime) -> list[LineOut]:
         """Lines for readings the operator accepted since the last settlement (booked once).

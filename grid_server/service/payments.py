@@ -331,7 +331,6 @@ class PaymentService:
         db = self.db
         now = self.clock.now()
         async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid_id)
             entry = await self.store.mint(conn, address, amount, memo, now)
             await audit_log.append(conn, db, self.grid_id, [log_item(entry)], now)
         return entry
@@ -345,7 +344,6 @@ class PaymentService:
         db = self.db
         now = self.clock.now()
         async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid_id)
             entries = await self.store.mint_many(conn, grants, memo, now)
             await audit_log.append(conn, db, self.grid_id, [log_item(e) for e in entries], now)
         return entries

@@ -338,7 +338,6 @@ class PayoutWorker:
             for p in batch.payouts
         ]
         async with db.write() as conn:
-            await audit_log.lock_head(conn, db, self.grid_id)
             batch.id, ids = await oq.insert_batch(
                 conn, tx_id=batch.tx_id, ledger=kind, signed=batch.signed, members=members, now=now
             )
@@ -378,7 +377,6 @@ class PayoutWorker:
         now = self.clock.now()
         try:
             async with db.write() as conn:
-                await audit_log.lock_head(conn, db, self.grid_id)
                 entries = await self.payments.store.apply_batch(
                     conn, transfers, signer=self.payments.grid_keys.public_key, now=now
                 )
@@ -418,7 +416,6 @@ class PayoutWorker:
     async def _complete(self, batch: _Batch, report: PayoutReport) -> None:
         """Record a batch that is on the ledger (IOTA)."""
         async with self.db.write() as conn:
-            await audit_log.lock_head(conn, self.db, self.grid_id)
             await self._record_done(conn, batch, report)
         self.hub.notify()
 
@@ -487,7 +484,6 @@ class PayoutWorker:
         now = self.clock.now()
         _LOGGER.warning("payout batch %s failed: %s", batch.tx_id, error)
         async with self.db.write() as conn:
-            await audit_log.lock_head(conn, self.db, self.grid_id)
             if not await oq.finish_batch(
                 conn, batch.id, state="failed", completed_at=now, error=error[:2000]
             ):

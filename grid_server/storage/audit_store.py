@@ -1,10 +1,11 @@
 """Interval roots, receipts and anchors in the grid database.
 
 Closing an interval reads the range's entry hashes and computes its Merkle
-root *before* taking the chain-head lock (so ingest does not wait for the
-hashing), then appends the root entry and its ``audit_roots`` row in one
-transaction under the lock, after checking that no other worker closed it
-meanwhile. Rows are only ever inserted (triggers refuse the rest).
+root *before* taking any lock (so ingest does not wait for the hashing),
+then, under the ``audit-root`` advisory lock and after checking that no
+other worker closed it meanwhile, appends the root entry (the chain head
+last, see :mod:`.audit_log`) and inserts its ``audit_roots`` row in one
+transaction. Rows are only ever inserted (triggers refuse the rest).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from sqlalchemy import ColumnElement, Table, func, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grid_server.domain.audit_chain import link
 from grid_server.domain.audit_merkle import (
     CHUNK,
     chunk_roots,
@@ -125,13 +125,14 @@ async def close_due(
         key = advisory_key(grid, "audit-root")
         if not await db.advisory_xact_lock(conn, key, wait=False):
             return None
-        seq, head_hash = await audit_log.lock_head(conn, db, grid)
+        # The advisory lock makes closers take turns; the chain head is taken last.
         now_last = await latest_root(conn, grid)
         if (None if now_last is None else now_last.seq) != (None if last is None else last.seq):
             return None  # another worker closed it meanwhile
-        entries = link(seq, head_hash, [root_item(span[0], span[1], first, last_seq, root)])
+        entries = await audit_log.append(
+            conn, db, grid, [root_item(span[0], span[1], first, last_seq, root)], now
+        )
         entry = entries[0]
-        await audit_log.write_entries(conn, grid, entries, now)
         await conn.execute(
             insert(audit_roots).values(
                 grid=grid,

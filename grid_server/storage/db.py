@@ -244,6 +244,12 @@ def interval_lock_key(grid: str, interval: datetime) -> int:
     return advisory_key(grid, "interval", interval.isoformat())
 
 
+def join_lock_key(grid: str, address: str) -> int:
+    """The advisory lock of a key joining the grid: a writer holds it while it may insert
+    the participant, so two workers never both insert (or both admit) one key."""
+    return advisory_key(grid, "join", address)
+
+
 class InlineConnection:
     """The async connection interface the writer uses, run inline on a synchronous one."""
 

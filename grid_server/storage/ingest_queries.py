@@ -73,10 +73,23 @@ async def stored_results(
     }
 
 
+_EXCLUSIVE_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+
+
+async def lock_exclusive(conn: AsyncConnection, keys: Iterable[int]) -> None:
+    """PostgreSQL: hold the advisory locks ``keys`` alone until the transaction ends."""
+    for key in keys:
+        await conn.execute(_EXCLUSIVE_LOCK, {"k": key})
+
+
 async def participants_by_address(
-    conn: AsyncConnection, addresses: Collection[str]
+    conn: AsyncConnection, addresses: Collection[str], *, lock: bool = False
 ) -> list[Row[Any]]:
+    """The participants among ``addresses``; ``lock``: ``FOR UPDATE``, in id order (the
+    order every writer locks participants in, so two batches never wait in a circle)."""
     query = select(participants).where(participants.c.address.in_(addresses))
+    if lock:
+        query = query.order_by(participants.c.id).with_for_update()
     return list(await conn.execute(query))
 
 
@@ -201,6 +214,17 @@ async def interval_states(
 
 
 # --- join and session -------------------------------------------------------------
+
+
+async def lock_invitations(conn: AsyncConnection, digests: Collection[bytes]) -> None:
+    """PostgreSQL: lock the invitations ``FOR UPDATE`` in code hash order (see audit_log)."""
+    query = (
+        select(invitations.c.code_hash)
+        .where(invitations.c.code_hash.in_(digests))
+        .order_by(invitations.c.code_hash)
+        .with_for_update()
+    )
+    await conn.execute(query)
 
 
 async def invitation(conn: AsyncConnection, digest: bytes) -> Row[Any] | None:
@@ -389,16 +413,10 @@ def _correction_row(w: ReadingWrite) -> dict[str, Any]:
 # --- orders -----------------------------------------------------------------------
 
 
-async def replace_order_books(
-    conn: AsyncConnection,
-    changed: Mapping[tuple[int, datetime], int],
-    books: Mapping[tuple[int, datetime], Mapping[str, OrderView]],
-    now: datetime,
+async def delete_order_books(
+    conn: AsyncConnection, changed: Collection[tuple[int, datetime]]
 ) -> None:
-    """The changed books: stored ones deleted, the new ones inserted, each order carrying
-    the log seq of the envelope that last changed its book (``changed``)."""
-    if not changed:
-        return
+    """The stored books ``(participant, interval)`` that a batch replaces, deleted."""
     # One statement per interval and slice of households, not one per book (at 100,000
     # households on PostgreSQL the per-book deletes were what the orders phase waited
     # on: 227 s), and not a list of (interval, participant) pairs either: PostgreSQL
@@ -415,6 +433,16 @@ async def replace_order_books(
                     orders.c.participant_id.in_(pids[first : first + IN_LIST_SLICE]),
                 )
             )
+
+
+async def insert_order_books(
+    conn: AsyncConnection,
+    changed: Mapping[tuple[int, datetime], int],
+    books: Mapping[tuple[int, datetime], Mapping[str, OrderView]],
+    now: datetime,
+) -> None:
+    """The changed books (deleted before), each order carrying the log seq of the envelope
+    that last changed its book (``changed``)."""
     rows = [
         {
             "interval_start": interval,

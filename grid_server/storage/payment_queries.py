@@ -52,8 +52,18 @@ async def statements_with_terms(
     )
     query = query.where(statements.c.id.in_(ids))
     if lock:
-        query = query.with_for_update(of=[statements.c.id, statement_terms.c.statement_id])
+        # In id order, the order every writer locks statements in (see audit_log).
+        query = query.order_by(statements.c.id).with_for_update(
+            of=[statements.c.id, statement_terms.c.statement_id]
+        )
     return list(await conn.execute(query))
+
+
+async def lock_statements(conn: AsyncConnection, ids: Collection[str]) -> None:
+    """PostgreSQL: lock the statements among ``ids`` ``FOR UPDATE``, in id order (see
+    audit_log), with or without terms: a later ``statement_for_update`` then never waits."""
+    query = select(statements.c.id).where(statements.c.id.in_(ids))
+    await conn.execute(query.order_by(statements.c.id).with_for_update())
 
 
 async def statement_for_update(
@@ -157,7 +167,9 @@ async def accounts(
         ledger_accounts.c.address, ledger_accounts.c.balance, ledger_accounts.c.seq
     ).where(ledger_accounts.c.address.in_(addresses))
     if lock:
-        query = query.with_for_update()
+        # Under the ledger head, which serialises the writers of accounts; in
+        # address order all the same.
+        query = query.order_by(ledger_accounts.c.address).with_for_update()
     return {r.address: (int(r.balance), int(r.seq)) for r in await conn.execute(query)}
 
 

@@ -6,15 +6,19 @@ insert), so a refused envelope leaves no trace and a batch is all-or-nothing.
 Errors name the first offending field.
 
 :func:`prefetch` loads what a batch's handlers will look at in a few
-queries, :func:`apply` runs the handler of one envelope, and :func:`flush`
-writes what they buffered, in the writer's transaction.
+queries (and on PostgreSQL locks the rows they may change), :func:`apply`
+runs the handler of one envelope, :func:`flush` writes what they buffered
+and :func:`write_placed` what names the batch's log entries, once the writer
+holds the chain head and knows them — all in the writer's transaction.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from grid_server.domain.registry import code_hash
 from grid_server.storage import ingest_queries as q
+from grid_server.storage import payment_queries as pq
 from p2p_energy_client.protocol import (
     Assets,
     ErrorCode,
@@ -51,6 +55,15 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
         elif isinstance(body, Orders):
             order_keys.add((participant.id, body.interval))
     conn = ctx.conn
+    # The invitations the batch's joins use, locked in a fixed order (see audit_log),
+    # so the claims below never wait.
+    codes = {
+        code_hash(body.invitation)
+        for body in (s.envelope.payload.body for s in batch)
+        if isinstance(body, Join)
+    }
+    if codes and ctx.postgres:
+        await q.lock_invitations(conn, codes)
     if pids:
         ctx.assets = await q.assets_of(conn, pids)
     if reading_keys:
@@ -90,21 +103,29 @@ async def apply(ctx: TxContext, sub: Submission, participant: ParticipantRow | N
 
 
 async def flush(ctx: TxContext) -> None:
-    """Write what the batch's handlers buffered (before its envelopes and log entries)."""
+    """Write what the batch's handlers buffered and names no log entry (before the head)."""
     # Payments first: their ledger and payment log entries precede the joins'.
     await payments.flush(ctx)
+    if ctx.changed_books:
+        await q.delete_order_books(ctx.conn, ctx.changed_books)
+
+
+async def write_placed(ctx: TxContext) -> None:
+    """Write what names the batch's log entries (after :meth:`TxContext.place`)."""
     if ctx.reading_writes:
         await q.write_readings(ctx.conn, ctx.reading_writes)
         ctx.reading_writes = []
     if ctx.changed_books:
-        await q.replace_order_books(ctx.conn, ctx.changed_books, ctx.order_books, ctx.now)
+        await q.insert_order_books(ctx.conn, ctx.changed_books, ctx.order_books, ctx.now)
         ctx.changed_books = {}
-    ctx.log_items.extend(ctx.join_log)
-    ctx.join_log = []
+    if ctx.payment_rows:
+        await pq.insert_payments(ctx.conn, ctx.payment_rows)
+        ctx.payment_rows = []
 
 
 __all__ = [
     "apply",
     "flush",
     "prefetch",
+    "write_placed",
 ]

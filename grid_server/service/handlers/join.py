@@ -5,7 +5,7 @@ from __future__ import annotations
 from grid_server.domain.registry import InvitationState, check_invitation, code_hash
 from grid_server.storage import ingest_queries as q
 from p2p_energy_client.models import AssetsView, Participant
-from p2p_energy_client.protocol import ErrorCode, Join, ProtocolError, canonical_json
+from p2p_energy_client.protocol import ErrorCode, Join, ProtocolError
 
 from ..transaction import Handled, ParticipantRow, Submission, TxContext
 
@@ -57,8 +57,8 @@ async def join(
     )
     # The grid's decision (zone and role come from the invitation, which is not
     # in the log) is logged after the batch's envelopes, for audit replay.
-    joined = {"address": header.sender, "zone": zone, "role": role, "envelope": ctx.next_log_seq()}
-    ctx.join_log.append(("participant", header.sender, canonical_json(joined)))
+    joined = {"address": header.sender, "zone": zone, "role": role, "envelope": ctx.next_log_pos()}
+    ctx.join_log.append((header.sender, joined))
     answer = Participant(
         header.sender, body.name, zone, role, "active", joined_at, header.seq, AssetsView((), ())
     )

@@ -48,7 +48,7 @@ async def place_orders(ctx: TxContext, body: Orders, participant: ParticipantRow
     # Valid: the book replaces the stored one when the batch is written (every
     # order then carries the envelope that last changed the book).
     ctx.order_books[key] = book
-    ctx.changed_books[key] = ctx.next_log_seq()
+    ctx.changed_books[key] = ctx.next_log_pos()
     ctx.count("orders_placed", len(body.place))
     result = OrderBook(
         interval, schedule.gate_closure(interval), tuple(sorted(book.values(), key=_order_key))

@@ -15,11 +15,14 @@ a dozen times, so the batch is handled like readings are:
    first; a refused envelope changes nothing.
 3. :func:`flush` writes it all with one ``executemany`` per table, appends the
    ledger and payment audit entries after the batch's envelope entries, and
-   adds the live events — all in the writer's transaction.
+   adds the live events — all in the writer's transaction; the ``payments``
+   rows, which name their envelopes' log entries, are handed to the writer,
+   which inserts them once it holds the chain head and knows those entries.
 
-Balances never go negative: the in-memory check, the row locks (and the
-audit chain head lock every ledger writer takes first), and the database's
-``CHECK (balance >= 0)`` behind them.
+Balances never go negative: the in-memory check, the row locks (the ledger
+head every ledger writer locks before the accounts, see
+:mod:`grid_server.storage.audit_log` for the whole order), and the
+database's ``CHECK (balance >= 0)`` behind them.
 """
 
 from __future__ import annotations
@@ -122,6 +125,10 @@ async def prefetch(ctx: TxContext, batch: list[Submission]) -> None:
 async def _load_statements(
     service: PaymentService, ctx: TxContext, state: PaymentBatch, ids: set[str]
 ) -> None:
+    if ctx.postgres:
+        # Every statement named, also one without terms that a payment gives terms
+        # (statement_for_update, later): locked now, in the order every writer uses.
+        await pq.lock_statements(ctx.conn, ids)
     rows = await pq.statements_with_terms(ctx.conn, ids, lock=service.db.is_postgres)
     extras = await stored_statements.statement_extras(ctx.conn, [r.id for r in rows])
     for r in rows:
@@ -401,7 +408,7 @@ def _record_payment(
             "ledger": str(body.ledger),
             "received": received,
             "credited": credited,
-            "envelope": ctx.next_log_seq(),
+            "envelope": ctx.next_log_pos(),
             "recorded_at": ctx.now,
         }
     )
@@ -450,8 +457,8 @@ async def flush(ctx: TxContext) -> None:
         await pq.set_paid_many(
             conn, [(s.id, s.terms.paid, s.view.paid_micro, s.view.status) for s in changed]
         )
-    if state.payment_rows:
-        await pq.insert_payments(conn, state.payment_rows)
+    # The payments name their envelopes' log entries: written once those are placed.
+    ctx.payment_rows.extend(state.payment_rows)
     # After the batch's envelope entries, in the writer's transaction.
     ctx.log_items.extend(state.log)
     if state.events:

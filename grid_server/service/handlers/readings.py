@@ -54,6 +54,6 @@ def _record(ctx: TxContext, pid: int, planned: PlannedReading) -> None:
     reading = planned.reading
     previous = planned.previous
     revision = 0 if previous is None else previous.revision + 1
-    value = RecordedReading(reading.energy_wh, revision, ctx.next_log_seq(), ctx.now)
+    value = RecordedReading(reading.energy_wh, revision, ctx.next_log_pos(), ctx.now)
     ctx.reading_writes.append(ReadingWrite(pid, reading.interval, reading.asset, value, previous))
     ctx.readings[pid][(reading.interval, reading.asset)] = value
