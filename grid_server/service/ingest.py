@@ -165,7 +165,8 @@ class Writer:
                 keys = [interval_lock_key(grid_id, t) for t in sorted(_intervals_touched(batch))]
                 await q.lock_shared(conn, keys)
                 joining = sorted({s.envelope.sender for s in batch if s.type == "join"})
-                await q.lock_exclusive(conn, [join_lock_key(grid_id, a) for a in joining])
+                for address in joining:
+                    await db.advisory_xact_lock(conn, join_lock_key(grid_id, address), wait=True)
             senders = {sub.envelope.sender for sub in batch}
             found = await q.participants_by_address(conn, senders, lock=db.is_postgres)
             # The clock after the waits: what the batch stores happened now.

@@ -73,15 +73,6 @@ async def stored_results(
     }
 
 
-_EXCLUSIVE_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
-
-
-async def lock_exclusive(conn: AsyncConnection, keys: Iterable[int]) -> None:
-    """PostgreSQL: hold the advisory locks ``keys`` alone until the transaction ends."""
-    for key in keys:
-        await conn.execute(_EXCLUSIVE_LOCK, {"k": key})
-
-
 async def participants_by_address(
     conn: AsyncConnection, addresses: Collection[str], *, lock: bool = False
 ) -> list[Row[Any]]:
