@@ -41,19 +41,13 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: the grid stores UTC only")
-        value = value.astimezone(UTC)
-        # SQLite keeps text; naive UTC text compares correctly as strings.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return None if value is None else _utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return _aware(value)
 
     # On SQLite the text is written and read here directly, in the format SQLAlchemy's
     # SQLite DATETIME uses ("2026-01-05 00:15:00.000000"), instead of through its
@@ -70,19 +64,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _sqlite_datetime
 
 
-def _sqlite_text(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime: the grid stores UTC only")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.astimezone(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """A stored time, timezone-aware UTC (SQLite's text has no zone: it is UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    # Naive UTC text compares correctly as strings.
+    if value is None:
+        return None
+    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_datetime(value: str | datetime | None) -> datetime | None:
     if value is None:
         return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return _aware(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
